@@ -1,0 +1,154 @@
+#include "core/fileio.h"
+#include "core/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int tn_map_file(const char *path, tn_mapped_file *m) {
+    memset(m, 0, sizeof *m);
+    m->fd = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return tn_err("%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return tn_err("%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return tn_err("%s: not a regular file", path);
+    }
+    m->fd = fd;
+    m->size = (size_t)st.st_size;
+    if (m->size == 0) return 0;
+    void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        m->fd = -1;
+        return tn_err("%s: mmap: %s", path, strerror(e));
+    }
+    m->data = p;
+    return 0;
+}
+
+void tn_unmap_file(tn_mapped_file *m) {
+    if (m->data) munmap((void *)m->data, m->size);
+    if (m->fd >= 0) close(m->fd);
+    m->data = NULL;
+    m->size = 0;
+    m->fd = -1;
+}
+
+int tn_read_file(const char *path, char **data, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return tn_err("%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return tn_err("%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return tn_err("%s: out of memory (%zu bytes)", path, n);
+    }
+    if (n && fread(buf, 1, n, f) != n) {
+        free(buf);
+        fclose(f);
+        return tn_err("%s: read failed", path);
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *data = buf;
+    *size = n;
+    return 0;
+}
+
+char *tn_tmp_path_for(const char *path) {
+    size_t n = strlen(path) + 32;
+    char *t = malloc(n);
+    if (!t) {
+        tn_err("out of memory");
+        return NULL;
+    }
+    snprintf(t, n, "%s.tmp.%ld", path, (long)getpid());
+    return t;
+}
+
+static int fsync_path(const char *path, int dir) {
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int tn_commit_file(const char *tmp_path, const char *path) {
+    if (fsync_path(tmp_path, 0) != 0) {
+        int e = errno;
+        unlink(tmp_path);
+        return tn_err("%s: fsync: %s", tmp_path, strerror(e));
+    }
+    if (rename(tmp_path, path) != 0) {
+        int e = errno;
+        unlink(tmp_path);
+        return tn_err("%s: rename: %s", path, strerror(e));
+    }
+    char *copy = strdup(path);
+    if (copy) {
+        fsync_path(dirname(copy), 1); /* best effort: some filesystems refuse directory fsync */
+        free(copy);
+    }
+    return 0;
+}
+
+int tn_write_file_atomic(const char *path, const void *data, size_t size) {
+    char *tmp = tn_tmp_path_for(path);
+    if (!tmp) return -1;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        tn_err("%s: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    int ok = (size == 0 || fwrite(data, 1, size, f) == size);
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        unlink(tmp);
+        tn_err("%s: write failed", path);
+        free(tmp);
+        return -1;
+    }
+    int rc = tn_commit_file(tmp, path);
+    free(tmp);
+    return rc;
+}
+
+int tn_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int tn_mkdir_p(const char *path) {
+    char buf[4096];
+    if (strlen(path) >= sizeof buf) return tn_err("%s: path too long", path);
+    strcpy(buf, path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return tn_err("%s: mkdir: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return tn_err("%s: mkdir: %s", buf, strerror(errno));
+    return 0;
+}

@@ -1,0 +1,71 @@
+/* Parameter layout: every tensor of the model in one flat float allocation, in a fixed order, with
+ * Hugging Face names ("model.layers.3.mlp.gate_proj.weight") and row-major shapes [out, in].
+ * The same layout describes the parameters, their gradients and the AdamW moments, so any per-tensor
+ * walk (checkpointing, quantizers, optimizers) iterates tn_llama_layout.tensors. */
+#ifndef TN_MODEL_PARAMS_H
+#define TN_MODEL_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "model/config.h"
+
+/* Which part of the model a tensor belongs to; quantizers select by group. */
+typedef enum {
+    TN_GROUP_EMBED = 0, /* model.embed_tokens.weight */
+    TN_GROUP_NORM,      /* every RMSNorm weight */
+    TN_GROUP_ATTN,      /* q_proj, k_proj, v_proj, o_proj */
+    TN_GROUP_MLP,       /* gate_proj, up_proj, down_proj */
+    TN_GROUP_HEAD,      /* lm_head.weight (absent when tied) */
+} tn_param_group;
+
+/* Index of a matrix inside a layer, in layout order. */
+typedef enum { TN_W_Q = 0, TN_W_K, TN_W_V, TN_W_O, TN_W_GATE, TN_W_UP, TN_W_DOWN, TN_W_COUNT } tn_linear_kind;
+
+typedef struct {
+    char name[96];
+    int rank;          /* 1 or 2 */
+    int64_t shape[2];  /* [rows(out), cols(in)] or [n] */
+    size_t offset;     /* in floats, from the start of the flat buffer */
+    size_t numel;
+    tn_param_group group;
+    int layer;         /* -1 outside the layer stack */
+    int kind;          /* tn_linear_kind for matrices inside layers, -1 otherwise */
+} tn_tensor_info;
+
+typedef struct {
+    tn_llama_config cfg;
+    int n_tensors;
+    tn_tensor_info *tensors;
+    size_t numel; /* total floats */
+} tn_llama_layout;
+
+/* Views into one flat buffer laid out by a tn_llama_layout. lm_head == embed when tied. */
+typedef struct {
+    float *attn_norm, *wq, *wk, *wv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;
+} tn_layer_view;
+
+typedef struct {
+    float *embed;      /* [vocab, dim] */
+    float *final_norm; /* [dim] */
+    float *lm_head;    /* [vocab, dim] */
+    tn_layer_view *layers;
+    int n_layers;
+} tn_llama_view;
+
+int tn_llama_layout_init(tn_llama_layout *l, const tn_llama_config *cfg);
+void tn_llama_layout_free(tn_llama_layout *l);
+const tn_tensor_info *tn_llama_layout_find(const tn_llama_layout *l, const char *name);
+
+/* Build views over `base` (which must hold l->numel floats). */
+int tn_llama_view_init(tn_llama_view *v, const tn_llama_layout *l, float *base);
+void tn_llama_view_free(tn_llama_view *v);
+/* Pointer to matrix `kind` of layer `layer` in a view. */
+float *tn_layer_matrix(const tn_layer_view *lv, tn_linear_kind kind);
+
+/* Initialise parameters for training from scratch: matrices ~ N(0, std^2), norms = 1. The residual
+ * output projections (o_proj, down_proj) use std / sqrt(2 * n_layers) (GPT-2 / llm.c). */
+void tn_llama_init_random(const tn_llama_layout *l, float *params, tn_rng *rng, float std);
+
+#endif

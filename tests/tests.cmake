@@ -1,0 +1,52 @@
+# The test suite. Conventions (so that nobody edits this file to add a test):
+#   tests/unit/test_*.c        one executable each, linked to trinity_lib, run with no arguments
+#                              (environment: TN_SOURCE_DIR, TN_SHARED_DATA, TN_FIXTURES, TN_TRINITY)
+#   tests/cli/test_*.sh        bash scripts driving the `trinity` binary
+#   tests/reference/gen_*.py   PyTorch scripts that write HDF5 fixtures into ${TN_FIXTURES}; tests that
+#                              use them carry the FIXTURES_REQUIRED label "reference"
+# A test that must skip (no ../shared/data, no GPU) exits 77, which ctest reports as skipped.
+
+set(TN_FIXTURES ${CMAKE_BINARY_DIR}/fixtures)
+get_filename_component(TN_SHARED_DATA ${CMAKE_SOURCE_DIR}/../shared/data ABSOLUTE)
+find_program(TN_PYTHON3 NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT TN_PYTHON3)
+  find_program(TN_PYTHON3 python3)
+endif()
+set(TN_TEST_ENV
+  TN_SOURCE_DIR=${CMAKE_SOURCE_DIR}
+  TN_SHARED_DATA=${TN_SHARED_DATA}
+  TN_FIXTURES=${TN_FIXTURES}
+  TN_PYTHON=${TN_PYTHON3}
+  TN_TRINITY=$<TARGET_FILE:trinity>
+  OMP_NUM_THREADS=2)
+
+# Reference fixtures: every generator runs once, before the tests that need it.
+file(GLOB TN_REF_GENERATORS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/reference/gen_*.py)
+foreach(gen ${TN_REF_GENERATORS})
+  get_filename_component(name ${gen} NAME_WE)
+  add_test(NAME ref_${name} COMMAND ${TN_PYTHON3} ${gen} ${TN_FIXTURES})
+  set_tests_properties(ref_${name} PROPERTIES FIXTURES_SETUP reference
+    ENVIRONMENT "${TN_TEST_ENV}" SKIP_RETURN_CODE 77 TIMEOUT 600)
+endforeach()
+
+file(GLOB TN_UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
+foreach(src ${TN_UNIT_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src} ${CMAKE_SOURCE_DIR}/tests/unit/tn_test.c)
+  target_link_libraries(${name} PRIVATE trinity_lib)
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${TN_TEST_ENV}" SKIP_RETURN_CODE 77
+    FIXTURES_REQUIRED reference TIMEOUT 900)
+endforeach()
+
+file(GLOB TN_CLI_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli/test_*.sh)
+foreach(script ${TN_CLI_TESTS})
+  get_filename_component(name ${script} NAME_WE)
+  add_test(NAME cli_${name} COMMAND bash ${script})
+  set_tests_properties(cli_${name} PROPERTIES ENVIRONMENT "${TN_TEST_ENV}" SKIP_RETURN_CODE 77
+    FIXTURES_REQUIRED reference TIMEOUT 900)
+endforeach()
+
+if(TN_FUZZ)
+  include(${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake)
+endif()

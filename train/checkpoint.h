@@ -1,0 +1,52 @@
+/* Checkpoints: one HDF5 file (layout in docs/CHECKPOINT.md) holding the model config, parameters under
+ * their Hugging Face names, the tokenizer, and, for training runs, optimizer state, step, RNG and the
+ * data-loader cursor. Modules with state of their own (quantizers, PRIMAL) add it through hooks, each
+ * under its own group. Files are written to a temporary name, fsynced and renamed: an interrupted save
+ * never destroys the previous checkpoint. */
+#ifndef TN_TRAIN_CHECKPOINT_H
+#define TN_TRAIN_CHECKPOINT_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "model/params.h"
+
+#define TN_CKPT_FORMAT "trinity-checkpoint"
+#define TN_CKPT_VERSION 1
+
+/* Extra state saved/loaded by another module under its own group of the open file. */
+typedef struct {
+    const char *group;                         /* e.g. "quant", "primal" */
+    int (*save)(void *ctx, hid_t group);
+    int (*load)(void *ctx, hid_t group);       /* called only when the group exists */
+    void *ctx;
+} tn_ckpt_hook;
+
+typedef struct {
+    tn_llama_layout layout;  /* owns cfg; filled by load */
+    float *params;           /* [layout.numel] (tn_alloc) */
+    /* Tokenizer, opaque to checkpoints: a format name and the bytes data/ understands. */
+    char tokenizer_format[32];
+    uint8_t *tokenizer;
+    size_t tokenizer_len;
+    /* Training state; zero/NULL in an imported model. */
+    int64_t step;
+    float *adam_m, *adam_v;  /* [layout.numel] each, or NULL */
+    tn_rng rng;
+    int has_rng;
+    uint8_t *loader_state;   /* opaque cursor of the batch loader */
+    size_t loader_state_len;
+    char *config_text;       /* the run's INI text, for provenance (NUL-terminated), or NULL */
+} tn_checkpoint;
+
+/* Save atomically. Fields that are NULL/0 are omitted. */
+int tn_ckpt_save(const char *path, const tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks);
+/* Load everything present. Params are validated (shape of every tensor, no NaN/Inf). hooks may be NULL. */
+int tn_ckpt_load(const char *path, tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks);
+/* Read only the model config. */
+int tn_ckpt_read_config(const char *path, tn_llama_config *cfg);
+void tn_ckpt_free(tn_checkpoint *ck);
+
+#endif
