@@ -1,0 +1,65 @@
+/* The Llama model for training: forward and backward over a batch of B sequences of T tokens, fp32.
+ *
+ *   x = embed[tokens]                                              [B, T, D]
+ *   for each layer:
+ *     h = rmsnorm(x) * attn_norm;  q,k,v = h Wq^T, h Wk^T, h Wv^T  (RoPE on q, k; GQA: H/KV q heads per kv head)
+ *     x = x + softmax(q k^T / sqrt(hd) + causal) v  Wo^T
+ *     h = rmsnorm(x) * mlp_norm;   x = x + (silu(h Wg^T) * (h Wu^T)) Wd^T
+ *   logits = rmsnorm(x) * final_norm  lm_head^T                    [B, T, V]
+ *   loss = mean over {(b,t): mask[b,t] = 1} of -log softmax(logits[b,t])[targets[b,t]]
+ *
+ * Conventions are Hugging Face LlamaForCausalLM's (rotate-half RoPE with rope_theta, eps inside the rsqrt),
+ * so an imported model gives the reference logits. Matrix products go through OpenBLAS sgemm; everything
+ * else is OpenMP-parallel loops in kernels/cpu.
+ *
+ * Linear weights may come from somewhere other than the parameter buffer (quantized training): a
+ * tn_weight_source supplies the matrix the forward/backward should use and receives its gradient. */
+#ifndef TN_MODEL_LLAMA_H
+#define TN_MODEL_LLAMA_H
+
+#include <stdint.h>
+
+#include "model/params.h"
+
+/* Where linear-layer weights come from during forward/backward. NULL source = the dense parameters. */
+typedef struct {
+    /* Return the [out, in] matrix to use for (layer, kind). `scratch` has room for the largest matrix;
+     * the source may fill it and return it, or return any pointer valid until the next call. */
+    const float *(*weight)(void *ctx, int layer, tn_linear_kind kind, float *scratch);
+    /* Receives dL/dW for (layer, kind), valid only during the call (it lives in scratch). If NULL, the
+     * gradient is accumulated into the grads buffer passed to backward, as for dense training. */
+    int (*weight_grad)(void *ctx, int layer, tn_linear_kind kind, const float *grad);
+    /* Optional: the LM head matrix when the head is a quantized tensor (kind = -1, layer = -1). */
+    void *ctx;
+} tn_weight_source;
+
+typedef struct tn_llama tn_llama;
+
+/* Allocate activations for batch B and sequence length T (T <= cfg.max_seq_len). The layout is
+ * borrowed and must outlive the model. */
+int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T);
+void tn_llama_free(tn_llama *m);
+/* Use `src` for linear weights (copied; NULL restores dense). */
+void tn_llama_set_weight_source(tn_llama *m, const tn_weight_source *src);
+/* Also quantize/treat the LM head through the weight source (kind TN_W_COUNT, layer -1). */
+void tn_llama_set_head_via_source(tn_llama *m, int on);
+
+/* Forward pass. inputs/targets: [B*T] token ids (checked against vocab), mask: [B*T] (1 = counts toward
+ * the loss), or NULL for all ones. *loss = masked mean NLL (0 when no position is masked in).
+ * *n_counted = number of positions in the mean (may be NULL). targets may be NULL for logits only. */
+int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, const int32_t *targets,
+                     const uint8_t *mask, float *loss, int64_t *n_counted);
+/* Backward of the last forward: grads[layout.numel] += scale * dLoss/dParams. scale lets callers average
+ * over gradient-accumulation micro-batches. Requires forward with targets. */
+int tn_llama_backward(tn_llama *m, const float *params, float *grads, float scale);
+
+/* Logits of the last forward, [B, T, V]. */
+const float *tn_llama_logits(const tn_llama *m);
+/* Per-position NLL of the last forward, [B, T] (computed for all positions, masked or not). */
+const float *tn_llama_nll(const tn_llama *m);
+int tn_llama_batch(const tn_llama *m);
+int tn_llama_seq_len(const tn_llama *m);
+/* Bytes of activation memory held. */
+int64_t tn_llama_activation_bytes(const tn_llama *m);
+
+#endif
