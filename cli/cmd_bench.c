@@ -1,10 +1,19 @@
-/* PLACEHOLDER: replaced by the module that implements 'bench'. Must not survive to a landing. */
 #include "cli/commands.h"
-#include "core/error.h"
+#include "runner/bench_train.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void help(void) {
+    printf("usage: trinity bench <train|gemv|decode> [options]   ('trinity bench <what> --help')\n");
+}
 
 int tn_cmd_bench(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    tn_err("bench: not built yet");
-    return tn_cli_fail();
+    if (argc < 2) return tn_cli_usage_error("bench", "missing what to benchmark");
+    if (tn_cli_is_help(argv[1])) {
+        help();
+        return TN_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "train")) return tn_bench_train(argc - 1, argv + 1);
+    return tn_cli_usage_error("bench", "unknown benchmark '%s'", argv[1]);
 }

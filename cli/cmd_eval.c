@@ -1,10 +1,81 @@
-/* PLACEHOLDER: replaced by the module that implements 'eval'. Must not survive to a landing. */
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/json.h"
+#include "train/evaluate_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void help(void) {
+    printf("usage: trinity eval MODEL --data SHARD.h5 [--seq-len N] [--batch B] [--max-windows W] [--json]\n\n"
+           "Mean masked negative log-likelihood and perplexity of MODEL (.h5 checkpoint or .trin) over the\n"
+           "shard, in non-overlapping windows of N tokens (default min(512, max_seq_len)). Quantized\n"
+           "checkpoints are evaluated with their snapped weights.\n"
+           "--json prints {\"loss\": L, \"ppl\": P, \"tokens\": T} on one line.\n");
+}
+
+static int parse_pos(const char *flag, const char *s, long long max, long long *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v <= 0 || v > max) return -1;
+    (void)flag;
+    *out = v;
+    return 0;
+}
 
 int tn_cmd_eval(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    tn_err("eval: not built yet");
-    return tn_cli_fail();
+    const char *model = NULL, *data = NULL;
+    long long seq = 0, batch = 4, maxw = 0;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (tn_cli_is_help(a)) {
+            help();
+            return TN_EXIT_OK;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--data") || !strcmp(a, "--seq-len") || !strcmp(a, "--batch") ||
+                   !strcmp(a, "--max-windows")) {
+            if (i + 1 >= argc) return tn_cli_usage_error("eval", "%s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--data")) data = v;
+            else if (!strcmp(a, "--seq-len") && parse_pos(a, v, 1 << 20, &seq) != 0)
+                return tn_cli_usage_error("eval", "--seq-len: '%s' is not a positive integer", v);
+            else if (!strcmp(a, "--batch") && parse_pos(a, v, 4096, &batch) != 0)
+                return tn_cli_usage_error("eval", "--batch: '%s' is not a positive integer", v);
+            else if (!strcmp(a, "--max-windows") && parse_pos(a, v, 1LL << 40, &maxw) != 0)
+                return tn_cli_usage_error("eval", "--max-windows: '%s' is not a positive integer", v);
+        } else if (a[0] == '-') {
+            return tn_cli_usage_error("eval", "unknown option '%s'", a);
+        } else if (!model) {
+            model = a;
+        } else {
+            return tn_cli_usage_error("eval", "unexpected argument '%s'", a);
+        }
+    }
+    if (!model) return tn_cli_usage_error("eval", "missing MODEL");
+    if (!data) return tn_cli_usage_error("eval", "missing --data SHARD.h5");
+    double loss;
+    int64_t counted;
+    size_t ml = strlen(model);
+    int rc;
+    if (ml > 5 && !strcmp(model + ml - 5, ".trin")) {
+        rc = tn_err("%s: .trin evaluation is provided by the runner (not built yet)", model);
+    } else {
+        rc = tn_eval_checkpoint(model, data, (int)seq, (int)batch, maxw, &loss, &counted);
+    }
+    if (rc != 0) return tn_cli_fail();
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        tn_json_add_num(o, "loss", loss);
+        tn_json_add_num(o, "ppl", exp(loss));
+        cJSON_AddNumberToObject(o, "tokens", (double)counted);
+        tn_json_print_line(stdout, o);
+        cJSON_Delete(o);
+    } else {
+        printf("loss %.6f  ppl %.4f  tokens %lld\n", loss, exp(loss), (long long)counted);
+    }
+    return TN_EXIT_OK;
 }

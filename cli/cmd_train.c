@@ -1,10 +1,45 @@
-/* PLACEHOLDER: replaced by the module that implements 'train'. Must not survive to a landing. */
 #include "cli/commands.h"
 #include "core/error.h"
+#include "train/train.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void help(void) {
+    printf("usage: trinity train CONFIG.ini [section.key=value ...] [--resume | --resume-from CKPT.h5]\n\n"
+           "Train a model as the config says (dense AdamW, STE evolution with [quant], or PRIMAL with\n"
+           "[optim] method = primal). Keys: docs/CONFIG.md. Overrides replace config values.\n\n"
+           "  --resume            continue from the newest ckpt-*.h5 in [train] out_dir\n"
+           "  --resume-from PATH  continue from a given checkpoint\n\n"
+           "The run directory gets config.ini, log.jsonl (one JSON object per step and per evaluation)\n"
+           "and ckpt-NNNNNN.h5 checkpoints.\n");
+}
 
 int tn_cmd_train(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    tn_err("train: not built yet");
-    return tn_cli_fail();
+    const char *config = NULL, *resume = NULL;
+    char *overrides[256];
+    int n_over = 0;
+    for (int i = 1; i < argc; i++) {
+        if (tn_cli_is_help(argv[i])) {
+            help();
+            return TN_EXIT_OK;
+        } else if (!strcmp(argv[i], "--resume")) {
+            resume = "";
+        } else if (!strcmp(argv[i], "--resume-from")) {
+            if (i + 1 >= argc) return tn_cli_usage_error("train", "--resume-from needs a path");
+            resume = argv[++i];
+        } else if (argv[i][0] == '-') {
+            return tn_cli_usage_error("train", "unknown option '%s'", argv[i]);
+        } else if (!config) {
+            config = argv[i];
+        } else if (strchr(argv[i], '=')) {
+            if (n_over == 256) return tn_cli_usage_error("train", "too many overrides");
+            overrides[n_over++] = argv[i];
+        } else {
+            return tn_cli_usage_error("train", "unexpected argument '%s' (overrides look like section.key=value)", argv[i]);
+        }
+    }
+    if (!config) return tn_cli_usage_error("train", "missing CONFIG.ini");
+    if (tn_train_run(config, overrides, n_over, resume) != 0) return tn_cli_fail();
+    return TN_EXIT_OK;
 }

@@ -1,0 +1,294 @@
+/* CPU implementations of kernels/ops.h. */
+#include "kernels/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* ---- matrix products ---------------------------------------------------------------------------- */
+
+void tn_op_linear(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)N, (blasint)out, (blasint)in, 1.0f, x,
+                (blasint)in, W, (blasint)in, beta, y, (blasint)out);
+}
+
+void tn_op_linear_dx(float *dx, const float *dy, const float *W, int64_t N, int64_t in, int64_t out, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)N, (blasint)in, (blasint)out, 1.0f, dy,
+                (blasint)out, W, (blasint)in, beta, dx, (blasint)in);
+}
+
+void tn_op_linear_dw(float *dW, const float *dy, const float *x, int64_t N, int64_t in, int64_t out, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)out, (blasint)in, (blasint)N, 1.0f, dy,
+                (blasint)out, x, (blasint)in, beta, dW, (blasint)in);
+}
+
+/* ---- RMSNorm ------------------------------------------------------------------------------------- */
+
+void tn_op_rmsnorm(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * D;
+        float *yr = y + n * D;
+        double ss = 0; /* double accumulation: D up to thousands, keeps the 1e-5 match with PyTorch */
+        for (int64_t d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
+        float r = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
+        rstd[n] = r;
+        for (int64_t d = 0; d < D; d++) yr[d] = xr[d] * r * w[d];
+    }
+}
+
+/* With xh = x·r and y = w·xh:  dx = r · (dy·w − xh · mean(dy·w·xh)),  dw = Σ_n dy·xh. */
+void tn_op_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                            const float *rstd, int64_t N, int64_t D) {
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            const float *xr = x + n * D, *dyr = dy + n * D;
+            float *dxr = dx + n * D;
+            float r = rstd[n];
+            double dot = 0;
+            for (int64_t d = 0; d < D; d++) dot += (double)dyr[d] * w[d] * xr[d];
+            float m = (float)(dot / (double)D) * r * r;
+            for (int64_t d = 0; d < D; d++) dxr[d] += r * (dyr[d] * w[d] - xr[d] * m);
+        }
+        /* dw: columns split across threads, so no two threads write the same element. */
+#pragma omp for schedule(static)
+        for (int64_t d = 0; d < D; d++) {
+            double s = 0;
+            for (int64_t n = 0; n < N; n++) s += (double)dy[n * D + d] * x[n * D + d] * rstd[n];
+            dw[d] += (float)s;
+        }
+    }
+}
+
+/* ---- RoPE ---------------------------------------------------------------------------------------- */
+
+void tn_op_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, double theta, int64_t pos0) {
+    int64_t half = hd / 2;
+    for (int64_t i = 0; i < half; i++) {
+        /* HF computes inv_freq in float32: 1 / theta^(2i/hd). Match that rounding, then angle in double. */
+        float inv_freq = (float)(1.0 / pow(theta, (double)(2 * i) / (double)hd));
+        for (int64_t t = 0; t < T; t++) {
+            double a = (double)(pos0 + t) * (double)inv_freq;
+            cos_t[t * half + i] = (float)cos(a);
+            sin_t[t * half + i] = (float)sin(a);
+        }
+    }
+}
+
+void tn_op_rope(float *x, const float *cos_t, const float *sin_t, int64_t B, int64_t T, int64_t n_heads,
+                int64_t hd, int inverse) {
+    int64_t half = hd / 2;
+    float sgn = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t t = 0; t < T; t++) {
+            const float *c = cos_t + t * half, *s = sin_t + t * half;
+            for (int64_t h = 0; h < n_heads; h++) {
+                float *v = x + ((b * T + t) * n_heads + h) * hd;
+                for (int64_t i = 0; i < half; i++) {
+                    float a = v[i], bb = v[i + half], si = sgn * s[i];
+                    v[i] = a * c[i] - bb * si;
+                    v[i + half] = bb * c[i] + a * si;
+                }
+            }
+        }
+    }
+}
+
+/* ---- attention ----------------------------------------------------------------------------------- */
+
+/* Row-wise causal softmax of S[T, T] in place; entries above the diagonal become 0. */
+static void causal_softmax(float *S, int64_t T) {
+    for (int64_t i = 0; i < T; i++) {
+        float *row = S + i * T;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+        float sum = 0;
+        for (int64_t j = 0; j <= i; j++) {
+            row[j] = expf(row[j] - mx);
+            sum += row[j];
+        }
+        float inv = 1.0f / sum;
+        for (int64_t j = 0; j <= i; j++) row[j] *= inv;
+        for (int64_t j = i + 1; j < T; j++) row[j] = 0.0f;
+    }
+}
+
+void tn_op_attention(float *out, float *probs, const float *q, const float *k, const float *v, int64_t B,
+                     int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    const int64_t qs = H * hd, ks = KV * hd, group = H / KV;
+    const float scale = 1.0f / sqrtf((float)hd);
+    /* One (batch, head) pair per task; sgemm runs single-threaded inside the parallel region. */
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t h = 0; h < H; h++) {
+            const int64_t kh = h / group;
+            const float *qb = q + b * T * qs + h * hd;
+            const float *kb = k + b * T * ks + kh * hd;
+            const float *vb = v + b * T * ks + kh * hd;
+            float *P = probs + (b * H + h) * T * T;
+            float *ob = out + b * T * qs + h * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)T, (blasint)hd, scale, qb,
+                        (blasint)qs, kb, (blasint)ks, 0.0f, P, (blasint)T);
+            causal_softmax(P, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)T, 1.0f, P,
+                        (blasint)T, vb, (blasint)ks, 0.0f, ob, (blasint)qs);
+        }
+    }
+}
+
+/* Per (b, kv head): every q head of the group adds into the same dk, dv rows, so the group is one task.
+ *   dP = dO Vᵀ;  dV += Pᵀ dO;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale;  dQ = dS K;  dK += dSᵀ Q */
+void tn_op_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                              const float *q, const float *k, const float *v, int64_t B, int64_t T,
+                              int64_t H, int64_t KV, int64_t hd, float *scratch) {
+    const int64_t qs = H * hd, ks = KV * hd, group = H / KV;
+    const float scale = 1.0f / sqrtf((float)hd);
+    /* dk, dv are accumulated over the heads of a group: clear them first. */
+    memset(dk, 0, (size_t)(B * T * ks) * sizeof *dk);
+    memset(dv, 0, (size_t)(B * T * ks) * sizeof *dv);
+#pragma omp parallel
+    {
+        float *dP = scratch + (int64_t)omp_get_thread_num() * T * T;
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int64_t b = 0; b < B; b++) {
+            for (int64_t kh = 0; kh < KV; kh++) {
+                const float *kb = k + b * T * ks + kh * hd, *vb = v + b * T * ks + kh * hd;
+                float *dkb = dk + b * T * ks + kh * hd, *dvb = dv + b * T * ks + kh * hd;
+                for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
+                    const float *P = probs + (b * H + h) * T * T;
+                    const float *dob = dout + b * T * qs + h * hd, *qb = q + b * T * qs + h * hd;
+                    float *dqb = dq + b * T * qs + h * hd;
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)T, (blasint)hd, 1.0f,
+                                dob, (blasint)qs, vb, (blasint)ks, 0.0f, dP, (blasint)T);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)T, 1.0f,
+                                P, (blasint)T, dob, (blasint)qs, 1.0f, dvb, (blasint)ks);
+                    for (int64_t i = 0; i < T; i++) {
+                        const float *pr = P + i * T;
+                        float *dr = dP + i * T;
+                        float dot = 0;
+                        for (int64_t j = 0; j <= i; j++) dot += pr[j] * dr[j];
+                        for (int64_t j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+                        for (int64_t j = i + 1; j < T; j++) dr[j] = 0.0f;
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)T, 1.0f,
+                                dP, (blasint)T, kb, (blasint)ks, 0.0f, dqb, (blasint)qs);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)T, 1.0f,
+                                dP, (blasint)T, qb, (blasint)qs, 1.0f, dkb, (blasint)ks);
+                }
+            }
+        }
+    }
+}
+
+/* ---- SwiGLU -------------------------------------------------------------------------------------- */
+
+void tn_op_swiglu(float *a, const float *g, const float *u, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-g[i]));
+        a[i] = g[i] * s * u[i];
+    }
+}
+
+/* d silu(g)/dg = σ(g) (1 + g (1 − σ(g))) */
+void tn_op_swiglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-g[i]));
+        float silu = g[i] * s;
+        float d = da[i];
+        du[i] = d * silu;
+        dg[i] = d * u[i] * s * (1.0f + g[i] * (1.0f - s));
+    }
+}
+
+/* ---- embedding ----------------------------------------------------------------------------------- */
+
+void tn_op_embed(float *x, const float *E, const int32_t *tokens, int64_t N, int64_t D) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) memcpy(x + n * D, E + (int64_t)tokens[n] * D, (size_t)D * sizeof *x);
+}
+
+void tn_op_embed_backward(float *dE, const float *dx, const int32_t *tokens, int64_t N, int64_t D) {
+    /* Columns split across threads: tokens repeat, so splitting over n would race. */
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), it = omp_get_thread_num();
+        int64_t d0 = D * it / nt, d1 = D * (it + 1) / nt;
+        for (int64_t n = 0; n < N; n++) {
+            float *row = dE + (int64_t)tokens[n] * D;
+            const float *src = dx + n * D;
+            for (int64_t d = d0; d < d1; d++) row[d] += src[d];
+        }
+    }
+}
+
+/* ---- cross-entropy ------------------------------------------------------------------------------- */
+
+int64_t tn_op_cross_entropy(float *nll, const float *logits, const int32_t *targets, const uint8_t *mask,
+                            int64_t N, int64_t V) {
+    int64_t count = 0;
+#pragma omp parallel for schedule(static) reduction(+ : count)
+    for (int64_t n = 0; n < N; n++) {
+        const float *row = logits + n * V;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+        double sum = 0;
+        for (int64_t j = 0; j < V; j++) sum += exp((double)(row[j] - mx));
+        nll[n] = (float)((double)mx + log(sum) - (double)row[targets[n]]);
+        if (!mask || mask[n]) count++;
+    }
+    return count;
+}
+
+void tn_op_cross_entropy_backward(float *logits, const int32_t *targets, const uint8_t *mask, int64_t N,
+                                  int64_t V, float g) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float *row = logits + n * V;
+        if (mask && !mask[n]) {
+            memset(row, 0, (size_t)V * sizeof *row);
+            continue;
+        }
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+        float sum = 0;
+        for (int64_t j = 0; j < V; j++) {
+            row[j] = expf(row[j] - mx);
+            sum += row[j];
+        }
+        float k = g / sum;
+        for (int64_t j = 0; j < V; j++) row[j] *= k;
+        row[targets[n]] -= g;
+    }
+}
+
+/* ---- vectors ------------------------------------------------------------------------------------- */
+
+void tn_op_add(float *y, const float *x, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+double tn_op_sumsq(const float *x, int64_t n) {
+    double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
+void tn_op_scale(float *x, float s, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) x[i] *= s;
+}
+
+int tn_op_all_finite(const float *x, int64_t n) {
+    int bad = 0;
+#pragma omp parallel for reduction(| : bad) schedule(static)
+    for (int64_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
+    return !bad;
+}

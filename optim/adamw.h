@@ -1,0 +1,23 @@
+/* AdamW (Loshchilov & Hutter) over flat float arrays, with decoupled weight decay:
+ *   m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²
+ *   p ← p − lr · ( m/(1−β1^t) / (sqrt(v/(1−β2^t)) + ε)  +  wd · p )
+ * t is the 1-based step count. Used for dense training, STE shadow weights, and PRIMAL's float
+ * parameters (scales, embeddings, norms). */
+#ifndef TN_OPTIM_ADAMW_H
+#define TN_OPTIM_ADAMW_H
+
+#include <stdint.h>
+
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+} tn_adamw_hparams;
+
+/* Update n parameters in place. decay: 1 applies weight decay to this array, 0 does not. */
+void tn_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, const tn_adamw_hparams *h,
+                     int64_t t, int decay);
+
+/* Global L2 norm of g[n]; if max_norm > 0 and the norm exceeds it, g is scaled to max_norm.
+ * Returns the norm before clipping. */
+double tn_clip_grad_norm(float *g, int64_t n, double max_norm);
+
+#endif

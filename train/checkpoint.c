@@ -1,0 +1,244 @@
+#include "train/checkpoint.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/fileio.h"
+#include "core/h5.h"
+#include "kernels/ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- config ---------------------------------------------------------------------------------------- */
+
+static int write_config(hid_t f, const tn_llama_config *c) {
+    hid_t g;
+    TN_CHECK(tn_h5_group(f, "config", &g));
+    int rc = 0;
+    rc |= tn_h5_attr_set_i64(g, ".", "dim", c->dim);
+    rc |= tn_h5_attr_set_i64(g, ".", "n_layers", c->n_layers);
+    rc |= tn_h5_attr_set_i64(g, ".", "n_heads", c->n_heads);
+    rc |= tn_h5_attr_set_i64(g, ".", "n_kv_heads", c->n_kv_heads);
+    rc |= tn_h5_attr_set_i64(g, ".", "ffn_dim", c->ffn_dim);
+    rc |= tn_h5_attr_set_i64(g, ".", "vocab_size", c->vocab_size);
+    rc |= tn_h5_attr_set_i64(g, ".", "max_seq_len", c->max_seq_len);
+    rc |= tn_h5_attr_set_f64(g, ".", "rope_theta", c->rope_theta);
+    rc |= tn_h5_attr_set_f64(g, ".", "norm_eps", c->norm_eps);
+    rc |= tn_h5_attr_set_i64(g, ".", "tied_embeddings", c->tied_embeddings);
+    rc |= tn_h5_attr_set_i64(g, ".", "bos_id", c->bos_id);
+    rc |= tn_h5_attr_set_i64(g, ".", "eos_id", c->eos_id);
+    H5Gclose(g);
+    return rc ? -1 : 0;
+}
+
+static int read_config(hid_t f, tn_llama_config *c) {
+    if (!tn_h5_exists(f, "config")) return tn_err("no /config group (not a trinity checkpoint?)");
+    int64_t v;
+    double d;
+    tn_llama_config_defaults(c);
+#define I(key, field)                                                                                  \
+    if (tn_h5_attr_get_i64(f, "config", key, &v) != 0) return tn_err_prefix("config");               \
+    if (v < -1 || v > ((int64_t)1 << 30)) return tn_err("config: %s = %lld out of range", key, (long long)v); \
+    c->field = (int)v
+    I("dim", dim);
+    I("n_layers", n_layers);
+    I("n_heads", n_heads);
+    I("n_kv_heads", n_kv_heads);
+    I("ffn_dim", ffn_dim);
+    I("vocab_size", vocab_size);
+    I("max_seq_len", max_seq_len);
+    I("tied_embeddings", tied_embeddings);
+    I("bos_id", bos_id);
+    I("eos_id", eos_id);
+#undef I
+    if (tn_h5_attr_get_f64(f, "config", "rope_theta", &d) != 0) return tn_err_prefix("config");
+    c->rope_theta = (float)d;
+    if (tn_h5_attr_get_f64(f, "config", "norm_eps", &d) != 0) return tn_err_prefix("config");
+    c->norm_eps = (float)d;
+    return tn_llama_config_validate(c);
+}
+
+/* ---- per-tensor float arrays under a group ---------------------------------------------------------- */
+
+static int write_tensors(hid_t f, const char *group, const tn_llama_layout *l, const float *base) {
+    char path[160];
+    for (int i = 0; i < l->n_tensors; i++) {
+        const tn_tensor_info *t = &l->tensors[i];
+        snprintf(path, sizeof path, "%s/%s", group, t->name);
+        TN_CHECK(tn_h5_write(f, path, TN_H5_F32, t->rank, t->shape, base + t->offset, 0));
+    }
+    return 0;
+}
+
+static int read_tensors(hid_t f, const char *group, const tn_llama_layout *l, float *base) {
+    char path[160];
+    for (int i = 0; i < l->n_tensors; i++) {
+        const tn_tensor_info *t = &l->tensors[i];
+        snprintf(path, sizeof path, "%s/%s", group, t->name);
+        if (tn_h5_read(f, path, TN_H5_F32, t->rank, t->shape, base + t->offset) != 0) return -1;
+        if (!tn_op_all_finite(base + t->offset, (int64_t)t->numel))
+            return tn_err("%s: contains NaN or Inf", path);
+    }
+    return 0;
+}
+
+/* ---- save ------------------------------------------------------------------------------------------- */
+
+static int save_body(hid_t f, const tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks) {
+    TN_CHECK(tn_h5_attr_set_str(f, ".", "format", TN_CKPT_FORMAT));
+    TN_CHECK(tn_h5_attr_set_i64(f, ".", "version", TN_CKPT_VERSION));
+    TN_CHECK(tn_h5_attr_set_i64(f, ".", "step", ck->step));
+    TN_CHECK(write_config(f, &ck->layout.cfg));
+    TN_CHECK(write_tensors(f, "params", &ck->layout, ck->params));
+    if (ck->adam_m && ck->adam_v) {
+        TN_CHECK(write_tensors(f, "optim/adam_m", &ck->layout, ck->adam_m));
+        TN_CHECK(write_tensors(f, "optim/adam_v", &ck->layout, ck->adam_v));
+    }
+    if (ck->has_rng) {
+        int64_t n = 4;
+        TN_CHECK(tn_h5_write(f, "state/rng", TN_H5_U64, 1, &n, ck->rng.s, 0));
+    }
+    if (ck->loader_state && ck->loader_state_len) {
+        int64_t n = (int64_t)ck->loader_state_len;
+        TN_CHECK(tn_h5_write(f, "state/loader", TN_H5_U8, 1, &n, ck->loader_state, 0));
+    }
+    if (ck->tokenizer && ck->tokenizer_len) {
+        int64_t n = (int64_t)ck->tokenizer_len;
+        TN_CHECK(tn_h5_write(f, "tokenizer", TN_H5_U8, 1, &n, ck->tokenizer, 6));
+        TN_CHECK(tn_h5_attr_set_str(f, "tokenizer", "format", ck->tokenizer_format));
+    }
+    if (ck->config_text) TN_CHECK(tn_h5_attr_set_str(f, ".", "run_config", ck->config_text));
+    for (int i = 0; i < n_hooks; i++) {
+        hid_t g;
+        TN_CHECK(tn_h5_group(f, hooks[i].group, &g));
+        int rc = hooks[i].save(hooks[i].ctx, g);
+        H5Gclose(g);
+        if (rc != 0) return tn_err_prefix("saving %s state", hooks[i].group);
+    }
+    return 0;
+}
+
+int tn_ckpt_save(const char *path, const tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks) {
+    char *tmp = tn_tmp_path_for(path);
+    if (!tmp) return -1;
+    hid_t f;
+    if (tn_h5_create(tmp, &f) != 0) {
+        free(tmp);
+        return tn_err_prefix("saving %s", path);
+    }
+    int rc = save_body(f, ck, hooks, n_hooks);
+    if (H5Fclose(f) < 0 && rc == 0) rc = tn_err("closing HDF5 file failed");
+    if (rc != 0) {
+        unlink(tmp);
+        free(tmp);
+        return tn_err_prefix("saving %s", path);
+    }
+    rc = tn_commit_file(tmp, path);
+    free(tmp);
+    return rc;
+}
+
+/* ---- load ------------------------------------------------------------------------------------------- */
+
+static int check_format(hid_t f) {
+    char fmt[64];
+    int64_t version;
+    if (tn_h5_attr_get_str(f, ".", "format", fmt, sizeof fmt) != 0 || strcmp(fmt, TN_CKPT_FORMAT) != 0)
+        return tn_err("not a trinity checkpoint (format attribute is not '%s')", TN_CKPT_FORMAT);
+    if (tn_h5_attr_get_i64(f, ".", "version", &version) != 0) return -1;
+    if (version < 1 || version > TN_CKPT_VERSION)
+        return tn_err("checkpoint version %lld not supported (this build reads up to %d)", (long long)version,
+                      TN_CKPT_VERSION);
+    return 0;
+}
+
+static int load_body(hid_t f, tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks) {
+    TN_CHECK(check_format(f));
+    tn_llama_config cfg;
+    TN_CHECK(read_config(f, &cfg));
+    TN_CHECK(tn_llama_layout_init(&ck->layout, &cfg));
+    if (!(ck->params = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
+    TN_CHECK(read_tensors(f, "params", &ck->layout, ck->params));
+    TN_CHECK(tn_h5_attr_get_i64(f, ".", "step", &ck->step));
+    if (tn_h5_exists(f, "optim/adam_m")) {
+        if (!(ck->adam_m = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
+        if (!(ck->adam_v = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
+        TN_CHECK(read_tensors(f, "optim/adam_m", &ck->layout, ck->adam_m));
+        TN_CHECK(read_tensors(f, "optim/adam_v", &ck->layout, ck->adam_v));
+    }
+    if (tn_h5_exists(f, "state/rng")) {
+        int64_t n = 4;
+        TN_CHECK(tn_h5_read(f, "state/rng", TN_H5_U64, 1, &n, ck->rng.s));
+        ck->has_rng = 1;
+    }
+    if (tn_h5_exists(f, "state/loader")) {
+        int rank;
+        int64_t shape[TN_H5_MAX_RANK];
+        void *buf;
+        TN_CHECK(tn_h5_read_alloc(f, "state/loader", TN_H5_U8, &rank, shape, &buf));
+        ck->loader_state = buf;
+        ck->loader_state_len = (size_t)shape[0];
+    }
+    if (tn_h5_exists(f, "tokenizer")) {
+        int rank;
+        int64_t shape[TN_H5_MAX_RANK];
+        void *buf;
+        TN_CHECK(tn_h5_read_alloc(f, "tokenizer", TN_H5_U8, &rank, shape, &buf));
+        ck->tokenizer = buf;
+        ck->tokenizer_len = (size_t)shape[0];
+        TN_CHECK(tn_h5_attr_get_str(f, "tokenizer", "format", ck->tokenizer_format, sizeof ck->tokenizer_format));
+    }
+    if (tn_h5_attr_has(f, ".", "run_config")) {
+        char *text = malloc(1 << 20);
+        if (!text) return tn_err("out of memory");
+        if (tn_h5_attr_get_str(f, ".", "run_config", text, 1 << 20) != 0) {
+            free(text);
+            return -1;
+        }
+        ck->config_text = text;
+    }
+    for (int i = 0; i < n_hooks; i++) {
+        if (!tn_h5_exists(f, hooks[i].group)) continue;
+        hid_t g;
+        TN_CHECK(tn_h5_group(f, hooks[i].group, &g));
+        int rc = hooks[i].load(hooks[i].ctx, g);
+        H5Gclose(g);
+        if (rc != 0) return tn_err_prefix("%s state", hooks[i].group);
+    }
+    return 0;
+}
+
+int tn_ckpt_load(const char *path, tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks) {
+    memset(ck, 0, sizeof *ck);
+    hid_t f;
+    if (tn_h5_open(path, &f) != 0) return -1;
+    int rc = load_body(f, ck, hooks, n_hooks);
+    tn_h5_close(f);
+    if (rc != 0) {
+        tn_ckpt_free(ck);
+        return tn_err_prefix("%s", path);
+    }
+    return 0;
+}
+
+int tn_ckpt_read_config(const char *path, tn_llama_config *cfg) {
+    hid_t f;
+    if (tn_h5_open(path, &f) != 0) return -1;
+    int rc = check_format(f);
+    if (rc == 0) rc = read_config(f, cfg);
+    tn_h5_close(f);
+    return rc ? tn_err_prefix("%s", path) : 0;
+}
+
+void tn_ckpt_free(tn_checkpoint *ck) {
+    tn_llama_layout_free(&ck->layout);
+    tn_free(ck->params);
+    tn_free(ck->adam_m);
+    tn_free(ck->adam_v);
+    tn_free(ck->loader_state);
+    tn_free(ck->tokenizer);
+    free(ck->config_text);
+    memset(ck, 0, sizeof *ck);
+}

@@ -1,0 +1,79 @@
+/* State of one training run, shared by the loop (train.c) and the per-method parts (dense AdamW,
+ * STE evolution, PRIMAL). Internal to train/. */
+#ifndef TN_TRAIN_RUN_H
+#define TN_TRAIN_RUN_H
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+
+#include "core/config.h"
+#include "core/rng.h"
+#include "data/loader.h"
+#include "data/shard.h"
+#include "model/llama.h"
+#include "optim/adamw.h"
+#include "optim/schedule.h"
+#include "train/checkpoint.h"
+
+typedef struct tn_run tn_run;
+
+/* A training method: how the forward gets its weights, how the optimizer steps, what it logs and
+ * saves. Dense AdamW is the method with every hook NULL. */
+typedef struct {
+    const char *name;
+    void *ctx;
+    /* Before each optimizer step's micro-batches (e.g. STE: materialise W_q, PRIMAL: nothing). */
+    int (*begin_step)(tn_run *r, void *ctx);
+    /* The optimizer step (replaces dense AdamW when set). */
+    int (*optimizer_step)(tn_run *r, void *ctx, double lr);
+    /* Add method telemetry to a step's log object. */
+    void (*log_step)(tn_run *r, void *ctx, cJSON *obj);
+    /* Weights for evaluation: params with quantized layers snapped (writes into `out`, a full copy of the
+     * parameter buffer). NULL: evaluate the raw params. */
+    int (*eval_params)(tn_run *r, void *ctx, float *out);
+    tn_ckpt_hook hook; /* group name NULL when the method saves nothing */
+    void (*destroy)(void *ctx);
+} tn_method;
+
+struct tn_run {
+    tn_config *ini;
+    char *config_text;
+    char out_dir[1024];
+    int64_t seed, batch, seq_len, accum, steps, log_every, eval_every, eval_batches, ckpt_every, keep_ckpts;
+    int64_t sample_every, sample_tokens;
+    const char *sample_prompt;
+    tn_schedule sched;
+    tn_adamw_hparams adam;
+    double grad_clip;
+
+    tn_llama_layout layout;
+    float *params, *grads, *adam_m, *adam_v;
+    uint8_t *decay_mask_unused;
+    tn_llama *model;
+
+    tn_loader *loader;
+    tn_shard val;
+    int has_val;
+    int32_t *inputs, *targets;
+    uint8_t *mask;
+
+    char tokenizer_format[32];
+    uint8_t *tokenizer;
+    size_t tokenizer_len;
+
+    tn_rng rng;
+    int64_t step;
+    FILE *log;
+    double t_start;
+    tn_method method;
+};
+
+/* Dense AdamW over every parameter (decay on matrices only). Also used by the other methods for the
+ * parameters they leave in float. skip_group_mask: bit (1 << tn_param_group) set = tensor skipped. */
+void tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask);
+
+/* Method constructors (each reads its own config section). */
+int tn_method_ste_init(tn_run *r, tn_method *m);
+int tn_method_primal_init(tn_run *r, tn_method *m);
+
+#endif

@@ -1,0 +1,492 @@
+/* The training loop. One optimizer step = `accum` micro-batches of batch × seq_len tokens, each
+ * forward + backward with gradients averaged over micro-batches, then global-norm clipping and the
+ * method's optimizer step. Determinism: with the same thread count, a run resumed from a checkpoint
+ * reproduces the uninterrupted run's losses exactly (params, AdamW moments, step, RNG, loader cursor and
+ * method state are all checkpointed). */
+#include "train/train.h"
+#include "train/eval.h"
+#include "train/run.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/fileio.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/timer.h"
+#include "kernels/ops.h"
+
+#include <cblas.h>
+#include <dirent.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- configuration ---------------------------------------------------------------------------------- */
+
+/* The effective config as INI text, sections in order of first appearance. */
+static char *config_to_text(const tn_config *c) {
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    out[0] = '\0';
+    int n = tn_config_count(c);
+    char *done = calloc((size_t)n + 1, 1);
+    if (!done) {
+        free(out);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (done[i]) continue;
+        const char *sec, *key, *val;
+        tn_config_entry(c, i, &sec, &key, &val);
+        for (int j = i; j < n; j++) {
+            const char *s2, *k2, *v2;
+            tn_config_entry(c, j, &s2, &k2, &v2);
+            if (strcmp(s2, sec) != 0) continue;
+            done[j] = 1;
+            size_t need = strlen(s2) + strlen(k2) + strlen(v2) + 16;
+            if (len + need >= cap) {
+                cap = 2 * (len + need);
+                char *nb = realloc(out, cap);
+                if (!nb) {
+                    free(out);
+                    free(done);
+                    return NULL;
+                }
+                out = nb;
+            }
+            if (j == i) len += (size_t)sprintf(out + len, "%s[%s]\n", len ? "\n" : "", sec);
+            len += (size_t)sprintf(out + len, "%s = %s\n", k2, v2);
+        }
+    }
+    free(done);
+    return out;
+}
+
+/* Split a comma-separated list in place; returns the count (at most cap). */
+static int split_list(char *s, char **items, int cap) {
+    int n = 0;
+    for (char *tok = strtok(s, ","); tok && n < cap; tok = strtok(NULL, ",")) {
+        while (*tok == ' ' || *tok == '\t') tok++;
+        char *e = tok + strlen(tok);
+        while (e > tok && (e[-1] == ' ' || e[-1] == '\t')) *--e = '\0';
+        if (*tok) items[n++] = tok;
+    }
+    return n;
+}
+
+static int read_train_config(tn_run *r) {
+    tn_config *c = r->ini;
+    const char *out_dir, *sched;
+    TN_CHECK(tn_config_str_req(c, "train", "out_dir", &out_dir));
+    if (strlen(out_dir) >= sizeof r->out_dir) return tn_err("[train] out_dir: path too long");
+    strcpy(r->out_dir, out_dir);
+    TN_CHECK(tn_config_int(c, "train", "seed", 1234, &r->seed));
+    TN_CHECK(tn_config_int_req(c, "train", "batch", &r->batch));
+    TN_CHECK(tn_config_int_req(c, "train", "seq_len", &r->seq_len));
+    TN_CHECK(tn_config_int(c, "train", "accum", 1, &r->accum));
+    TN_CHECK(tn_config_int_req(c, "train", "steps", &r->steps));
+    TN_CHECK(tn_config_int(c, "train", "log_every", 1, &r->log_every));
+    TN_CHECK(tn_config_int(c, "train", "eval_every", 0, &r->eval_every));
+    TN_CHECK(tn_config_int(c, "train", "eval_batches", 8, &r->eval_batches));
+    TN_CHECK(tn_config_int(c, "train", "ckpt_every", 0, &r->ckpt_every));
+    TN_CHECK(tn_config_int(c, "train", "keep_ckpts", 3, &r->keep_ckpts));
+    TN_CHECK(tn_config_int(c, "train", "sample_every", 0, &r->sample_every));
+    TN_CHECK(tn_config_int(c, "train", "sample_tokens", 32, &r->sample_tokens));
+    r->sample_prompt = tn_config_str(c, "train", "sample_prompt", "The ");
+    int64_t threads;
+    TN_CHECK(tn_config_int(c, "train", "threads", 0, &threads));
+    if (threads > 0) {
+        omp_set_num_threads((int)threads);
+        openblas_set_num_threads((int)threads);
+    }
+    if (r->batch < 1 || r->batch > 65536) return tn_err("[train] batch must be in [1, 65536]");
+    if (r->seq_len < 1 || r->seq_len > (1 << 20)) return tn_err("[train] seq_len must be in [1, 1048576]");
+    if (r->accum < 1) return tn_err("[train] accum must be >= 1");
+    if (r->steps < 1) return tn_err("[train] steps must be >= 1");
+    if (r->log_every < 1) return tn_err("[train] log_every must be >= 1");
+    if (r->eval_every < 0 || r->ckpt_every < 0 || r->eval_batches < 0 || r->keep_ckpts < 1)
+        return tn_err("[train] eval_every, ckpt_every, eval_batches must be >= 0 and keep_ckpts >= 1");
+
+    double v;
+    TN_CHECK(tn_config_float(c, "optim", "lr", 3e-4, &v));
+    r->sched.lr = v;
+    TN_CHECK(tn_config_float(c, "optim", "min_lr", 0.1 * r->sched.lr, &v));
+    r->sched.min_lr = v;
+    TN_CHECK(tn_config_int(c, "optim", "warmup_steps", 0, &r->sched.warmup_steps));
+    r->sched.total_steps = r->steps;
+    sched = tn_config_str(c, "optim", "schedule", "cosine");
+    TN_CHECK(tn_schedule_kind_parse(sched, &r->sched.kind));
+    TN_CHECK(tn_config_float(c, "optim", "weight_decay", 0.1, &v));
+    r->adam.weight_decay = (float)v;
+    TN_CHECK(tn_config_float(c, "optim", "beta1", 0.9, &v));
+    r->adam.beta1 = (float)v;
+    TN_CHECK(tn_config_float(c, "optim", "beta2", 0.95, &v));
+    r->adam.beta2 = (float)v;
+    TN_CHECK(tn_config_float(c, "optim", "eps", 1e-8, &v));
+    r->adam.eps = (float)v;
+    TN_CHECK(tn_config_float(c, "optim", "grad_clip", 1.0, &r->grad_clip));
+    if (!(r->sched.lr > 0) || r->sched.min_lr < 0) return tn_err("[optim] lr must be > 0 and min_lr >= 0");
+    if (!(r->adam.beta1 >= 0 && r->adam.beta1 < 1 && r->adam.beta2 >= 0 && r->adam.beta2 < 1))
+        return tn_err("[optim] beta1 and beta2 must be in [0, 1)");
+    return 0;
+}
+
+/* ---- data --------------------------------------------------------------------------------------------- */
+
+static int open_data(tn_run *r) {
+    const char *train_list, *mode;
+    TN_CHECK(tn_config_str_req(r->ini, "data", "train", &train_list));
+    char *buf = strdup(train_list);
+    if (!buf) return tn_err("out of memory");
+    char *paths[64];
+    int n = split_list(buf, paths, 64);
+    if (n == 0) {
+        free(buf);
+        return tn_err("[data] train: no shard listed");
+    }
+    /* Mode: explicit, or from the first shard's kind. */
+    mode = tn_config_str(r->ini, "data", "mode", "auto");
+    int sft;
+    if (!strcmp(mode, "auto")) {
+        tn_shard s;
+        if (tn_shard_load(paths[0], &s) != 0) {
+            free(buf);
+            return -1;
+        }
+        sft = !strcmp(s.kind, "sft");
+        tn_shard_free(&s);
+    } else if (!strcmp(mode, "text") || !strcmp(mode, "sft")) {
+        sft = !strcmp(mode, "sft");
+    } else {
+        free(buf);
+        return tn_err("[data] mode: '%s' is not auto, text or sft", mode);
+    }
+    int pack;
+    if (tn_config_bool(r->ini, "data", "sft_pack", 1, &pack) != 0) {
+        free(buf);
+        return -1;
+    }
+    tn_loader_opts o = {.batch = (int)r->batch, .seq_len = (int)r->seq_len, .seed = (uint64_t)r->seed,
+                        .sft_mode = sft, .sft_pack = pack, .sequential = 0};
+    int rc = tn_loader_open(&r->loader, (const char *const *)paths, n, &o);
+    free(buf);
+    TN_CHECK(rc);
+    const char *val = tn_config_str(r->ini, "data", "val", NULL);
+    if (val && *val) {
+        TN_CHECK(tn_shard_load(val, &r->val));
+        r->has_val = 1;
+    }
+    size_t nb = (size_t)(r->batch * r->seq_len);
+    r->inputs = tn_alloc(nb, sizeof(int32_t));
+    r->targets = tn_alloc(nb, sizeof(int32_t));
+    r->mask = tn_alloc(nb, 1);
+    if (!r->inputs || !r->targets || !r->mask) return -1;
+    return 0;
+}
+
+/* ---- model ---------------------------------------------------------------------------------------------- */
+
+static int init_model(tn_run *r) {
+    const char *init = tn_config_str(r->ini, "model", "init", NULL);
+    int64_t data_vocab = tn_loader_vocab_size(r->loader);
+    if (init && *init) {
+        tn_checkpoint ck;
+        TN_CHECK(tn_ckpt_load(init, &ck, NULL, 0));
+        r->layout = ck.layout;
+        r->params = ck.params;
+        if (ck.tokenizer) {
+            r->tokenizer = ck.tokenizer;
+            r->tokenizer_len = ck.tokenizer_len;
+            memcpy(r->tokenizer_format, ck.tokenizer_format, sizeof r->tokenizer_format);
+        }
+        tn_free(ck.adam_m);
+        tn_free(ck.adam_v);
+        tn_free(ck.loader_state);
+        free(ck.config_text);
+        tn_log_info("model: %s (%lld parameters)", init, (long long)tn_llama_config_n_params(&r->layout.cfg));
+    } else {
+        tn_llama_config cfg;
+        TN_CHECK(tn_llama_config_from_ini(r->ini, &cfg));
+        if (cfg.vocab_size == 0) cfg.vocab_size = (int)data_vocab;
+        if (!tn_config_has(r->ini, "model", "max_seq_len")) cfg.max_seq_len = (int)r->seq_len;
+        double std;
+        TN_CHECK(tn_config_float(r->ini, "model", "init_std", 0.02, &std));
+        TN_CHECK(tn_llama_layout_init(&r->layout, &cfg));
+        r->params = tn_alloc(r->layout.numel, sizeof(float));
+        if (!r->params) return -1;
+        tn_rng init_rng;
+        tn_rng_seed(&init_rng, (uint64_t)r->seed ^ 0x5eedULL);
+        tn_llama_init_random(&r->layout, r->params, &init_rng, (float)std);
+        tn_log_info("model: from scratch, %lld parameters", (long long)tn_llama_config_n_params(&cfg));
+    }
+    if (data_vocab > r->layout.cfg.vocab_size)
+        return tn_err("training shards use vocab_size %lld but the model has %d", (long long)data_vocab,
+                      r->layout.cfg.vocab_size);
+    if (r->seq_len > r->layout.cfg.max_seq_len)
+        return tn_err("[train] seq_len %lld exceeds the model's max_seq_len %d", (long long)r->seq_len,
+                      r->layout.cfg.max_seq_len);
+    r->grads = tn_alloc(r->layout.numel, sizeof(float));
+    r->adam_m = tn_alloc(r->layout.numel, sizeof(float));
+    r->adam_v = tn_alloc(r->layout.numel, sizeof(float));
+    if (!r->grads || !r->adam_m || !r->adam_v) return -1;
+    return tn_llama_create(&r->model, &r->layout, (int)r->batch, (int)r->seq_len);
+}
+
+void tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask) {
+    tn_adamw_hparams h = r->adam;
+    h.lr = (float)lr;
+    for (int i = 0; i < r->layout.n_tensors; i++) {
+        const tn_tensor_info *t = &r->layout.tensors[i];
+        if (skip_group_mask & (1u << t->group)) continue;
+        /* Decay matrices only: norms and embeddings are not decayed (GPT-2/llm.c practice). */
+        int decay = t->rank == 2 && t->group != TN_GROUP_EMBED;
+        tn_adamw_update(r->params + t->offset, r->grads + t->offset, r->adam_m + t->offset, r->adam_v + t->offset,
+                        (int64_t)t->numel, &h, r->step, decay);
+    }
+}
+
+/* ---- checkpoints -------------------------------------------------------------------------------------- */
+
+static void ckpt_path(const tn_run *r, int64_t step, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s/ckpt-%06lld.h5", r->out_dir, (long long)step);
+}
+
+/* Newest ckpt-NNNNNN.h5 in dir, or -1 if none. */
+static int64_t newest_ckpt(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int64_t best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long s;
+        char tail[8];
+        if (sscanf(e->d_name, "ckpt-%lld.h5%7s", &s, tail) == 1 && s > best) best = s;
+    }
+    closedir(d);
+    return best;
+}
+
+static int save_checkpoint(tn_run *r) {
+    char path[1100];
+    ckpt_path(r, r->step, path, sizeof path);
+    tn_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    ck.layout = r->layout;
+    ck.params = r->params;
+    ck.adam_m = r->adam_m;
+    ck.adam_v = r->adam_v;
+    ck.step = r->step;
+    ck.rng = r->rng;
+    ck.has_rng = 1;
+    ck.config_text = r->config_text;
+    ck.tokenizer = r->tokenizer;
+    ck.tokenizer_len = r->tokenizer_len;
+    memcpy(ck.tokenizer_format, r->tokenizer_format, sizeof ck.tokenizer_format);
+    TN_CHECK(tn_loader_save_state(r->loader, &ck.loader_state, &ck.loader_state_len));
+    int n_hooks = r->method.hook.group ? 1 : 0;
+    int rc = tn_ckpt_save(path, &ck, n_hooks ? &r->method.hook : NULL, n_hooks);
+    free(ck.loader_state);
+    TN_CHECK(rc);
+    tn_log_info("saved %s", path);
+    /* Keep the newest keep_ckpts checkpoints. */
+    int64_t kept = 0;
+    for (int64_t s = r->step; s >= 0 && r->ckpt_every > 0; s--) {
+        char p[1100];
+        ckpt_path(r, s, p, sizeof p);
+        if (!tn_file_exists(p)) continue;
+        if (++kept > r->keep_ckpts) unlink(p);
+    }
+    return 0;
+}
+
+static int resume_from(tn_run *r, const char *resume) {
+    char path[1100];
+    if (resume[0]) {
+        snprintf(path, sizeof path, "%s", resume);
+    } else {
+        int64_t s = newest_ckpt(r->out_dir);
+        if (s < 0) return tn_err("--resume: no ckpt-*.h5 in %s", r->out_dir);
+        ckpt_path(r, s, path, sizeof path);
+    }
+    tn_checkpoint ck;
+    int n_hooks = r->method.hook.group ? 1 : 0;
+    TN_CHECK(tn_ckpt_load(path, &ck, n_hooks ? &r->method.hook : NULL, n_hooks));
+    int rc = 0;
+    if (ck.layout.numel != r->layout.numel || memcmp(&ck.layout.cfg, &r->layout.cfg, sizeof ck.layout.cfg) != 0)
+        rc = tn_err("%s: model shape differs from the config", path);
+    else if (!ck.adam_m || !ck.has_rng || !ck.loader_state)
+        rc = tn_err("%s: not a training checkpoint (no optimizer, RNG or loader state)", path);
+    if (rc == 0) {
+        memcpy(r->params, ck.params, r->layout.numel * sizeof(float));
+        memcpy(r->adam_m, ck.adam_m, r->layout.numel * sizeof(float));
+        memcpy(r->adam_v, ck.adam_v, r->layout.numel * sizeof(float));
+        r->step = ck.step;
+        r->rng = ck.rng;
+        rc = tn_loader_restore_state(r->loader, ck.loader_state, ck.loader_state_len);
+    }
+    tn_ckpt_free(&ck);
+    if (rc == 0) tn_log_info("resumed from %s at step %lld", path, (long long)r->step);
+    return rc ? tn_err_prefix("resume") : 0;
+}
+
+/* ---- evaluation and logging ------------------------------------------------------------------------- */
+
+static int evaluate(tn_run *r) {
+    const float *p = r->params;
+    float *snapped = NULL;
+    if (r->method.eval_params) {
+        snapped = tn_alloc(r->layout.numel, sizeof(float));
+        if (!snapped) return -1;
+        if (r->method.eval_params(r, r->method.ctx, snapped) != 0) {
+            tn_free(snapped);
+            return -1;
+        }
+        p = snapped;
+        tn_llama_set_weight_source(r->model, NULL);
+    }
+    double loss;
+    int64_t counted;
+    int rc = tn_eval_shard(r->model, p, &r->val, r->eval_batches * r->batch, &loss, &counted);
+    tn_free(snapped);
+    TN_CHECK(rc);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)r->step);
+    tn_json_add_num(o, "val_loss", loss);
+    tn_json_add_num(o, "val_ppl", exp(loss));
+    cJSON_AddNumberToObject(o, "val_tokens", (double)counted);
+    rc = tn_json_print_line(r->log, o);
+    cJSON_Delete(o);
+    tn_log_info("step %lld: val_loss %.4f val_ppl %.2f", (long long)r->step, loss, exp(loss));
+    return rc;
+}
+
+/* One optimizer step; returns the mean loss over the micro-batches. */
+static int train_step(tn_run *r, double lr, double *loss_out, double *norm_out) {
+    memset(r->grads, 0, r->layout.numel * sizeof(float));
+    if (r->method.begin_step) TN_CHECK(r->method.begin_step(r, r->method.ctx));
+    double loss = 0;
+    for (int64_t a = 0; a < r->accum; a++) {
+        TN_CHECK(tn_loader_next(r->loader, r->inputs, r->targets, r->mask));
+        float l;
+        TN_CHECK(tn_llama_forward(r->model, r->params, r->inputs, r->targets, r->mask, &l, NULL));
+        TN_CHECK(tn_llama_backward(r->model, r->params, r->grads, 1.0f / (float)r->accum));
+        loss += l / (double)r->accum;
+    }
+    if (!isfinite(loss)) return tn_err("loss is %f at step %lld: training diverged", loss, (long long)r->step + 1);
+    *norm_out = tn_clip_grad_norm(r->grads, (int64_t)r->layout.numel, r->grad_clip);
+    r->step++;
+    if (r->method.optimizer_step) TN_CHECK(r->method.optimizer_step(r, r->method.ctx, lr));
+    else tn_run_adamw_params(r, lr, 0);
+    *loss_out = loss;
+    return 0;
+}
+
+static int train_loop(tn_run *r) {
+    const int64_t tokens_per_step = r->batch * r->seq_len * r->accum;
+    tn_progress bar;
+    tn_progress_begin(&bar, "train", r->steps);
+    while (r->step < r->steps) {
+        double lr = tn_schedule_lr(&r->sched, r->step + 1);
+        double t0 = tn_time_s(), loss = 0, norm = 0;
+        TN_CHECK(train_step(r, lr, &loss, &norm));
+        double dt = tn_time_s() - t0;
+        if (r->step % r->log_every == 0 || r->step == r->steps) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "step", (double)r->step);
+            tn_json_add_num(o, "loss", loss);
+            tn_json_add_num(o, "lr", lr);
+            tn_json_add_num(o, "grad_norm", norm);
+            tn_json_add_num(o, "tokens_per_s", (double)tokens_per_step / dt);
+            tn_json_add_num(o, "elapsed_s", tn_time_s() - r->t_start);
+            if (r->method.log_step) r->method.log_step(r, r->method.ctx, o);
+            int rc = tn_json_print_line(r->log, o);
+            cJSON_Delete(o);
+            TN_CHECK(rc);
+            if (!bar.enabled)
+                tn_log_info("step %lld/%lld loss %.4f lr %.3g grad_norm %.3f %.0f tok/s", (long long)r->step,
+                            (long long)r->steps, loss, lr, norm, (double)tokens_per_step / dt);
+        }
+        tn_progress_update(&bar, r->step);
+        if (r->has_val && r->eval_every > 0 && (r->step % r->eval_every == 0 || r->step == r->steps))
+            TN_CHECK(evaluate(r));
+        if (r->ckpt_every > 0 && r->step % r->ckpt_every == 0 && r->step != r->steps) TN_CHECK(save_checkpoint(r));
+    }
+    tn_progress_end(&bar);
+    return save_checkpoint(r);
+}
+
+/* ---- entry point --------------------------------------------------------------------------------------- */
+
+static void run_free(tn_run *r) {
+    if (r->method.destroy) r->method.destroy(r->method.ctx);
+    tn_llama_free(r->model);
+    tn_free(r->params);
+    tn_free(r->grads);
+    tn_free(r->adam_m);
+    tn_free(r->adam_v);
+    tn_llama_layout_free(&r->layout);
+    if (r->loader) tn_loader_close(r->loader);
+    if (r->has_val) tn_shard_free(&r->val);
+    tn_free(r->inputs);
+    tn_free(r->targets);
+    tn_free(r->mask);
+    tn_free(r->tokenizer);
+    if (r->log) fclose(r->log);
+    free(r->config_text);
+    tn_config_free(r->ini);
+}
+
+static int setup(tn_run *r, const char *config_path, char *const *overrides, int n_overrides, const char *resume) {
+    if (!(r->ini = tn_config_new())) return -1;
+    TN_CHECK(tn_config_load(r->ini, config_path));
+    for (int i = 0; i < n_overrides; i++) TN_CHECK(tn_config_set(r->ini, overrides[i]));
+    if (!(r->config_text = config_to_text(r->ini))) return tn_err("out of memory");
+    TN_CHECK(read_train_config(r));
+    TN_CHECK(open_data(r));
+    TN_CHECK(init_model(r));
+    const char *method = tn_config_str(r->ini, "optim", "method", "adamw");
+    int quant = tn_config_has(r->ini, "quant", "grid");
+    if (!strcmp(method, "primal")) {
+        TN_CHECK(tn_method_primal_init(r, &r->method));
+    } else if (!strcmp(method, "adamw")) {
+        if (quant) TN_CHECK(tn_method_ste_init(r, &r->method));
+        else r->method.name = "dense";
+    } else {
+        return tn_err("[optim] method: '%s' is not adamw or primal", method);
+    }
+    TN_CHECK(tn_config_check_unused(r->ini));
+    tn_rng_seed(&r->rng, (uint64_t)r->seed);
+    if (resume) TN_CHECK(resume_from(r, resume));
+    TN_CHECK(tn_mkdir_p(r->out_dir));
+    char path[1100];
+    snprintf(path, sizeof path, "%s/config.ini", r->out_dir);
+    TN_CHECK(tn_write_file_atomic(path, r->config_text, strlen(r->config_text)));
+    snprintf(path, sizeof path, "%s/log.jsonl", r->out_dir);
+    if (!(r->log = fopen(path, resume ? "a" : "w"))) return tn_err("%s: cannot open for writing", path);
+    tn_log_info("training: method %s, %lld steps of %lld x %lld tokens x %lld accum, activations %.1f MiB",
+                r->method.name, (long long)r->steps, (long long)r->batch, (long long)r->seq_len,
+                (long long)r->accum, (double)tn_llama_activation_bytes(r->model) / (1 << 20));
+    return 0;
+}
+
+int tn_train_run(const char *config_path, char *const *overrides, int n_overrides, const char *resume) {
+    tn_run r;
+    memset(&r, 0, sizeof r);
+    r.t_start = tn_time_s();
+    int rc = setup(&r, config_path, overrides, n_overrides, resume);
+    if (rc == 0) rc = train_loop(&r);
+    if (rc == 0) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "step", (double)r.step);
+        cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)tn_peak_rss_bytes());
+        tn_json_print_line(r.log, o);
+        cJSON_Delete(o);
+        tn_log_info("done: %lld steps, peak RSS %.1f MiB", (long long)r.step, (double)tn_peak_rss_bytes() / (1 << 20));
+    }
+    run_free(&r);
+    return rc;
+}
