@@ -207,7 +207,6 @@ static int init_model(tn_run *r) {
         tn_free(ck.adam_v);
         tn_free(ck.loader_state);
         free(ck.config_text);
-        tn_log_info("model: %s (%lld parameters)", init, (long long)tn_llama_config_n_params(&r->layout.cfg));
     } else {
         tn_llama_config cfg;
         TN_CHECK(tn_llama_config_from_ini(r->ini, &cfg));
@@ -221,7 +220,6 @@ static int init_model(tn_run *r) {
         tn_rng init_rng;
         tn_rng_seed(&init_rng, (uint64_t)r->seed ^ 0x5eedULL);
         tn_llama_init_random(&r->layout, r->params, &init_rng, (float)std);
-        tn_log_info("model: from scratch, %lld parameters", (long long)tn_llama_config_n_params(&cfg));
     }
     if (data_vocab > r->layout.cfg.vocab_size)
         return tn_err("training shards use vocab_size %lld but the model has %d", (long long)data_vocab,
@@ -459,6 +457,9 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
         return tn_err("[optim] method: '%s' is not adamw or primal", method);
     }
     TN_CHECK(tn_config_check_unused(r->ini));
+    const char *init = tn_config_str(r->ini, "model", "init", NULL);
+    tn_log_info("model: %s, %lld parameters", init && *init ? init : "from scratch",
+                (long long)tn_llama_config_n_params(&r->layout.cfg));
     tn_rng_seed(&r->rng, (uint64_t)r->seed);
     if (resume) TN_CHECK(resume_from(r, resume));
     TN_CHECK(tn_mkdir_p(r->out_dir));
