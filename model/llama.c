@@ -6,6 +6,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "kernels/ops.h"
+#include "quant/act.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@ struct tn_llama {
     float *dx, *dh, *dq, *dk, *dv, *datt, *dg, *du, *da;
     float *attn_scratch; /* [threads, T, T] */
     float *wscratch, *gscratch; /* the largest weight matrix, for weight sources */
+    float *aq;                  /* [N, max(D, Hq, F)] fake-quantized linear input (act_bits = 8) */
     float *rope_cos, *rope_sin; /* [T, hd/2] */
     int64_t bytes;
 };
@@ -62,7 +64,7 @@ void tn_llama_free(tn_llama *m) {
     if (!m) return;
     float *bufs[] = {m->x, m->h1, m->rstd1, m->q, m->k, m->v, m->probs, m->att, m->xmid, m->h2, m->rstd2,
                      m->gate, m->up, m->act, m->hf, m->rstdf, m->logits, m->nll, m->dx, m->dh, m->dq, m->dk,
-                     m->dv, m->datt, m->dg, m->du, m->da, m->attn_scratch, m->wscratch, m->gscratch,
+                     m->dv, m->datt, m->dg, m->du, m->da, m->attn_scratch, m->wscratch, m->gscratch, m->aq,
                      m->rope_cos, m->rope_sin};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tn_free(bufs[i]);
     tn_free(m->inputs);
@@ -147,6 +149,9 @@ int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T)
     A(attn_scratch, (int64_t)threads * T * T);
     A(wscratch, largest);
     A(gscratch, largest);
+    int64_t widest = D > m->Hq ? D : m->Hq;
+    if (m->F > widest) widest = m->F;
+    A(aq, N * widest);
     A(rope_cos, (int64_t)T * m->hd / 2);
     A(rope_sin, (int64_t)T * m->hd / 2);
 #undef A
@@ -182,9 +187,19 @@ static const float *weight(tn_llama *m, const float *params, int layer, int kind
     return params + (layer >= 0 ? m->lo[layer].w[kind] : m->off_head);
 }
 
+/* The input a linear layer sees: x itself, or its int8 fake-quantization (x[N, in] → m->aq). */
+static const float *lin_input(tn_llama *m, int layer, int kind, const float *x, int64_t in) {
+    int via = m->has_src && (layer >= 0 || m->head_via_src);
+    if (!via || m->src.act_bits != 8 || !m->src.is_quantized || !m->src.is_quantized(m->src.ctx, layer, (tn_linear_kind)kind))
+        return x;
+    tn_act_fake_quant(x, m->N, in, m->aq);
+    return m->aq;
+}
+
 /* dW for a linear layer: accumulated into grads, or handed to the weight source. */
-static int weight_grad(tn_llama *m, float *grads, int layer, int kind, const float *dy, const float *x,
+static int weight_grad(tn_llama *m, float *grads, int layer, int kind, const float *dy, const float *x_raw,
                        int64_t in, int64_t out) {
+    const float *x = lin_input(m, layer, kind, x_raw, in);
     int via = m->has_src && m->src.weight_grad && (layer >= 0 || m->head_via_src);
     if (via) {
         tn_op_linear_dw(m->gscratch, dy, x, m->N, in, out, 0.0f);
@@ -203,10 +218,23 @@ static int check_tokens(const int32_t *t, int64_t n, int64_t V, const char *what
     return 0;
 }
 
+/* External tensors (no storage in params) must come from the weight source. */
+static int check_sources(const tn_llama *m) {
+    for (int i = 0; i < m->layout->n_tensors; i++) {
+        const tn_tensor_info *t = &m->layout->tensors[i];
+        if (!t->external) continue;
+        int head = t->group == TN_GROUP_HEAD;
+        if (!m->has_src || (head && !m->head_via_src))
+            return tn_err("model: %s has no storage and no weight source supplies it", t->name);
+    }
+    return 0;
+}
+
 int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, const int32_t *targets,
                      const uint8_t *mask, float *loss, int64_t *n_counted) {
     const int64_t N = m->N, D = m->D, Hq = m->Hq, KVd = m->KVd, F = m->F, V = m->V;
     const tn_llama_config *c = &m->cfg;
+    TN_CHECK(check_sources(m));
     TN_CHECK(check_tokens(inputs, N, V, "input"));
     if (targets) TN_CHECK(check_tokens(targets, N, V, "target"));
     memcpy(m->inputs, inputs, (size_t)N * sizeof *inputs);
@@ -225,24 +253,24 @@ int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, co
         float *probs = m->probs + l * (int64_t)m->B * c->n_heads * m->T * m->T;
 
         tn_op_rmsnorm(h1, m->rstd1 + l * N, x, params + lo->attn_norm, N, D, c->norm_eps);
-        tn_op_linear(q, h1, weight(m, params, (int)l, TN_W_Q), N, D, Hq, 0.0f);
-        tn_op_linear(k, h1, weight(m, params, (int)l, TN_W_K), N, D, KVd, 0.0f);
-        tn_op_linear(v, h1, weight(m, params, (int)l, TN_W_V), N, D, KVd, 0.0f);
+        tn_op_linear(q, lin_input(m, (int)l, TN_W_Q, h1, D), weight(m, params, (int)l, TN_W_Q), N, D, Hq, 0.0f);
+        tn_op_linear(k, lin_input(m, (int)l, TN_W_K, h1, D), weight(m, params, (int)l, TN_W_K), N, D, KVd, 0.0f);
+        tn_op_linear(v, lin_input(m, (int)l, TN_W_V, h1, D), weight(m, params, (int)l, TN_W_V), N, D, KVd, 0.0f);
         tn_op_rope(q, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 0);
         tn_op_rope(k, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 0);
         tn_op_attention(att, probs, q, k, v, m->B, m->T, c->n_heads, c->n_kv_heads, m->hd);
         memcpy(xmid, x, (size_t)(N * D) * sizeof *x);
-        tn_op_linear(xmid, att, weight(m, params, (int)l, TN_W_O), N, Hq, D, 1.0f);
+        tn_op_linear(xmid, lin_input(m, (int)l, TN_W_O, att, Hq), weight(m, params, (int)l, TN_W_O), N, Hq, D, 1.0f);
 
         tn_op_rmsnorm(h2, m->rstd2 + l * N, xmid, params + lo->mlp_norm, N, D, c->norm_eps);
-        tn_op_linear(gate, h2, weight(m, params, (int)l, TN_W_GATE), N, D, F, 0.0f);
-        tn_op_linear(up, h2, weight(m, params, (int)l, TN_W_UP), N, D, F, 0.0f);
+        tn_op_linear(gate, lin_input(m, (int)l, TN_W_GATE, h2, D), weight(m, params, (int)l, TN_W_GATE), N, D, F, 0.0f);
+        tn_op_linear(up, lin_input(m, (int)l, TN_W_UP, h2, D), weight(m, params, (int)l, TN_W_UP), N, D, F, 0.0f);
         tn_op_swiglu(act, gate, up, N * F);
         memcpy(xnext, xmid, (size_t)(N * D) * sizeof *x);
-        tn_op_linear(xnext, act, weight(m, params, (int)l, TN_W_DOWN), N, F, D, 1.0f);
+        tn_op_linear(xnext, lin_input(m, (int)l, TN_W_DOWN, act, F), weight(m, params, (int)l, TN_W_DOWN), N, F, D, 1.0f);
     }
     tn_op_rmsnorm(m->hf, m->rstdf, m->x + m->L * N * D, params + m->off_final_norm, N, D, c->norm_eps);
-    tn_op_linear(m->logits, m->hf, weight(m, params, -1, TN_W_COUNT), N, D, V, 0.0f);
+    tn_op_linear(m->logits, lin_input(m, -1, TN_W_COUNT, m->hf, D), weight(m, params, -1, TN_W_COUNT), N, D, V, 0.0f);
     m->logits_valid = 1;
 
     if (!targets) {

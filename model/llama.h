@@ -29,7 +29,11 @@ typedef struct {
     /* Receives dL/dW for (layer, kind), valid only during the call (it lives in scratch). If NULL, the
      * gradient is accumulated into the grads buffer passed to backward, as for dense training. */
     int (*weight_grad)(void *ctx, int layer, tn_linear_kind kind, const float *grad);
-    /* Optional: the LM head matrix when the head is a quantized tensor (kind = -1, layer = -1). */
+    /* Activation quantization (BitNet b1.58): when act_bits == 8, the input of every linear for which
+     * is_quantized(ctx, layer, kind) is true is replaced by its per-token absmax int8 fake-quantization
+     * in the forward, and the backward passes straight through it (dW uses the quantized input). */
+    int act_bits;
+    int (*is_quantized)(void *ctx, int layer, tn_linear_kind kind);
     void *ctx;
 } tn_weight_source;
 
@@ -42,6 +46,7 @@ void tn_llama_free(tn_llama *m);
 /* Use `src` for linear weights (copied; NULL restores dense). */
 void tn_llama_set_weight_source(tn_llama *m, const tn_weight_source *src);
 /* Also quantize/treat the LM head through the weight source (kind TN_W_COUNT, layer -1). */
+
 void tn_llama_set_head_via_source(tn_llama *m, int on);
 
 /* Forward pass. inputs/targets: [B*T] token ids (checked against vocab), mask: [B*T] (1 = counts toward

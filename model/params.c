@@ -55,6 +55,35 @@ int tn_llama_layout_init(tn_llama_layout *l, const tn_llama_config *cfg) {
     return 0;
 }
 
+int tn_llama_layout_set_external(tn_llama_layout *l, const uint8_t *is_external) {
+    l->numel = 0;
+    for (int i = 0; i < l->n_tensors; i++) {
+        tn_tensor_info *t = &l->tensors[i];
+        t->external = is_external[i] != 0;
+        if (t->external && (t->group == TN_GROUP_EMBED || t->group == TN_GROUP_NORM))
+            return tn_err("layout: %s cannot be external", t->name);
+        if (t->external) {
+            t->offset = 0;
+            continue;
+        }
+        t->offset = l->numel;
+        l->numel += (t->numel + 15) & ~(size_t)15;
+    }
+    if (l->numel == 0) l->numel = 16;
+    return 0;
+}
+
+int tn_llama_layout_index(const tn_llama_layout *l, int layer, int kind) {
+    int embed = -1;
+    for (int i = 0; i < l->n_tensors; i++) {
+        const tn_tensor_info *t = &l->tensors[i];
+        if (layer >= 0 && t->layer == layer && t->kind == kind) return i;
+        if (layer < 0 && t->group == TN_GROUP_HEAD) return i;
+        if (t->group == TN_GROUP_EMBED) embed = i;
+    }
+    return layer < 0 ? embed : -1;
+}
+
 void tn_llama_layout_free(tn_llama_layout *l) {
     free(l->tensors);
     memset(l, 0, sizeof *l);

@@ -32,6 +32,7 @@ typedef struct {
     tn_param_group group;
     int layer;         /* -1 outside the layer stack */
     int kind;          /* tn_linear_kind for matrices inside layers, -1 otherwise */
+    int external;      /* 1: no storage in the flat buffers (a PRIMAL ghost tensor); offset is 0 */
 } tn_tensor_info;
 
 typedef struct {
@@ -57,6 +58,11 @@ typedef struct {
 int tn_llama_layout_init(tn_llama_layout *l, const tn_llama_config *cfg);
 void tn_llama_layout_free(tn_llama_layout *l);
 const tn_tensor_info *tn_llama_layout_find(const tn_llama_layout *l, const char *name);
+/* Mark tensors external (is_external[i] != 0 for tensor i) and re-pack the others' offsets, so that
+ * flat buffers hold only the float tensors. Embeddings and norms cannot be external. */
+int tn_llama_layout_set_external(tn_llama_layout *l, const uint8_t *is_external);
+/* Tensor index of (layer, kind); layer -1 with kind TN_W_COUNT is the LM head (or the tied embedding). */
+int tn_llama_layout_index(const tn_llama_layout *l, int layer, int kind);
 
 /* Build views over `base` (which must hold l->numel floats). */
 int tn_llama_view_init(tn_llama_view *v, const tn_llama_layout *l, float *base);

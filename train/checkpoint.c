@@ -6,6 +6,7 @@
 #include "core/h5.h"
 #include "kernels/ops.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,17 +67,64 @@ static int write_tensors(hid_t f, const char *group, const tn_llama_layout *l, c
     char path[160];
     for (int i = 0; i < l->n_tensors; i++) {
         const tn_tensor_info *t = &l->tensors[i];
+        if (t->external) continue;
         snprintf(path, sizeof path, "%s/%s", group, t->name);
         TN_CHECK(tn_h5_write(f, path, TN_H5_F32, t->rank, t->shape, base + t->offset, 0));
     }
     return 0;
 }
 
+/* A ghost tensor saved by optim/primal.c (tn_primal_save): W = scale · grid[idx], scale per tensor or row. */
+static int materialize_ghost(hid_t f, const tn_tensor_info *t, float *out) {
+    char path[200];
+    int64_t rows = t->shape[0], cols = t->rank == 2 ? t->shape[1] : 1, shape[2] = {rows, cols};
+    int rank;
+    int64_t gshape[TN_H5_MAX_RANK], sshape[TN_H5_MAX_RANK];
+    float *grid = NULL, *scale = NULL;
+    uint8_t *idx = NULL;
+    int rc = 0;
+    snprintf(path, sizeof path, "primal/%s/grid", t->name);
+    rc = tn_h5_read_alloc(f, path, TN_H5_F32, &rank, gshape, (void **)&grid);
+    if (rc == 0 && (rank != 1 || gshape[0] < 1 || gshape[0] > 256)) rc = tn_err("%s: bad grid", path);
+    if (rc == 0) {
+        snprintf(path, sizeof path, "primal/%s/scale", t->name);
+        rc = tn_h5_read_alloc(f, path, TN_H5_F32, &rank, sshape, (void **)&scale);
+        if (rc == 0 && (rank != 1 || (sshape[0] != 1 && sshape[0] != rows))) rc = tn_err("%s: bad shape", path);
+    }
+    if (rc == 0 && !(idx = tn_alloc((size_t)(rows * cols), 1))) rc = -1;
+    if (rc == 0) {
+        snprintf(path, sizeof path, "primal/%s/idx", t->name);
+        rc = tn_h5_read(f, path, TN_H5_U8, 2, shape, idx);
+    }
+    for (int64_t r = 0; rc == 0 && r < rows; r++) {
+        float s = scale[sshape[0] == 1 ? 0 : r];
+        if (!isfinite(s)) rc = tn_err("primal/%s: non-finite scale", t->name);
+        for (int64_t c = 0; rc == 0 && c < cols; c++) {
+            uint8_t k = idx[r * cols + c];
+            if (k >= gshape[0]) rc = tn_err("primal/%s: index %u outside the grid", t->name, k);
+            else out[r * cols + c] = s * grid[k];
+        }
+    }
+    tn_free(grid);
+    tn_free(scale);
+    tn_free(idx);
+    return rc;
+}
+
 static int read_tensors(hid_t f, const char *group, const tn_llama_layout *l, float *base) {
     char path[160];
     for (int i = 0; i < l->n_tensors; i++) {
         const tn_tensor_info *t = &l->tensors[i];
+        if (t->external) continue;
         snprintf(path, sizeof path, "%s/%s", group, t->name);
+        if (!strcmp(group, "params") && !tn_h5_exists(f, path)) {
+            snprintf(path, sizeof path, "primal/%s", t->name);
+            if (tn_h5_exists(f, path)) {
+                TN_CHECK(materialize_ghost(f, t, base + t->offset));
+                continue;
+            }
+            snprintf(path, sizeof path, "%s/%s", group, t->name);
+        }
         if (tn_h5_read(f, path, TN_H5_F32, t->rank, t->shape, base + t->offset) != 0) return -1;
         if (!tn_op_all_finite(base + t->offset, (int64_t)t->numel))
             return tn_err("%s: contains NaN or Inf", path);
@@ -154,11 +202,25 @@ static int check_format(hid_t f) {
     return 0;
 }
 
-static int load_body(hid_t f, tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks) {
+static int copy_layout(tn_llama_layout *dst, const tn_llama_layout *src) {
+    *dst = *src;
+    dst->tensors = malloc((size_t)src->n_tensors * sizeof *src->tensors);
+    if (!dst->tensors) return tn_err("out of memory");
+    memcpy(dst->tensors, src->tensors, (size_t)src->n_tensors * sizeof *src->tensors);
+    return 0;
+}
+
+static int load_body(hid_t f, tn_checkpoint *ck, const tn_llama_layout *given, const tn_ckpt_hook *hooks,
+                     int n_hooks) {
     TN_CHECK(check_format(f));
     tn_llama_config cfg;
     TN_CHECK(read_config(f, &cfg));
-    TN_CHECK(tn_llama_layout_init(&ck->layout, &cfg));
+    if (given) {
+        if (memcmp(&cfg, &given->cfg, sizeof cfg) != 0) return tn_err("model config differs from the run's");
+        TN_CHECK(copy_layout(&ck->layout, given));
+    } else {
+        TN_CHECK(tn_llama_layout_init(&ck->layout, &cfg));
+    }
     if (!(ck->params = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
     TN_CHECK(read_tensors(f, "params", &ck->layout, ck->params));
     TN_CHECK(tn_h5_attr_get_i64(f, ".", "step", &ck->step));
@@ -210,17 +272,27 @@ static int load_body(hid_t f, tn_checkpoint *ck, const tn_ckpt_hook *hooks, int 
     return 0;
 }
 
-int tn_ckpt_load(const char *path, tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks) {
+static int load_file(const char *path, const tn_llama_layout *given, tn_checkpoint *ck, const tn_ckpt_hook *hooks,
+                     int n_hooks) {
     memset(ck, 0, sizeof *ck);
     hid_t f;
     if (tn_h5_open(path, &f) != 0) return -1;
-    int rc = load_body(f, ck, hooks, n_hooks);
+    int rc = load_body(f, ck, given, hooks, n_hooks);
     tn_h5_close(f);
     if (rc != 0) {
         tn_ckpt_free(ck);
         return tn_err_prefix("%s", path);
     }
     return 0;
+}
+
+int tn_ckpt_load(const char *path, tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks) {
+    return load_file(path, NULL, ck, hooks, n_hooks);
+}
+
+int tn_ckpt_load_into(const char *path, const tn_llama_layout *layout, tn_checkpoint *ck, const tn_ckpt_hook *hooks,
+                      int n_hooks) {
+    return load_file(path, layout, ck, hooks, n_hooks);
 }
 
 int tn_ckpt_read_config(const char *path, tn_llama_config *cfg) {

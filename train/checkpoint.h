@@ -43,8 +43,16 @@ typedef struct {
 
 /* Save atomically. Fields that are NULL/0 are omitted. */
 int tn_ckpt_save(const char *path, const tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks);
-/* Load everything present. Params are validated (shape of every tensor, no NaN/Inf). hooks may be NULL. */
+/* Load everything present into a dense layout built from the file's config. Params are validated (shape
+ * of every tensor, no NaN/Inf). A tensor absent from /params but stored as a PRIMAL ghost tensor
+ * (/primal/<name>: idx, scale, grid) is materialised as scale·grid[idx], so eval and export see the
+ * model the run trained. hooks may be NULL. */
 int tn_ckpt_load(const char *path, tn_checkpoint *ck, const tn_ckpt_hook *hooks, int n_hooks);
+/* Load for resuming into a run whose layout may have external (ghost) tensors: the file's config must
+ * equal layout->cfg; only non-external tensors are read (into ck->params, layout->numel floats);
+ * ck->layout becomes a copy of *layout. */
+int tn_ckpt_load_into(const char *path, const tn_llama_layout *layout, tn_checkpoint *ck, const tn_ckpt_hook *hooks,
+                      int n_hooks);
 /* Read only the model config. */
 int tn_ckpt_read_config(const char *path, tn_llama_config *cfg);
 void tn_ckpt_free(tn_checkpoint *ck);

@@ -312,11 +312,9 @@ static int resume_from(tn_run *r, const char *resume) {
     }
     tn_checkpoint ck;
     int n_hooks = r->method.hook.group ? 1 : 0;
-    TN_CHECK(tn_ckpt_load(path, &ck, n_hooks ? &r->method.hook : NULL, n_hooks));
+    TN_CHECK(tn_ckpt_load_into(path, &r->layout, &ck, n_hooks ? &r->method.hook : NULL, n_hooks));
     int rc = 0;
-    if (ck.layout.numel != r->layout.numel || memcmp(&ck.layout.cfg, &r->layout.cfg, sizeof ck.layout.cfg) != 0)
-        rc = tn_err("%s: model shape differs from the config", path);
-    else if (!ck.adam_m || !ck.has_rng || !ck.loader_state)
+    if (!ck.adam_m || !ck.has_rng || !ck.loader_state)
         rc = tn_err("%s: not a training checkpoint (no optimizer, RNG or loader state)", path);
     if (rc == 0) {
         memcpy(r->params, ck.params, r->layout.numel * sizeof(float));
