@@ -150,6 +150,7 @@ void tn_llama_init_random(const tn_llama_layout *l, float *params, tn_rng *rng, 
     for (int i = 0; i < l->n_tensors; i++) {
         const tn_tensor_info *t = &l->tensors[i];
         float *p = params + t->offset;
+        if (t->external) continue;
         if (t->group == TN_GROUP_NORM) {
             for (size_t j = 0; j < t->numel; j++) p[j] = 1.0f;
             continue;

@@ -224,7 +224,8 @@ static int load_body(hid_t f, tn_checkpoint *ck, const tn_llama_layout *given, c
     if (!(ck->params = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
     TN_CHECK(read_tensors(f, "params", &ck->layout, ck->params));
     TN_CHECK(tn_h5_attr_get_i64(f, ".", "step", &ck->step));
-    if (tn_h5_exists(f, "optim/adam_m")) {
+    /* Moments matter only for resuming; a plain load of a PRIMAL run (ghost tensors have none) skips them. */
+    if (tn_h5_exists(f, "optim/adam_m") && (given || !tn_h5_exists(f, "primal"))) {
         if (!(ck->adam_m = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
         if (!(ck->adam_v = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
         TN_CHECK(read_tensors(f, "optim/adam_m", &ck->layout, ck->adam_m));

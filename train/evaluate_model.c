@@ -6,6 +6,25 @@
 #include "core/error.h"
 #include "core/log.h"
 
+/* The deployed STE model quantizes the inputs of its quantized layers too (act_bits = 8): evaluate
+ * through a weight source that supplies the snapped params and flags those layers. */
+typedef struct {
+    const tn_quant_spec *spec;
+    const tn_llama_layout *layout;
+    const float *params;
+} act_ctx;
+
+static const float *act_weight(void *vctx, int layer, tn_linear_kind kind, float *scratch) {
+    act_ctx *c = vctx;
+    (void)scratch;
+    return c->params + c->layout->tensors[tn_llama_layout_index(c->layout, layer, (int)kind)].offset;
+}
+
+static int act_selected(void *vctx, int layer, tn_linear_kind kind) {
+    act_ctx *c = vctx;
+    return tn_quant_selects(c->spec, &c->layout->tensors[tn_llama_layout_index(c->layout, layer, (int)kind)]);
+}
+
 int tn_eval_checkpoint(const char *ckpt, const char *shard_path, int seq_len, int batch, int64_t max_windows,
                        double *loss, int64_t *counted) {
     tn_checkpoint ck;
@@ -24,8 +43,16 @@ int tn_eval_checkpoint(const char *ckpt, const char *shard_path, int seq_len, in
                     c->vocab_size);
     else if (seq_len > c->max_seq_len)
         rc = tn_err("--seq-len %d exceeds the model's max_seq_len %d", seq_len, c->max_seq_len);
-    if (rc == 0) rc = tn_snapshot_apply(ckpt, &ck);
+    tn_quant_spec spec;
+    int ste = 0;
+    if (rc == 0) rc = tn_snapshot_apply(ckpt, &ck, &spec, &ste);
     if (rc == 0) rc = tn_llama_create(&m, &ck.layout, batch, seq_len);
+    act_ctx actx = {&spec, &ck.layout, ck.params};
+    if (rc == 0 && ste && spec.act_bits == 8) {
+        tn_weight_source src = {act_weight, NULL, 8, act_selected, &actx};
+        tn_llama_set_weight_source(m, &src);
+        tn_llama_set_head_via_source(m, (spec.groups & (1u << TN_GROUP_HEAD)) != 0);
+    }
     if (rc == 0) rc = tn_eval_shard(m, ck.params, &s, max_windows, loss, counted);
     tn_llama_free(m);
     tn_shard_free(&s);

@@ -28,9 +28,8 @@ typedef struct {
     int (*optimizer_step)(tn_run *r, void *ctx, double lr);
     /* Add method telemetry to a step's log object. */
     void (*log_step)(tn_run *r, void *ctx, cJSON *obj);
-    /* Weights for evaluation: params with quantized layers snapped (writes into `out`, a full copy of the
-     * parameter buffer). NULL: evaluate the raw params. */
-    int (*eval_params)(tn_run *r, void *ctx, float *out);
+    /* Before an evaluation: make the model's weights the deployed ones (STE: fully snapped, λ = 1). */
+    int (*prepare_eval)(tn_run *r, void *ctx);
     tn_ckpt_hook hook; /* group name NULL when the method saves nothing */
     void (*destroy)(void *ctx);
 } tn_method;
@@ -48,7 +47,6 @@ struct tn_run {
 
     tn_llama_layout layout;
     float *params, *grads, *adam_m, *adam_v;
-    uint8_t *decay_mask_unused;
     tn_llama *model;
 
     tn_loader *loader;
@@ -64,6 +62,7 @@ struct tn_run {
     tn_rng rng;
     int64_t step;
     FILE *log;
+    cJSON *pending_log_line; /* a line a method produced before log.jsonl was opened */
     double t_start;
     tn_method method;
 };
@@ -72,8 +71,11 @@ struct tn_run {
  * parameters they leave in float. skip_group_mask: bit (1 << tn_param_group) set = tensor skipped. */
 void tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask);
 
-/* Method constructors (each reads its own config section). */
+/* Method constructors (each reads its own config section). PRIMAL runs before the parameter buffers
+ * exist (it makes ghost tensors external, so they get no fp32 storage) and attaches to the model in
+ * tn_method_primal_attach; STE runs after the model exists. */
 int tn_method_ste_init(tn_run *r, tn_method *m);
 int tn_method_primal_init(tn_run *r, tn_method *m);
+int tn_method_primal_attach(tn_run *r, tn_method *m);
 
 #endif

@@ -6,8 +6,10 @@
 #define TN_TRAIN_SNAPSHOT_H
 
 #include "train/checkpoint.h"
+#include "train/quant_spec.h"
 
-/* Rewrites ck->params in place from the quantizer state stored in the checkpoint file `path`. */
-int tn_snapshot_apply(const char *path, tn_checkpoint *ck);
+/* Rewrites ck->params in place from the quantizer state stored in the checkpoint file `path`.
+ * *is_ste = 1 and *spec filled when the checkpoint is an STE run (spec may be NULL). */
+int tn_snapshot_apply(const char *path, tn_checkpoint *ck, tn_quant_spec *spec, int *is_ste);
 
 #endif

@@ -112,7 +112,9 @@ static int read_train_config(tn_run *r) {
         return tn_err("[train] eval_every, ckpt_every, eval_batches must be >= 0 and keep_ckpts >= 1");
 
     double v;
-    TN_CHECK(tn_config_float(c, "optim", "lr", 3e-4, &v));
+    /* PRIMAL's float parameters (scales, embeddings, norms) use the original scripts' AdamW defaults. */
+    int primal = !strcmp(tn_config_str(c, "optim", "method", "adamw"), "primal");
+    TN_CHECK(tn_config_float(c, "optim", "lr", primal ? 1.5e-4 : 3e-4, &v));
     r->sched.lr = v;
     TN_CHECK(tn_config_float(c, "optim", "min_lr", 0.1 * r->sched.lr, &v));
     r->sched.min_lr = v;
@@ -120,7 +122,7 @@ static int read_train_config(tn_run *r) {
     r->sched.total_steps = r->steps;
     sched = tn_config_str(c, "optim", "schedule", "cosine");
     TN_CHECK(tn_schedule_kind_parse(sched, &r->sched.kind));
-    TN_CHECK(tn_config_float(c, "optim", "weight_decay", 0.1, &v));
+    TN_CHECK(tn_config_float(c, "optim", "weight_decay", primal ? 0.01 : 0.1, &v));
     r->adam.weight_decay = (float)v;
     TN_CHECK(tn_config_float(c, "optim", "beta1", 0.9, &v));
     r->adam.beta1 = (float)v;
@@ -190,14 +192,15 @@ static int open_data(tn_run *r) {
 
 /* ---- model ---------------------------------------------------------------------------------------------- */
 
-static int init_model(tn_run *r) {
+/* The model's shape: from [model] init (a checkpoint) or the [model] keys. */
+static int build_layout(tn_run *r) {
     const char *init = tn_config_str(r->ini, "model", "init", NULL);
     int64_t data_vocab = tn_loader_vocab_size(r->loader);
     if (init && *init) {
         tn_checkpoint ck;
         TN_CHECK(tn_ckpt_load(init, &ck, NULL, 0));
         r->layout = ck.layout;
-        r->params = ck.params;
+        r->params = ck.params; /* dense, full layout; re-packed in alloc_model if tensors go external */
         if (ck.tokenizer) {
             r->tokenizer = ck.tokenizer;
             r->tokenizer_len = ck.tokenizer_len;
@@ -212,14 +215,7 @@ static int init_model(tn_run *r) {
         TN_CHECK(tn_llama_config_from_ini(r->ini, &cfg));
         if (cfg.vocab_size == 0) cfg.vocab_size = (int)data_vocab;
         if (!tn_config_has(r->ini, "model", "max_seq_len")) cfg.max_seq_len = (int)r->seq_len;
-        double std;
-        TN_CHECK(tn_config_float(r->ini, "model", "init_std", 0.02, &std));
         TN_CHECK(tn_llama_layout_init(&r->layout, &cfg));
-        r->params = tn_alloc(r->layout.numel, sizeof(float));
-        if (!r->params) return -1;
-        tn_rng init_rng;
-        tn_rng_seed(&init_rng, (uint64_t)r->seed ^ 0x5eedULL);
-        tn_llama_init_random(&r->layout, r->params, &init_rng, (float)std);
     }
     if (data_vocab > r->layout.cfg.vocab_size)
         return tn_err("training shards use vocab_size %lld but the model has %d", (long long)data_vocab,
@@ -227,6 +223,20 @@ static int init_model(tn_run *r) {
     if (r->seq_len > r->layout.cfg.max_seq_len)
         return tn_err("[train] seq_len %lld exceeds the model's max_seq_len %d", (long long)r->seq_len,
                       r->layout.cfg.max_seq_len);
+    return 0;
+}
+
+/* Parameter, gradient and moment buffers for the layout's float tensors, then the model. */
+static int alloc_model(tn_run *r) {
+    if (!r->params) {
+        double std;
+        TN_CHECK(tn_config_float(r->ini, "model", "init_std", 0.02, &std));
+        r->params = tn_alloc(r->layout.numel, sizeof(float));
+        if (!r->params) return -1;
+        tn_rng init_rng;
+        tn_rng_seed(&init_rng, (uint64_t)r->seed ^ 0x5eedULL);
+        tn_llama_init_random(&r->layout, r->params, &init_rng, (float)std);
+    }
     r->grads = tn_alloc(r->layout.numel, sizeof(float));
     r->adam_m = tn_alloc(r->layout.numel, sizeof(float));
     r->adam_v = tn_alloc(r->layout.numel, sizeof(float));
@@ -239,7 +249,7 @@ void tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask) {
     h.lr = (float)lr;
     for (int i = 0; i < r->layout.n_tensors; i++) {
         const tn_tensor_info *t = &r->layout.tensors[i];
-        if (skip_group_mask & (1u << t->group)) continue;
+        if (t->external || (skip_group_mask & (1u << t->group))) continue;
         /* Decay matrices only: norms and embeddings are not decayed (GPT-2/llm.c practice). */
         int decay = t->rank == 2 && t->group != TN_GROUP_EMBED;
         tn_adamw_update(r->params + t->offset, r->grads + t->offset, r->adam_m + t->offset, r->adam_v + t->offset,
@@ -332,29 +342,16 @@ static int resume_from(tn_run *r, const char *resume) {
 /* ---- evaluation and logging ------------------------------------------------------------------------- */
 
 static int evaluate(tn_run *r) {
-    const float *p = r->params;
-    float *snapped = NULL;
-    if (r->method.eval_params) {
-        snapped = tn_alloc(r->layout.numel, sizeof(float));
-        if (!snapped) return -1;
-        if (r->method.eval_params(r, r->method.ctx, snapped) != 0) {
-            tn_free(snapped);
-            return -1;
-        }
-        p = snapped;
-        tn_llama_set_weight_source(r->model, NULL);
-    }
+    if (r->method.prepare_eval) TN_CHECK(r->method.prepare_eval(r, r->method.ctx));
     double loss;
     int64_t counted;
-    int rc = tn_eval_shard(r->model, p, &r->val, r->eval_batches * r->batch, &loss, &counted);
-    tn_free(snapped);
-    TN_CHECK(rc);
+    TN_CHECK(tn_eval_shard(r->model, r->params, &r->val, r->eval_batches * r->batch, &loss, &counted));
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", (double)r->step);
     tn_json_add_num(o, "val_loss", loss);
     tn_json_add_num(o, "val_ppl", exp(loss));
     cJSON_AddNumberToObject(o, "val_tokens", (double)counted);
-    rc = tn_json_print_line(r->log, o);
+    int rc = tn_json_print_line(r->log, o);
     cJSON_Delete(o);
     tn_log_info("step %lld: val_loss %.4f val_ppl %.2f", (long long)r->step, loss, exp(loss));
     return rc;
@@ -432,6 +429,7 @@ static void run_free(tn_run *r) {
     tn_free(r->mask);
     tn_free(r->tokenizer);
     if (r->log) fclose(r->log);
+    cJSON_Delete(r->pending_log_line);
     free(r->config_text);
     tn_config_free(r->ini);
 }
@@ -443,17 +441,15 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     if (!(r->config_text = config_to_text(r->ini))) return tn_err("out of memory");
     TN_CHECK(read_train_config(r));
     TN_CHECK(open_data(r));
-    TN_CHECK(init_model(r));
+    TN_CHECK(build_layout(r));
     const char *method = tn_config_str(r->ini, "optim", "method", "adamw");
-    int quant = tn_config_has(r->ini, "quant", "grid");
-    if (!strcmp(method, "primal")) {
-        TN_CHECK(tn_method_primal_init(r, &r->method));
-    } else if (!strcmp(method, "adamw")) {
-        if (quant) TN_CHECK(tn_method_ste_init(r, &r->method));
-        else r->method.name = "dense";
-    } else {
-        return tn_err("[optim] method: '%s' is not adamw or primal", method);
-    }
+    int primal = !strcmp(method, "primal");
+    if (!primal && strcmp(method, "adamw") != 0) return tn_err("[optim] method: '%s' is not adamw or primal", method);
+    if (primal) TN_CHECK(tn_method_primal_init(r, &r->method));
+    TN_CHECK(alloc_model(r));
+    if (primal) TN_CHECK(tn_method_primal_attach(r, &r->method));
+    else if (tn_config_has(r->ini, "quant", "grid")) TN_CHECK(tn_method_ste_init(r, &r->method));
+    else r->method.name = "dense";
     TN_CHECK(tn_config_check_unused(r->ini));
     const char *init = tn_config_str(r->ini, "model", "init", NULL);
     tn_log_info("model: %s, %lld parameters", init && *init ? init : "from scratch",
@@ -466,6 +462,11 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     TN_CHECK(tn_write_file_atomic(path, r->config_text, strlen(r->config_text)));
     snprintf(path, sizeof path, "%s/log.jsonl", r->out_dir);
     if (!(r->log = fopen(path, resume ? "a" : "w"))) return tn_err("%s: cannot open for writing", path);
+    if (r->pending_log_line) {
+        TN_CHECK(tn_json_print_line(r->log, r->pending_log_line));
+        cJSON_Delete(r->pending_log_line);
+        r->pending_log_line = NULL;
+    }
     tn_log_info("training: method %s, %lld steps of %lld x %lld tokens x %lld accum, activations %.1f MiB",
                 r->method.name, (long long)r->steps, (long long)r->batch, (long long)r->seq_len,
                 (long long)r->accum, (double)tn_llama_activation_bytes(r->model) / (1 << 20));

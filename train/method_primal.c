@@ -1,0 +1,295 @@
+/* PRIMAL pre-training in the loop: ghost tensors have no fp32 copy (they are external in the layout);
+ * the weight source materialises one at a time into the model's scratch, and their gradients go to
+ * optim/primal.c as votes and scale gradients, never into a float buffer. The float parameters
+ * (embeddings, norms, non-ghost layers) and the ghost scales are trained by AdamW. The rule itself is
+ * in optim/primal.h. */
+#include "train/quant_spec.h"
+#include "train/run.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/h5.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "kernels/ops.h"
+#include "optim/primal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    tn_run *r;
+    tn_primal_opts o;
+    tn_grid coarse, fine;
+    unsigned ghost_groups, fine_groups;
+    uint8_t *fine_layer;      /* [n_layers] 1 = this layer's ghost tensors use the fine grid */
+    int n_g;
+    int *tensor;              /* [n_g] layout index */
+    int *lookup;              /* [n_tensors] ghost slot or -1 */
+    tn_primal_tensor *t;      /* [n_g] */
+    int64_t *scale_off;       /* [n_g] offset into the scale arrays */
+    int64_t n_scales, n_weights;
+    float *scale, *scale_grad, *scale_m, *scale_v;
+    int64_t voters, flipped, voted; /* telemetry of the last step */
+} primal_ctx;
+
+static const float *pr_weight(void *vctx, int layer, tn_linear_kind kind, float *scratch) {
+    primal_ctx *c = vctx;
+    int i = tn_llama_layout_index(&c->r->layout, layer, (int)kind);
+    int g = c->lookup[i];
+    if (g < 0) return c->r->params + c->r->layout.tensors[i].offset;
+    tn_primal_materialize(&c->t[g], scratch);
+    return scratch;
+}
+
+static int pr_weight_grad(void *vctx, int layer, tn_linear_kind kind, const float *G) {
+    primal_ctx *c = vctx;
+    int i = tn_llama_layout_index(&c->r->layout, layer, (int)kind);
+    int g = c->lookup[i];
+    const tn_tensor_info *ti = &c->r->layout.tensors[i];
+    if (g < 0) { /* a float matrix: accumulate as dense training would */
+        tn_op_add(c->r->grads + ti->offset, G, (int64_t)ti->numel);
+        return 0;
+    }
+    int64_t voters = 0;
+    if (tn_primal_accumulate(&c->t[g], G, &c->o, c->scale_grad + c->scale_off[g], &voters) != 0)
+        return tn_err_prefix("%s", ti->name);
+    c->voters += voters;
+    return 0;
+}
+
+static int pr_is_ghost(void *vctx, int layer, tn_linear_kind kind) {
+    primal_ctx *c = vctx;
+    return c->lookup[tn_llama_layout_index(&c->r->layout, layer, (int)kind)] >= 0;
+}
+
+static int pr_begin_step(tn_run *r, void *vctx) {
+    (void)r;
+    primal_ctx *c = vctx;
+    memset(c->scale_grad, 0, (size_t)c->n_scales * sizeof *c->scale_grad);
+    c->voters = 0;
+    return 0;
+}
+
+/* AdamW on the float parameters and the scales, then the flip rule on every ghost tensor in layout
+ * order (one RNG draw each), which clears the votes. */
+static int pr_step(tn_run *r, void *vctx, double lr) {
+    primal_ctx *c = vctx;
+    tn_run_adamw_params(r, lr, 0);
+    tn_adamw_hparams h = r->adam;
+    h.lr = (float)lr;
+    /* The scale gradients are averaged over micro-batches by the model (scale 1/accum in backward). */
+    tn_adamw_update(c->scale, c->scale_grad, c->scale_m, c->scale_v, c->n_scales, &h, r->step, 0);
+    c->flipped = c->voted = 0;
+    for (int g = 0; g < c->n_g; g++) {
+        const tn_primal_tensor *t = &c->t[g];
+        for (int64_t i = 0; i < t->n; i++) c->voted += t->vote[i] != 0;
+        int64_t f = 0;
+        if (tn_primal_step(&c->t[g], &r->rng, &c->o, &f) != 0)
+            return tn_err_prefix("%s", r->layout.tensors[c->tensor[g]].name);
+        c->flipped += f;
+    }
+    return 0;
+}
+
+static double mean_abs_scale(const primal_ctx *c, tn_param_group grp, int *any) {
+    double s = 0;
+    int64_t n = 0;
+    for (int g = 0; g < c->n_g; g++) {
+        if (c->r->layout.tensors[c->tensor[g]].group != grp) continue;
+        for (int64_t k = 0; k < c->t[g].n_scales; k++) s += fabsf(c->t[g].scale[k]);
+        n += c->t[g].n_scales;
+    }
+    *any = n > 0;
+    return n ? s / (double)n : 0;
+}
+
+static void pr_log(tn_run *r, void *vctx, cJSON *o) {
+    (void)r;
+    primal_ctx *c = vctx;
+    tn_json_add_num(o, "flip_rate", (double)c->flipped / (double)c->n_weights);
+    tn_json_add_num(o, "vote_rate", (double)c->voted / (double)c->n_weights);
+    int any;
+    double s = mean_abs_scale(c, TN_GROUP_ATTN, &any);
+    if (any) tn_json_add_num(o, "scale_attn", s);
+    s = mean_abs_scale(c, TN_GROUP_MLP, &any);
+    if (any) tn_json_add_num(o, "scale_mlp", s);
+    s = mean_abs_scale(c, TN_GROUP_HEAD, &any);
+    if (any) tn_json_add_num(o, "scale_head", s);
+}
+
+/* Checkpoint: /primal/<tensor name>/{idx, vote, scale, grid, scale_adam_m, scale_adam_v}. */
+static int pr_save(void *vctx, hid_t group) {
+    primal_ctx *c = vctx;
+    TN_CHECK(tn_h5_attr_set_str(group, ".", "format", "trinity-primal-run"));
+    for (int g = 0; g < c->n_g; g++) {
+        const char *name = c->r->layout.tensors[c->tensor[g]].name;
+        hid_t sub;
+        TN_CHECK(tn_h5_group(group, name, &sub));
+        int64_t n = c->t[g].n_scales;
+        int rc = tn_primal_save(&c->t[g], sub);
+        if (rc == 0) rc = tn_h5_write(sub, "scale_adam_m", TN_H5_F32, 1, &n, c->scale_m + c->scale_off[g], 0);
+        if (rc == 0) rc = tn_h5_write(sub, "scale_adam_v", TN_H5_F32, 1, &n, c->scale_v + c->scale_off[g], 0);
+        H5Gclose(sub);
+        if (rc) return tn_err_prefix("%s", name);
+    }
+    return 0;
+}
+
+static int pr_load(void *vctx, hid_t group) {
+    primal_ctx *c = vctx;
+    for (int g = 0; g < c->n_g; g++) {
+        const char *name = c->r->layout.tensors[c->tensor[g]].name;
+        if (!tn_h5_exists(group, name)) return tn_err("missing ghost tensor %s", name);
+        hid_t sub;
+        TN_CHECK(tn_h5_group(group, name, &sub));
+        int64_t n = c->t[g].n_scales;
+        int rc = tn_primal_load(&c->t[g], sub);
+        if (rc == 0) rc = tn_h5_read(sub, "scale_adam_m", TN_H5_F32, 1, &n, c->scale_m + c->scale_off[g]);
+        if (rc == 0) rc = tn_h5_read(sub, "scale_adam_v", TN_H5_F32, 1, &n, c->scale_v + c->scale_off[g]);
+        H5Gclose(sub);
+        if (rc) return tn_err_prefix("%s", name);
+    }
+    return 0;
+}
+
+static void pr_destroy(void *vctx) {
+    primal_ctx *c = vctx;
+    if (!c) return;
+    for (int g = 0; g < c->n_g; g++) tn_primal_tensor_free(&c->t[g]);
+    free(c->t);
+    free(c->tensor);
+    free(c->lookup);
+    free(c->scale_off);
+    free(c->fine_layer);
+    tn_free(c->scale);
+    tn_free(c->scale_grad);
+    tn_free(c->scale_m);
+    tn_free(c->scale_v);
+    free(c);
+}
+
+/* fine_layers: group names (attn, mlp, head) and/or layer indices (negative counts from the end). */
+static int parse_fine(primal_ctx *c, const char *list, int n_layers) {
+    char buf[512];
+    if (strlen(list) >= sizeof buf) return tn_err("[primal] fine_layers: too long");
+    strcpy(buf, list);
+    for (char *tok = strtok(buf, ", \t"); tok; tok = strtok(NULL, ", \t")) {
+        char *end;
+        long v = strtol(tok, &end, 10);
+        if (*end == '\0') {
+            if (v < 0) v += n_layers;
+            if (v < 0 || v >= n_layers) return tn_err("[primal] fine_layers: layer %s out of range", tok);
+            c->fine_layer[v] = 1;
+        } else {
+            unsigned g;
+            if (tn_quant_parse_groups(tok, &g) != 0) return tn_err_prefix("[primal] fine_layers");
+            c->fine_groups |= g;
+        }
+    }
+    return 0;
+}
+
+int tn_method_primal_init(tn_run *r, tn_method *m) {
+    primal_ctx *c = calloc(1, sizeof *c);
+    if (!c) return tn_err("out of memory");
+    memset(m, 0, sizeof *m);
+    m->ctx = c;
+    m->destroy = pr_destroy;
+    c->r = r;
+    tn_llama_layout *l = &r->layout;
+    if (r->params) return tn_err("[optim] method = primal trains from scratch; remove [model] init");
+    TN_CHECK(tn_primal_opts_from_config(r->ini, &c->o));
+    if (tn_grid_resolve(tn_config_str(r->ini, "primal", "grid", "primal15"), &c->coarse) != 0)
+        return tn_err_prefix("[primal] grid");
+    if (tn_grid_resolve(tn_config_str(r->ini, "primal", "fine_grid", "primal25"), &c->fine) != 0)
+        return tn_err_prefix("[primal] fine_grid");
+    if (tn_quant_parse_groups(tn_config_str(r->ini, "primal", "ghost_layers", "attn,mlp"), &c->ghost_groups) != 0)
+        return tn_err_prefix("[primal] ghost_layers");
+    if (!(c->fine_layer = calloc((size_t)l->cfg.n_layers, 1))) return tn_err("out of memory");
+    TN_CHECK(parse_fine(c, tn_config_str(r->ini, "primal", "fine_layers", ""), l->cfg.n_layers));
+    if ((c->ghost_groups & (1u << TN_GROUP_HEAD)) && l->cfg.tied_embeddings)
+        return tn_err("[primal] ghost_layers: a tied head is the embedding, which stays fp32; untie the model "
+                      "([model] tied_embeddings = false) or drop 'head'");
+
+    uint8_t *ext = calloc((size_t)l->n_tensors, 1);
+    c->tensor = calloc((size_t)l->n_tensors, sizeof *c->tensor);
+    c->lookup = calloc((size_t)l->n_tensors, sizeof *c->lookup);
+    c->scale_off = calloc((size_t)l->n_tensors, sizeof *c->scale_off);
+    c->t = calloc((size_t)l->n_tensors, sizeof *c->t);
+    if (!ext || !c->tensor || !c->lookup || !c->scale_off || !c->t) {
+        free(ext);
+        return tn_err("out of memory");
+    }
+    for (int i = 0; i < l->n_tensors; i++) {
+        const tn_tensor_info *t = &l->tensors[i];
+        c->lookup[i] = -1;
+        if (t->rank != 2 || t->group == TN_GROUP_EMBED || !(c->ghost_groups & (1u << t->group))) continue;
+        ext[i] = 1;
+        c->lookup[i] = c->n_g;
+        c->tensor[c->n_g] = i;
+        c->scale_off[c->n_g] = c->n_scales;
+        c->n_scales += c->o.scale_per_row ? t->shape[0] : 1;
+        c->n_weights += (int64_t)t->numel;
+        c->n_g++;
+    }
+    int rc = c->n_g ? tn_llama_layout_set_external(l, ext) : tn_err("[primal] ghost_layers selects no tensor");
+    free(ext);
+    return rc;
+}
+
+int tn_method_primal_attach(tn_run *r, tn_method *m) {
+    primal_ctx *c = m->ctx;
+    const tn_llama_layout *l = &r->layout;
+    c->scale = tn_alloc((size_t)c->n_scales, sizeof(float));
+    c->scale_grad = tn_alloc((size_t)c->n_scales, sizeof(float));
+    c->scale_m = tn_alloc((size_t)c->n_scales, sizeof(float));
+    c->scale_v = tn_alloc((size_t)c->n_scales, sizeof(float));
+    if (!c->scale || !c->scale_grad || !c->scale_m || !c->scale_v) return -1;
+    /* Initial indices from their own RNG stream, in layout order, so they depend only on the seed. */
+    tn_rng init_rng;
+    tn_rng_seed(&init_rng, (uint64_t)r->seed ^ 0x9a1ULL);
+    int64_t idx_b = 0, vote_b = 0, scale_b = 0, largest = 0;
+    for (int g = 0; g < c->n_g; g++) {
+        const tn_tensor_info *t = &l->tensors[c->tensor[g]];
+        int fine = (c->fine_groups & (1u << t->group)) || (t->layer >= 0 && c->fine_layer[t->layer]);
+        if (tn_primal_tensor_init(&c->t[g], t->shape[0], t->shape[1], fine ? &c->fine : &c->coarse, &c->o,
+                                  c->scale + c->scale_off[g], &init_rng) != 0)
+            return tn_err_prefix("%s", t->name);
+        int64_t a, b, s;
+        tn_primal_bytes(&c->t[g], &a, &b, &s);
+        idx_b += a;
+        vote_b += b;
+        scale_b += s;
+        if ((int64_t)t->numel > largest) largest = (int64_t)t->numel;
+    }
+    m->name = "primal";
+    m->begin_step = pr_begin_step;
+    m->optimizer_step = pr_step;
+    m->log_step = pr_log;
+    m->hook = (tn_ckpt_hook){"primal", pr_save, pr_load, c};
+    tn_weight_source src = {pr_weight, pr_weight_grad, 0, pr_is_ghost, c};
+    tn_llama_set_weight_source(r->model, &src);
+    tn_llama_set_head_via_source(r->model, (c->ghost_groups & (1u << TN_GROUP_HEAD)) != 0);
+
+    /* What the promise "≤ 2 bytes per ghost weight" is measured against. */
+    int64_t float_b = (int64_t)l->numel * 4 * 4 + c->n_scales * 4 * 3; /* params, grads, m, v */
+    int64_t scratch_b = 2 * largest * 4;
+    cJSON *o = cJSON_CreateObject(), *mem = cJSON_CreateObject();
+    cJSON_AddNumberToObject(mem, "ghost_weights", (double)c->n_weights);
+    cJSON_AddNumberToObject(mem, "ghost_idx_bytes", (double)idx_b);
+    cJSON_AddNumberToObject(mem, "ghost_vote_bytes", (double)vote_b);
+    cJSON_AddNumberToObject(mem, "ghost_scale_bytes", (double)scale_b);
+    tn_json_add_num(mem, "ghost_bytes_per_weight", (double)(idx_b + vote_b) / (double)c->n_weights);
+    cJSON_AddNumberToObject(mem, "float_state_bytes", (double)float_b);
+    cJSON_AddNumberToObject(mem, "scratch_bytes", (double)scratch_b);
+    cJSON_AddNumberToObject(mem, "activation_bytes", (double)tn_llama_activation_bytes(r->model));
+    cJSON_AddItemToObject(o, "memory", mem);
+    char *line = cJSON_PrintUnformatted(o);
+    if (line) tn_log_info("primal state: %s", line);
+    free(line);
+    r->pending_log_line = o; /* written to log.jsonl once it is open */
+    return 0;
+}
