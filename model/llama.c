@@ -174,9 +174,16 @@ void tn_llama_set_weight_source(tn_llama *m, const tn_weight_source *src) {
 
 void tn_llama_set_head_via_source(tn_llama *m, int on) { m->head_via_src = on; }
 
+int tn_llama_get_weight_source(const tn_llama *m, tn_weight_source *src, int *head_via_source) {
+    if (m->has_src) *src = m->src;
+    *head_via_source = m->head_via_src;
+    return m->has_src;
+}
+
 const float *tn_llama_logits(const tn_llama *m) { return m->logits; }
 const float *tn_llama_nll(const tn_llama *m) { return m->nll; }
 int tn_llama_batch(const tn_llama *m) { return m->B; }
+const tn_llama_config *tn_llama_cfg(const tn_llama *m) { return &m->cfg; }
 int tn_llama_seq_len(const tn_llama *m) { return m->T; }
 int64_t tn_llama_activation_bytes(const tn_llama *m) { return m->bytes; }
 

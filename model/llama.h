@@ -45,6 +45,8 @@ int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T)
 void tn_llama_free(tn_llama *m);
 /* Use `src` for linear weights (copied; NULL restores dense). */
 void tn_llama_set_weight_source(tn_llama *m, const tn_weight_source *src);
+/* The current weight source (returns 0 when the model is dense) and whether the head goes through it. */
+int tn_llama_get_weight_source(const tn_llama *m, tn_weight_source *src, int *head_via_source);
 /* Also quantize/treat the LM head through the weight source (kind TN_W_COUNT, layer -1). */
 
 void tn_llama_set_head_via_source(tn_llama *m, int on);
@@ -63,6 +65,7 @@ const float *tn_llama_logits(const tn_llama *m);
 /* Per-position NLL of the last forward, [B, T] (computed for all positions, masked or not). */
 const float *tn_llama_nll(const tn_llama *m);
 int tn_llama_batch(const tn_llama *m);
+const tn_llama_config *tn_llama_cfg(const tn_llama *m);
 int tn_llama_seq_len(const tn_llama *m);
 /* Bytes of activation memory held. */
 int64_t tn_llama_activation_bytes(const tn_llama *m);

@@ -55,6 +55,8 @@ struct tn_run {
     int32_t *inputs, *targets;
     uint8_t *mask;
 
+    struct tn_tokenizer *tok; /* for the salad test; NULL when the run has no tokenizer */
+    tn_llama *sampler;        /* batch-1 model sharing the weight source, built on first use */
     char tokenizer_format[32];
     uint8_t *tokenizer;
     size_t tokenizer_len;

@@ -6,6 +6,8 @@
 #include "train/train.h"
 #include "train/eval.h"
 #include "train/run.h"
+#include "train/sample.h"
+#include "data/tokenizer.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -339,6 +341,61 @@ static int resume_from(tn_run *r, const char *resume) {
     return rc ? tn_err_prefix("resume") : 0;
 }
 
+/* ---- tokenizer (salad test, and carried into checkpoints so export is self-contained) ---------------- */
+
+static int setup_tokenizer(tn_run *r) {
+    const char *spec = tn_config_str(r->ini, "data", "tokenizer", NULL);
+    if (spec && *spec) {
+        TN_CHECK(tn_tokenizer_load(spec, &r->tok));
+        const char *want = tn_loader_tokenizer_sha256(r->loader);
+        if (want && *want && strcmp(want, tn_tokenizer_sha256(r->tok)) != 0)
+            return tn_err("[data] tokenizer %s is not the tokenizer the shards were made with (sha256 differs)", spec);
+        if (tn_tokenizer_vocab_size(r->tok) > r->layout.cfg.vocab_size)
+            return tn_err("[data] tokenizer has %lld tokens, the model only %d",
+                          (long long)tn_tokenizer_vocab_size(r->tok), r->layout.cfg.vocab_size);
+        tn_free(r->tokenizer);
+        uint8_t *blob;
+        size_t len;
+        TN_CHECK(tn_tokenizer_serialize(r->tok, &blob, &len));
+        r->tokenizer = tn_alloc(len, 1);
+        if (!r->tokenizer) {
+            free(blob);
+            return -1;
+        }
+        memcpy(r->tokenizer, blob, len);
+        free(blob);
+        r->tokenizer_len = len;
+        snprintf(r->tokenizer_format, sizeof r->tokenizer_format, "trinity-tokenizer");
+    } else if (r->tokenizer && !strcmp(r->tokenizer_format, "trinity-tokenizer")) {
+        TN_CHECK(tn_tokenizer_deserialize(r->tokenizer, r->tokenizer_len, &r->tok));
+    }
+    if (r->sample_every > 0 && !r->tok)
+        return tn_err("[train] sample_every needs a tokenizer: set [data] tokenizer or start from a model that has one");
+    return 0;
+}
+
+static int salad_test(tn_run *r) {
+    if (!r->sampler) {
+        TN_CHECK(tn_llama_create(&r->sampler, &r->layout, 1, (int)r->seq_len));
+        tn_weight_source src;
+        int head;
+        if (tn_llama_get_weight_source(r->model, &src, &head)) tn_llama_set_weight_source(r->sampler, &src);
+        tn_llama_set_head_via_source(r->sampler, head);
+    }
+    if (r->method.prepare_eval) TN_CHECK(r->method.prepare_eval(r, r->method.ctx));
+    char *text = NULL;
+    TN_CHECK(tn_sample_greedy(r->sampler, r->params, r->tok, r->sample_prompt, (int)r->sample_tokens, &text));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)r->step);
+    cJSON_AddStringToObject(o, "prompt", r->sample_prompt);
+    cJSON_AddStringToObject(o, "sample", text);
+    int rc = tn_json_print_line(r->log, o);
+    cJSON_Delete(o);
+    tn_log_info("step %lld sample: %s%s", (long long)r->step, r->sample_prompt, text);
+    free(text);
+    return rc;
+}
+
 /* ---- evaluation and logging ------------------------------------------------------------------------- */
 
 static int evaluate(tn_run *r) {
@@ -406,6 +463,7 @@ static int train_loop(tn_run *r) {
         tn_progress_update(&bar, r->step);
         if (r->has_val && r->eval_every > 0 && (r->step % r->eval_every == 0 || r->step == r->steps))
             TN_CHECK(evaluate(r));
+        if (r->sample_every > 0 && (r->step % r->sample_every == 0 || r->step == r->steps)) TN_CHECK(salad_test(r));
         if (r->ckpt_every > 0 && r->step % r->ckpt_every == 0 && r->step != r->steps) TN_CHECK(save_checkpoint(r));
     }
     tn_progress_end(&bar);
@@ -417,6 +475,8 @@ static int train_loop(tn_run *r) {
 static void run_free(tn_run *r) {
     if (r->method.destroy) r->method.destroy(r->method.ctx);
     tn_llama_free(r->model);
+    tn_llama_free(r->sampler);
+    if (r->tok) tn_tokenizer_free(r->tok);
     tn_free(r->params);
     tn_free(r->grads);
     tn_free(r->adam_m);
@@ -450,6 +510,7 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     if (primal) TN_CHECK(tn_method_primal_attach(r, &r->method));
     else if (tn_config_has(r->ini, "quant", "grid")) TN_CHECK(tn_method_ste_init(r, &r->method));
     else r->method.name = "dense";
+    TN_CHECK(setup_tokenizer(r));
     TN_CHECK(tn_config_check_unused(r->ini));
     const char *init = tn_config_str(r->ini, "model", "init", NULL);
     tn_log_info("model: %s, %lld parameters", init && *init ? init : "from scratch",
