@@ -25,6 +25,7 @@ import math
 import os
 import struct
 from dataclasses import dataclass, asdict
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -136,9 +137,19 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def forward(cfg, params, inputs, dtype=torch.float64):
+def linear(x, W, quant=None, layer=-1, kind="head"):
+    """x W^T. With a `quant` (see STEQuant), W and x are first replaced by what the quantized model uses
+    for linear (layer, kind); kind is one of LINEAR_KINDS, and the LM head is (-1, "head")."""
+    if quant is not None:
+        x = quant.input(layer, kind, x)
+        W = quant.weight(layer, kind, W)
+    return x @ W.T
+
+
+def forward(cfg, params, inputs, dtype=torch.float64, quant=None):
     """logits [B, T, V] for int token ids `inputs` [B, T]. params: name -> tensor (any float dtype;
-    converted to `dtype`, so autograd gradients land on the tensors passed in)."""
+    converted to `dtype`, so autograd gradients land on the tensors passed in). quant: None (dense) or an
+    STEQuant deciding the weights and inputs of every linear (quantized training)."""
     P = {k: v.to(dtype) for k, v in params.items()}
     B, T = inputs.shape
     H, KV, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
@@ -150,9 +161,12 @@ def forward(cfg, params, inputs, dtype=torch.float64):
     for i in range(cfg.n_layers):
         p = f"model.layers.{i}."
         h = rms_norm(x, P[p + "input_layernorm.weight"], eps)
-        q = (h @ P[p + "self_attn.q_proj.weight"].T).view(B, T, H, hd).transpose(1, 2)   # [B, H, T, hd]
-        k = (h @ P[p + "self_attn.k_proj.weight"].T).view(B, T, KV, hd).transpose(1, 2)  # [B, KV, T, hd]
-        v = (h @ P[p + "self_attn.v_proj.weight"].T).view(B, T, KV, hd).transpose(1, 2)
+        q = linear(h, P[p + "self_attn.q_proj.weight"], quant, i, "q")
+        k = linear(h, P[p + "self_attn.k_proj.weight"], quant, i, "k")
+        v = linear(h, P[p + "self_attn.v_proj.weight"], quant, i, "v")
+        q = q.view(B, T, H, hd).transpose(1, 2)                                         # [B, H, T, hd]
+        k = k.view(B, T, KV, hd).transpose(1, 2)                                        # [B, KV, T, hd]
+        v = v.view(B, T, KV, hd).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(H // KV, dim=1)                                         # GQA
@@ -161,14 +175,14 @@ def forward(cfg, params, inputs, dtype=torch.float64):
         s = s.masked_fill(~causal, float("-inf"))
         a = torch.softmax(s, dim=-1) @ v                                                # [B, H, T, hd]
         a = a.transpose(1, 2).reshape(B, T, H * hd)
-        x = x + a @ P[p + "self_attn.o_proj.weight"].T
+        x = x + linear(a, P[p + "self_attn.o_proj.weight"], quant, i, "o")
         h = rms_norm(x, P[p + "post_attention_layernorm.weight"], eps)
-        g = torch.nn.functional.silu(h @ P[p + "mlp.gate_proj.weight"].T)
-        u = h @ P[p + "mlp.up_proj.weight"].T
-        x = x + (g * u) @ P[p + "mlp.down_proj.weight"].T
+        g = torch.nn.functional.silu(linear(h, P[p + "mlp.gate_proj.weight"], quant, i, "gate"))
+        u = linear(h, P[p + "mlp.up_proj.weight"], quant, i, "up")
+        x = x + linear(g * u, P[p + "mlp.down_proj.weight"], quant, i, "down")
     x = rms_norm(x, P["model.norm.weight"], eps)
     head = P["model.embed_tokens.weight"] if cfg.tied_embeddings else P["lm_head.weight"]
-    return x @ head.T
+    return linear(x, head, quant, -1, "head")
 
 
 def nll_and_loss(logits, targets, mask):
@@ -181,11 +195,12 @@ def nll_and_loss(logits, targets, mask):
     return nll, loss
 
 
-def loss_and_grads(cfg, params, inputs, targets, mask, dtype=torch.float64):
+def loss_and_grads(cfg, params, inputs, targets, mask, dtype=torch.float64, quant=None):
     """Forward + backward in `dtype`. Returns (logits, nll, loss, grads) as detached tensors of `dtype`;
-    grads: name -> dLoss/dparam (for a tied model the embedding's gradient includes the head's)."""
+    grads: name -> dLoss/dparam (for a tied model the embedding's gradient includes the head's). With a
+    `quant`, the gradients are those of the shadow weights (straight-through)."""
     leaves = {k: v.detach().to(dtype).requires_grad_(True) for k, v in params.items()}
-    logits = forward(cfg, leaves, inputs, dtype)
+    logits = forward(cfg, leaves, inputs, dtype, quant)
     nll, loss = nll_and_loss(logits, targets, mask)
     loss.backward()
     grads = {k: v.grad.detach() for k, v in leaves.items()}
@@ -211,6 +226,310 @@ def windowed_loss(cfg, params, tokens, loss_mask, seq_len, batch=8):
             total += float((nll * mt).sum())
             count += int(m.sum())
     return total / count, count
+
+
+# ---- quantized training (STE): grids, scales, snapping, activation fake-quantization -----------------
+#
+# What quant/ and optim/ste.h do, restated in numpy/torch (the definitions are in quant/grid.h, scale.h,
+# snap.h, act.h and optim/ste.h). The discrete decisions (which grid point, which int8 code) are the parts
+# that must agree exactly with C, so:
+#   * grids, scales, W / s, W_q = s * grid[idx] and the blend are computed in float32 exactly as C does
+#     (IEEE float32 division/multiplication, sums in double in C's order, s rounded to float32);
+#   * the forward then uses those float32 matrices, converted to float64, with a straight-through
+#     estimator W_f = W + (blend - W).detach(), so dL/dW = dL/dW_f;
+#   * activation fake-quantization runs in float64 on the float64 activations (C rounds its float32
+#     activations: an element whose x * 127 / max|x| sits near a half-integer could round differently; the
+#     fixture generator rejects batches where any element comes close, see gen_llama_ste.py).
+
+LINEAR_KINDS = ("q", "k", "v", "o", "gate", "up", "down")  # tn_linear_kind order; the head is "head"
+KIND_GROUP = {"q": "attn", "k": "attn", "v": "attn", "o": "attn", "gate": "mlp", "up": "mlp", "down": "mlp",
+              "head": "head"}
+SCALE_EPS = np.float32(1e-5)  # TN_SCALE_EPS
+ACT_EPS = np.float32(1e-5)    # TN_ACT_EPS
+
+
+def _primes_upto(n):
+    return [p for p in range(2, n + 1) if all(p % d for d in range(2, int(p ** 0.5) + 1))]
+
+
+def grid_values(name):
+    """A built-in grid (quant/grid.h) as a sorted float32 array; every 1/p is the float32 division 1.0f / p."""
+    f = np.float32
+
+    def recip(dens):
+        return [f(1) / f(d) for d in dens]
+
+    if name == "ternary":
+        mags = [f(1)]
+    elif name == "prime7":
+        mags = recip((2, 3, 5))
+    elif name == "prime81":
+        mags = recip(_primes_upto(151)) + [f(1), f(3) / f(2), f(2), f(3)]
+    elif name in ("primal15", "primal25"):
+        mags = recip((1, 2, 3, 5, 7, 11, 13))
+        if name == "primal25":
+            mags += [f(2) / f(3)] + recip((4, 6, 8, 12))
+    else:
+        raise ValueError(f"unknown grid {name}")
+    vals = sorted({0.0} | {float(m) for m in mags} | {-float(m) for m in mags})
+    return np.array(vals, dtype=np.float32)
+
+
+def _seq_sum(a):
+    """Sum in double, strictly left to right (C's `for (...) s += a[j]`; np.sum would sum pairwise)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    return float(np.cumsum(a)[-1]) if a.size else 0.0
+
+
+def scale_f32(W, rule, per_row):
+    """quant/scale.c: float32 scales [rows] (per_row) or [1] of the float32 matrix W [rows, cols].
+    std = sqrt(sum((w - mean)^2) / (n - 1)) (two passes), absmean = sum|w| / n, absmax = max|w|; sums in
+    double, per row left to right and then over rows in order; rounded to float32; then max(s, 1e-5f)."""
+    W = np.asarray(W, dtype=np.float32)
+    rows, cols = W.shape
+    W64 = W.astype(np.float64)
+
+    def value(sumabs, maxabs, m2, n):
+        if rule == "std":
+            return math.sqrt(m2 / (n - 1)) if n > 1 else 0.0
+        if rule == "absmean":
+            return sumabs / n
+        if rule == "absmax":
+            return maxabs
+        raise ValueError(f"unknown scale rule {rule}")
+
+    def guard(s):
+        f = np.float32(s)
+        return f if f > SCALE_EPS else SCALE_EPS
+
+    row_sum = [_seq_sum(W64[r]) for r in range(rows)]
+    row_sumabs = [_seq_sum(np.abs(W64[r])) for r in range(rows)]
+    row_max = np.abs(W64).max(axis=1)
+    if per_row:
+        out = []
+        for r in range(rows):
+            m2 = _seq_sum((W64[r] - row_sum[r] / cols) ** 2) if rule == "std" else 0.0
+            out.append(guard(value(row_sumabs[r], row_max[r], m2, cols)))
+        return np.array(out, dtype=np.float32)
+    n = rows * cols
+    m2 = 0.0
+    if rule == "std":
+        mean = _seq_sum(row_sum) / n
+        m2 = _seq_sum([_seq_sum((W64[r] - mean) ** 2) for r in range(rows)])
+    return np.array([guard(value(_seq_sum(row_sumabs), float(row_max.max()), m2, n))], dtype=np.float32)
+
+
+def snap_indices(x, grid):
+    """quant/snap.h: index of the grid value nearest to each float32 x, distances taken exactly; a tie goes
+    to the value of smaller magnitude (to the positive one between -a and +a); beyond the ends, clip.
+    For neighbours a < b, x goes up iff 2x > a + b, or 2x == a + b and a + b <= 0 (then |b| <= |a|)."""
+    x2 = 2.0 * np.asarray(x, dtype=np.float32).astype(np.float64)  # exact
+    idx = np.zeros(x2.shape, dtype=np.int64)
+    for a, b in zip(grid[:-1], grid[1:]):
+        s = float(a) + float(b)
+        assert Fraction(s) == Fraction(float(a)) + Fraction(float(b)), "midpoint not exact in double"
+        idx += (x2 > s) if s > 0 else (x2 >= s)
+    return idx
+
+
+def quantize_tensor(W, grid, rule, per_row):
+    """tn_quantize_tensor: (W_q float32, idx, scales) with W_q = s * grid[nearest(W / s)], all float32."""
+    W = np.asarray(W, dtype=np.float32)
+    s = scale_f32(W, rule, per_row)
+    sc = s[:, None] if per_row else s[0]
+    idx = snap_indices(W / sc, grid)                 # float32 division, correctly rounded, as in C
+    Wq = (sc * grid[idx]).astype(np.float32)         # float32 product
+    assert Wq.dtype == np.float32
+    return Wq, idx, s
+
+
+def snap_fragility(W, grid, s, per_row, ulps=4):
+    """How many weights would snap differently if the scale were off by up to `ulps` float32 ulps (a
+    different summation order in C could move s by one ulp at most; an exact tie of W / s is covered too,
+    since moving s then moves W / s off the tie)."""
+    W = np.asarray(W, dtype=np.float32)
+    base = snap_indices(W / (s[:, None] if per_row else s[0]), grid)
+    bad = np.zeros(W.shape, dtype=bool)
+    for direction in (np.float32(0), np.float32(np.inf)):
+        t = s.copy()
+        for _ in range(ulps):
+            t = np.nextafter(t, direction).astype(np.float32)
+            bad |= snap_indices(W / (t[:, None] if per_row else t[0]), grid) != base
+    return bad
+
+
+def ste_blend(W, Wq, lam):
+    """tn_ste_blend in float32: W + lam (Wq - W); lam >= 1 is Wq exactly, lam <= 0 is W exactly."""
+    W, Wq = np.asarray(W, dtype=np.float32), np.asarray(Wq, dtype=np.float32)
+    if lam >= 1:
+        return Wq.copy()
+    if not lam > 0:
+        return W.copy()
+    return (W + np.float32(lam) * (Wq - W)).astype(np.float32)
+
+
+def act_fake_quant(x):
+    """quant/act.h, BitNet b1.58 per-token absmax int8, in x's dtype: m = max(max|x|, 1e-5) per row,
+    k = 127 / m, q = clamp(round(x k), -127, 127) with round half to even, x_hat = q / k.
+    Returns (x_hat, q, x k)."""
+    m = x.abs().amax(dim=-1, keepdim=True).clamp(min=float(ACT_EPS))
+    k = 127.0 / m
+    xk = x * k
+    q = torch.round(xk).clamp(-127, 127)
+    return q / k, q, xk
+
+
+class STEQuant:
+    """The quantized model's view of every linear, for forward(..., quant=STEQuant(...)).
+
+    grid: built-in name; scale: std / absmean / absmax; per_row: one scale per output row; lam: the blend
+    factor; layers: groups to quantize, any of attn, mlp, head; act_bits: 0 or 8. A quantized linear uses
+    W_f = blend(W, W_q) with dL/dW = dL/dW_f, and with act_bits 8 the fake-quantized input x_hat with
+    dL/dx = dL/dx_hat (straight-through); its weight gradient is then dy^T x_hat. Everything else is dense.
+    Records what it did (snap indices, scales, fragile weights, int8 codes and x k) for the generator."""
+
+    def __init__(self, grid, scale, per_row, lam, layers, act_bits, memo=None):
+        assert act_bits in (0, 8)
+        self.memo = memo  # optional dict shared between instances: (rule, W) -> its quantization
+        self.grid_name, self.grid = grid, grid_values(grid)
+        self.scale, self.per_row, self.lam = scale, bool(per_row), float(lam)
+        self.layers, self.act_bits = tuple(layers), int(act_bits)
+        assert all(g in ("attn", "mlp", "head") for g in self.layers)
+        self.snaps = {}   # (layer, kind) -> dict(idx, scales, fragile)
+        self.acts = []    # ((layer, kind), q, x k) per quantized input, in call order
+
+    def quantized(self, layer, kind):
+        return KIND_GROUP[kind] in self.layers
+
+    def weight(self, layer, kind, W):
+        if not self.quantized(layer, kind):
+            return W
+        W32 = W.detach().to(torch.float32).numpy()
+        assert np.array_equal(W32.astype(np.float64), W.detach().to(torch.float64).numpy()), "W not float32"
+        key = (self.grid_name, self.scale, self.per_row, self.lam, W32.shape, W32.tobytes())
+        if self.memo is not None and key in self.memo:
+            rec = self.memo[key]
+        else:
+            Wq, idx, s = quantize_tensor(W32, self.grid, self.scale, self.per_row)
+            rec = dict(idx=idx, scales=s, Wf32=ste_blend(W32, Wq, self.lam),
+                       fragile=snap_fragility(W32, self.grid, s, self.per_row))
+            if self.memo is not None:
+                self.memo[key] = rec
+        Wf = torch.from_numpy(rec["Wf32"]).to(W.dtype)
+        self.snaps[(layer, kind)] = dict(rec, Wf=Wf)
+        out = W + (Wf - W).detach()
+        if W.dtype == torch.float64:
+            assert torch.equal(out.detach(), Wf)  # float32 values: W + (Wf - W) is exact in double
+        return out
+
+    def input(self, layer, kind, x):
+        if self.act_bits != 8 or not self.quantized(layer, kind):
+            return x
+        xq, q, xk = act_fake_quant(x.detach())
+        self.acts.append(((layer, kind), q, xk))
+        return x + (xq - x).detach()
+
+    def act_margin(self):
+        """Smallest distance of any x k from a rounding boundary (a half-integer), over all inputs."""
+        m = math.inf
+        for _, _, xk in self.acts:
+            d = ((xk - torch.floor(xk)) - 0.5).abs()
+            m = min(m, float(d.min()))
+        return m
+
+
+def self_check_quant():
+    """Checks of the quantizer restatement against independent definitions. Raises AssertionError."""
+    gen = torch.Generator().manual_seed(7)
+    rng = np.random.default_rng(7)
+    # Grids: sizes and exact values (1/p as float32 division, so 1/3 is the correctly rounded float).
+    for name, n in (("ternary", 3), ("prime7", 7), ("prime81", 81), ("primal15", 15), ("primal25", 25)):
+        g = grid_values(name)
+        assert len(g) == n and np.all(np.diff(g) > 0) and np.array_equal(g, -g[::-1]), name
+    assert np.float32(1) / np.float32(3) in grid_values("prime7")
+    assert float(grid_values("prime7")[5]) == float(np.float32(1.0 / 3.0))
+
+    # Snapping equals the brute-force exact argmin (ties to the smaller magnitude), incl. ties and extremes.
+    def brute(x, g):
+        fx = Fraction(float(x))
+        best = None
+        for j, v in enumerate(g):
+            key = (abs(fx - Fraction(float(v))), abs(float(v)), -float(v))
+            if best is None or key < best[0]:
+                best = (key, j)
+        return best[1]
+
+    for name in ("ternary", "prime7", "primal15", "primal25", "prime81"):
+        g = grid_values(name)
+        mids = [np.float32((float(a) + float(b)) / 2) for a, b in zip(g[:-1], g[1:])]
+        xs = np.concatenate([
+            rng.normal(0, 0.7, 300).astype(np.float32), np.array(mids, dtype=np.float32),
+            np.nextafter(np.array(mids, dtype=np.float32), np.float32(np.inf)),
+            np.nextafter(np.array(mids, dtype=np.float32), np.float32(-np.inf)), g,
+            np.array([0.0, -0.0, 1e30, -1e30, 1e-30, -1e-30, 0.5, -0.5, 1.5, -1.5], dtype=np.float32)])
+        got = snap_indices(xs, g)
+        assert all(got[i] == brute(xs[i], g) for i in range(len(xs))), name
+    # Ternary / absmean is BitNet b1.58's RoundClip(W / s, -1, 1) with torch.round (half to even).
+    W = (0.05 * torch.randn(40, 50, generator=gen)).to(torch.float32).numpy()
+    W[0, :4] = [0.0, 1e-9, -1e-9, 0.3]
+    g = grid_values("ternary")
+    Wq, idx, s = quantize_tensor(W, g, "absmean", False)
+    bitnet = torch.round(torch.from_numpy(W / s[0])).clamp(-1, 1).numpy()
+    assert np.array_equal(idx - 1, bitnet.astype(np.int64))
+    # Constructed ternary ties: W / s = +-0.5 exactly goes to 0, +-1.5 to +-1.
+    assert list(snap_indices(np.array([0.5, -0.5, 1.5, -1.5], np.float32), g)) == [1, 1, 2, 0]
+    # Scales against straightforward float64 formulas (rounded to float32, before any tie could matter).
+    W64 = W.astype(np.float64)
+    assert scale_f32(W, "std", False)[0] == np.float32(W64.std(ddof=1))
+    assert scale_f32(W, "absmean", False)[0] == np.float32(np.abs(W64).mean())
+    assert scale_f32(W, "absmax", False)[0] == np.float32(np.abs(W64).max())
+    assert np.array_equal(scale_f32(W, "std", True), W64.std(axis=1, ddof=1).astype(np.float32))
+    assert np.array_equal(scale_f32(W, "absmean", True), np.abs(W64).mean(axis=1).astype(np.float32))
+    assert scale_f32(np.zeros((2, 3), np.float32), "std", True)[1] == SCALE_EPS
+    # Blend: lam = 1 is W_q exactly, lam = 0 is W.
+    assert np.array_equal(ste_blend(W, Wq, 1.0), Wq) and np.array_equal(ste_blend(W, Wq, 0.0), W)
+    # Activation fake-quantization: round half to even, codes in [-127, 127], max |x| -> +-127, zero row -> 0.
+    x = torch.tensor([[127.0, 2.5, -2.5, 3.5, 0.4], [0.0, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    xh, q, _ = act_fake_quant(x)
+    assert q[0].tolist() == [127, 2, -2, 4, 0] and q[1].abs().sum() == 0 and torch.equal(xh[1], x[1])
+    x = torch.randn(6, 33, generator=gen, dtype=torch.float64)
+    xh, q, _ = act_fake_quant(x)
+    m = x.abs().amax(-1, keepdim=True)
+    assert torch.all((xh - x).abs() <= m / 254 * (1 + 1e-12)) and torch.all(q.abs().amax(-1) == 127)
+
+    # STE: the shadow gradient equals the dense gradient at W_f (act_bits 0), for an untied and a tied model.
+    for tied in (False, True):
+        cfg = LlamaConfig(dim=16, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=24, vocab_size=20, max_seq_len=8,
+                          tied_embeddings=tied)
+        params = init_params(cfg, gen)
+        inputs = torch.randint(0, 20, (2, 6), generator=gen)
+        targets = torch.randint(0, 20, (2, 6), generator=gen)
+        mask = torch.ones(2, 6, dtype=torch.uint8)
+        quant = STEQuant("prime7", "std", True, 0.5, ("attn", "mlp", "head"), 0)
+        lq, _, _, gq = loss_and_grads(cfg, params, inputs, targets, mask, quant=quant)
+        dense = dict(params)
+        for (layer, kind), rec in quant.snaps.items():
+            if kind != "head":
+                dense[linear_name(layer, kind)] = rec["Wf"].to(torch.float32)
+        if tied:  # the head becomes a separate (untied) matrix W_f(E); E's gradient is lookup + head
+            ucfg = LlamaConfig(**{**asdict(cfg), "tied_embeddings": False})
+            dense["lm_head.weight"] = quant.snaps[(-1, "head")]["Wf"].to(torch.float32)
+            ld, _, _, gd = loss_and_grads(ucfg, dense, inputs, targets, mask)
+            gd["model.embed_tokens.weight"] = gd["model.embed_tokens.weight"] + gd.pop("lm_head.weight")
+        else:
+            dense["lm_head.weight"] = quant.snaps[(-1, "head")]["Wf"].to(torch.float32)
+            ld, _, _, gd = loss_and_grads(cfg, dense, inputs, targets, mask)
+        assert torch.allclose(lq, ld, rtol=0, atol=1e-12)
+        for k in gq:
+            assert torch.allclose(gq[k], gd[k], rtol=0, atol=1e-12), k
+    return True
+
+
+def linear_name(layer, kind):
+    if kind == "head":
+        return "lm_head.weight"
+    sub = "self_attn" if KIND_GROUP[kind] == "attn" else "mlp"
+    return f"model.layers.{layer}.{sub}.{kind}_proj.weight"
 
 
 # ---- Hugging Face directories (config.json + safetensors, written by hand) ---------------------------
@@ -409,4 +728,5 @@ def self_check():
 
 if __name__ == "__main__":
     self_check()
+    self_check_quant()
     print("llama_ref.py: self-check passed")
