@@ -1,0 +1,167 @@
+/* Scalar ggml dequantization (see gguf_dequant.h). Written from the block layouts in ggml-common.h;
+ * the formulas are restated above each function. */
+#include "export/gguf_dequant.h"
+#include "core/error.h"
+#include "core/gguf.h"
+
+#include <math.h>
+#include <string.h>
+
+float tn_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+    if (exp == 0x1F) {
+        bits = sign | 0x7F800000u | (man << 13); /* inf / NaN (payload kept) */
+    } else if (exp == 0) {
+        if (man == 0) {
+            bits = sign; /* signed zero */
+        } else {
+            /* subnormal: man * 2^-24, exactly representable */
+            float f = (float)man * 0x1p-24f;
+            memcpy(&bits, &f, 4);
+            bits |= sign;
+        }
+    } else {
+        bits = sign | ((exp + 112) << 23) | (man << 13); /* rebias 15 -> 127 */
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+float tn_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static float h16(const uint8_t *p) { return tn_f16_to_f32(rd16(p)); }
+
+/* Q8_0, 34 bytes per 32 values: f16 d, int8 q[32].  x[i] = d * q[i]. */
+static void deq_q8_0(const uint8_t *b, float *y) {
+    float d = h16(b);
+    for (int i = 0; i < 32; i++) y[i] = d * (float)(int8_t)b[2 + i];
+}
+
+/* Q4_0, 18 bytes per 32 values: f16 d, uint8 qs[16]. Low nibbles are values 0..15, high nibbles values
+ * 16..31:  x[j] = d * ((qs[j] & 15) - 8),  x[j + 16] = d * ((qs[j] >> 4) - 8). */
+static void deq_q4_0(const uint8_t *b, float *y) {
+    float d = h16(b);
+    const uint8_t *qs = b + 2;
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)((qs[j] & 15) - 8);
+        y[j + 16] = d * (float)((qs[j] >> 4) - 8);
+    }
+}
+
+/* Q4_1, 20 bytes per 32 values: f16 d, f16 m, uint8 qs[16]; same nibble order as Q4_0 without the -8:
+ * x = d * q + m. */
+static void deq_q4_1(const uint8_t *b, float *y) {
+    float d = h16(b), m = h16(b + 2);
+    const uint8_t *qs = b + 4;
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)(qs[j] & 15) + m;
+        y[j + 16] = d * (float)(qs[j] >> 4) + m;
+    }
+}
+
+/* Q4_K, 144 bytes per 256 values: f16 d, f16 dmin, uint8 scales[12], uint8 qs[128]. Eight sub-blocks of
+ * 32 values, each with a 6-bit scale sc[s] and 6-bit min m[s] packed in scales[12]:
+ *   s < 4:  sc = scales[s] & 63,                                m = scales[s + 4] & 63
+ *   s >= 4: sc = (scales[s + 4] & 15) | (scales[s - 4] >> 6) << 4, m = (scales[s + 4] >> 4) | (scales[s] >> 6) << 4
+ * Values come in 4 chunks of 64 from 32 bytes of qs each: the low nibbles are sub-block 2c, the high
+ * nibbles sub-block 2c + 1;  x = d * sc * q - dmin * m. */
+static void q4k_scale_min(int s, const uint8_t *sc, int *scale, int *min) {
+    if (s < 4) {
+        *scale = sc[s] & 63;
+        *min = sc[s + 4] & 63;
+    } else {
+        *scale = (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4);
+        *min = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4);
+    }
+}
+
+static void deq_q4_k(const uint8_t *b, float *y) {
+    float d = h16(b), dmin = h16(b + 2);
+    const uint8_t *scales = b + 4, *qs = b + 16;
+    for (int c = 0; c < 4; c++) {
+        int s0, m0, s1, m1;
+        q4k_scale_min(2 * c, scales, &s0, &m0);
+        q4k_scale_min(2 * c + 1, scales, &s1, &m1);
+        float d0 = d * (float)s0, mm0 = dmin * (float)m0, d1 = d * (float)s1, mm1 = dmin * (float)m1;
+        const uint8_t *q = qs + 32 * c;
+        for (int l = 0; l < 32; l++) {
+            y[64 * c + l] = d0 * (float)(q[l] & 15) - mm0;
+            y[64 * c + 32 + l] = d1 * (float)(q[l] >> 4) - mm1;
+        }
+    }
+}
+
+/* Q6_K, 210 bytes per 256 values: uint8 ql[128] (low 4 bits), uint8 qh[64] (high 2 bits), int8
+ * scales[16] (one per 16 values), f16 d.  Two halves of 128 values; in half h, for l < 32, with
+ * ql' = ql + 64h, qh' = qh + 32h, sc' = scales + 8h:
+ *   q0 = (ql'[l] & 15)      | ((qh'[l] >> 0) & 3) << 4   -> value 128h + l
+ *   q1 = (ql'[l + 32] & 15) | ((qh'[l] >> 2) & 3) << 4   -> value 128h + l + 32
+ *   q2 = (ql'[l] >> 4)      | ((qh'[l] >> 4) & 3) << 4   -> value 128h + l + 64
+ *   q3 = (ql'[l + 32] >> 4) | ((qh'[l] >> 6) & 3) << 4   -> value 128h + l + 96
+ *   x = d * sc'[l / 16 + 2k] * (qk - 32)   for qk, k = 0..3. */
+static void deq_q6_k(const uint8_t *b, float *y) {
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *scales = (const int8_t *)(b + 192);
+    float d = h16(b + 208);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *l4 = ql + 64 * h, *h2 = qh + 32 * h;
+        const int8_t *sc = scales + 8 * h;
+        float *o = y + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            int is = l / 16;
+            int q0 = ((l4[l] & 15) | ((h2[l] >> 0) & 3) << 4) - 32;
+            int q1 = ((l4[l + 32] & 15) | ((h2[l] >> 2) & 3) << 4) - 32;
+            int q2 = ((l4[l] >> 4) | ((h2[l] >> 4) & 3) << 4) - 32;
+            int q3 = ((l4[l + 32] >> 4) | ((h2[l] >> 6) & 3) << 4) - 32;
+            o[l] = d * (float)sc[is + 0] * (float)q0;
+            o[l + 32] = d * (float)sc[is + 2] * (float)q1;
+            o[l + 64] = d * (float)sc[is + 4] * (float)q2;
+            o[l + 96] = d * (float)sc[is + 6] * (float)q3;
+        }
+    }
+}
+
+int tn_ggml_can_dequantize(uint32_t type) {
+    switch (type) {
+    case TN_GGML_F32: case TN_GGML_F16: case TN_GGML_BF16: case TN_GGML_Q8_0: case TN_GGML_Q4_0:
+    case TN_GGML_Q4_1: case TN_GGML_Q4_K: case TN_GGML_Q6_K: return 1;
+    default: return 0;
+    }
+}
+
+int tn_ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_bytes, float *dst, size_t n) {
+    uint32_t be, bb;
+    if (!tn_ggml_can_dequantize(type) || tn_ggml_type_layout(type, &be, &bb) != 0)
+        return tn_err("dequantize: ggml type %u (%s) is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)",
+                      type, tn_ggml_type_name(type));
+    if (n % be) return tn_err("dequantize: %zu values is not a multiple of the %s block size %u", n, tn_ggml_type_name(type), be);
+    size_t blocks = n / be;
+    if (blocks > SIZE_MAX / bb || blocks * bb != n_bytes)
+        return tn_err("dequantize: %zu bytes of %s do not hold %zu values", n_bytes, tn_ggml_type_name(type), n);
+    const uint8_t *b = src;
+    switch (type) {
+    case TN_GGML_F32:
+        memcpy(dst, src, n * 4); /* little-endian host (x86-64 / aarch64) */
+        break;
+    case TN_GGML_F16:
+        for (size_t i = 0; i < n; i++) dst[i] = tn_f16_to_f32(rd16(src + 2 * i));
+        break;
+    case TN_GGML_BF16:
+        for (size_t i = 0; i < n; i++) dst[i] = tn_bf16_to_f32(rd16(src + 2 * i));
+        break;
+    case TN_GGML_Q8_0: for (size_t k = 0; k < blocks; k++, b += bb) deq_q8_0(b, dst + k * 32); break;
+    case TN_GGML_Q4_0: for (size_t k = 0; k < blocks; k++, b += bb) deq_q4_0(b, dst + k * 32); break;
+    case TN_GGML_Q4_1: for (size_t k = 0; k < blocks; k++, b += bb) deq_q4_1(b, dst + k * 32); break;
+    case TN_GGML_Q4_K: for (size_t k = 0; k < blocks; k++, b += bb) deq_q4_k(b, dst + k * 256); break;
+    case TN_GGML_Q6_K: for (size_t k = 0; k < blocks; k++, b += bb) deq_q6_k(b, dst + k * 256); break;
+    default: break;
+    }
+    return 0;
+}

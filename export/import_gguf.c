@@ -1,0 +1,233 @@
+/* GGUF import (llama architecture). Metadata keys and tensor names as llama.cpp writes them
+ * (gguf-py/gguf/constants.py: LLM_KV_*, MODEL_TENSOR names for MODEL_ARCH.LLAMA). */
+#include "core/error.h"
+#include "core/gguf.h"
+#include "export/gguf_dequant.h"
+#include "export/import_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int str_is(const char *s, size_t n, const char *lit) { return strlen(lit) == n && memcmp(s, lit, n) == 0; }
+
+/* Optional u32 key: default when absent, error when present but wrong. */
+static int opt_u32(const tn_gguf *g, const char *key, uint32_t def, uint32_t *out) {
+    if (!tn_gguf_find(g, key)) {
+        *out = def;
+        return 0;
+    }
+    return tn_gguf_get_u32(g, key, out);
+}
+
+static int opt_f32(const tn_gguf *g, const char *key, float def, float *out) {
+    if (!tn_gguf_find(g, key)) {
+        *out = def;
+        return 0;
+    }
+    return tn_gguf_get_f32(g, key, out);
+}
+
+static int as_int(uint32_t v, const char *key, int *out) {
+    if (v > (1u << 30)) return tn_err("gguf: %s = %u is out of range", key, v);
+    *out = (int)v;
+    return 0;
+}
+
+static int read_config(const tn_gguf *g, tn_llama_config *c) {
+    const char *arch;
+    size_t al;
+    TN_CHECK(tn_gguf_get_str(g, "general.architecture", &arch, &al));
+    if (!str_is(arch, al, "llama"))
+        return tn_err("gguf: architecture '%.*s' is not supported (llama)", (int)(al > 64 ? 64 : al), arch);
+    tn_llama_config_defaults(c);
+    uint32_t v;
+    TN_CHECK(tn_gguf_get_u32(g, "llama.embedding_length", &v)); TN_CHECK(as_int(v, "embedding_length", &c->dim));
+    TN_CHECK(tn_gguf_get_u32(g, "llama.block_count", &v)); TN_CHECK(as_int(v, "block_count", &c->n_layers));
+    TN_CHECK(tn_gguf_get_u32(g, "llama.attention.head_count", &v)); TN_CHECK(as_int(v, "head_count", &c->n_heads));
+    TN_CHECK(opt_u32(g, "llama.attention.head_count_kv", (uint32_t)c->n_heads, &v));
+    TN_CHECK(as_int(v, "head_count_kv", &c->n_kv_heads));
+    TN_CHECK(tn_gguf_get_u32(g, "llama.feed_forward_length", &v)); TN_CHECK(as_int(v, "feed_forward_length", &c->ffn_dim));
+    TN_CHECK(opt_u32(g, "llama.context_length", 2048, &v)); TN_CHECK(as_int(v, "context_length", &c->max_seq_len));
+    TN_CHECK(opt_f32(g, "llama.rope.freq_base", 10000.0f, &c->rope_theta));
+    TN_CHECK(opt_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &c->norm_eps));
+
+    /* vocabulary size: llama.vocab_size, else the token list, else token_embd's rows */
+    const tn_gguf_kv *toks = tn_gguf_find(g, "tokenizer.ggml.tokens");
+    const tn_gguf_tensor *emb = tn_gguf_find_tensor(g, "token_embd.weight");
+    if (tn_gguf_find(g, "llama.vocab_size")) {
+        TN_CHECK(tn_gguf_get_u32(g, "llama.vocab_size", &v));
+    } else if (toks) {
+        if (tn_gguf_arr_len(toks) > (1u << 30)) return tn_err("gguf: tokenizer.ggml.tokens is too long");
+        v = (uint32_t)tn_gguf_arr_len(toks);
+    } else if (emb && emb->n_dims == 2 && emb->ne[1] <= (1u << 30)) {
+        v = (uint32_t)emb->ne[1];
+    } else {
+        return tn_err("gguf: cannot tell the vocabulary size (no llama.vocab_size, tokenizer.ggml.tokens or token_embd.weight)");
+    }
+    TN_CHECK(as_int(v, "vocab_size", &c->vocab_size));
+    if (tn_gguf_find(g, "tokenizer.ggml.bos_token_id")) {
+        TN_CHECK(tn_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &v));
+        c->bos_id = v < (uint32_t)c->vocab_size ? (int)v : -1;
+    }
+    if (tn_gguf_find(g, "tokenizer.ggml.eos_token_id")) {
+        TN_CHECK(tn_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &v));
+        c->eos_id = v < (uint32_t)c->vocab_size ? (int)v : -1;
+    }
+    c->tied_embeddings = tn_gguf_find_tensor(g, "output.weight") == NULL;
+
+    /* what this model cannot represent */
+    if (tn_gguf_find(g, "llama.expert_count")) {
+        TN_CHECK(tn_gguf_get_u32(g, "llama.expert_count", &v));
+        if (v > 0) return tn_err("gguf: mixture-of-experts models (llama.expert_count = %u) are not supported", v);
+    }
+    if (tn_gguf_find(g, "llama.rope.scaling.type")) {
+        const char *s;
+        size_t n;
+        TN_CHECK(tn_gguf_get_str(g, "llama.rope.scaling.type", &s, &n));
+        if (!str_is(s, n, "none")) return tn_err("gguf: RoPE scaling '%.*s' is not supported", (int)(n > 32 ? 32 : n), s);
+    }
+    TN_CHECK(tn_llama_config_validate(c));
+    if (tn_gguf_find(g, "llama.rope.dimension_count")) {
+        TN_CHECK(tn_gguf_get_u32(g, "llama.rope.dimension_count", &v));
+        if (v != (uint32_t)tn_llama_head_dim(c))
+            return tn_err("gguf: llama.rope.dimension_count %u != head dim %d (partial RoPE is not supported)", v,
+                          tn_llama_head_dim(c));
+    }
+    if (tn_gguf_find(g, "llama.attention.key_length")) {
+        TN_CHECK(tn_gguf_get_u32(g, "llama.attention.key_length", &v));
+        if (v != (uint32_t)tn_llama_head_dim(c)) return tn_err("gguf: llama.attention.key_length %u != head dim", v);
+    }
+    return 0;
+}
+
+/* GGUF tensor name -> HF name. *permute_heads is set for Q (n_heads) and K (n_kv_heads), else 0.
+ * Returns -1 (no message) for a name that is not part of the llama layout. */
+static int map_name(const char *gn, const tn_llama_config *c, char *hf, size_t cap, int *permute_heads) {
+    static const struct {
+        const char *gguf, *hf;
+    } top[] = {{"token_embd.weight", "model.embed_tokens.weight"},
+               {"output_norm.weight", "model.norm.weight"},
+               {"output.weight", "lm_head.weight"}},
+      blk[] = {{"attn_norm.weight", "input_layernorm.weight"}, {"attn_q.weight", "self_attn.q_proj.weight"},
+               {"attn_k.weight", "self_attn.k_proj.weight"},   {"attn_v.weight", "self_attn.v_proj.weight"},
+               {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
+               {"ffn_gate.weight", "mlp.gate_proj.weight"},    {"ffn_up.weight", "mlp.up_proj.weight"},
+               {"ffn_down.weight", "mlp.down_proj.weight"}};
+    *permute_heads = 0;
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        if (strcmp(gn, top[i].gguf) == 0) {
+            snprintf(hf, cap, "%s", top[i].hf);
+            return 0;
+        }
+    if (strncmp(gn, "blk.", 4) != 0) return -1;
+    const char *p = gn + 4;
+    long layer = 0;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9' && digits < 6) layer = layer * 10 + (*p++ - '0'), digits++;
+    if (!digits || *p != '.' || (digits > 1 && gn[4] == '0') || layer >= c->n_layers) return -1;
+    p++;
+    for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++)
+        if (strcmp(p, blk[i].gguf) == 0) {
+            snprintf(hf, cap, "model.layers.%ld.%s", layer, blk[i].hf);
+            if (i == 1) *permute_heads = c->n_heads;
+            if (i == 2) *permute_heads = c->n_kv_heads;
+            return 0;
+        }
+    return -1;
+}
+
+/* The file's tokenizer: serialized by data/tokenizer.h, or else its tokenizer.* metadata as a vocab-only
+ * GGUF ("gguf-vocab"). */
+static int take_tokenizer(const tn_gguf *g, const char *path, tn_checkpoint *ck) {
+    if (!tn_gguf_find(g, "tokenizer.ggml.tokens")) return 0;
+    static const char *const prefixes[] = {"tokenizer.", "general.architecture"};
+    uint8_t *bytes;
+    size_t len;
+    TN_CHECK(tn_gguf_write_meta(g, prefixes, 2, &bytes, &len));
+    int rc = tn_import_take_tokenizer(ck, path, "gguf-vocab", bytes, len, NULL);
+    free(bytes);
+    return rc;
+}
+
+static int load(const tn_gguf *g, const char *path, tn_checkpoint *ck, tn_import_info *info) {
+    tn_llama_config cfg;
+    TN_CHECK(read_config(g, &cfg));
+    TN_CHECK(tn_import_begin(ck, &cfg));
+    const tn_llama_layout *l = &ck->layout;
+    char *done = calloc((size_t)l->n_tensors, 1);
+    if (!done) return tn_err("out of memory");
+    int rc = 0;
+    for (uint64_t i = 0; rc == 0 && i < g->n_tensors; i++) {
+        const tn_gguf_tensor *t = &g->tensors[i];
+        char hf[128];
+        int perm;
+        if (strcmp(t->name, "rope_freqs.weight") == 0) {
+            rc = tn_err("tensor 'rope_freqs.weight': Llama 3.1-style RoPE frequency scaling is not supported");
+            break;
+        }
+        if (map_name(t->name, &cfg, hf, sizeof hf, &perm) != 0) {
+            rc = tn_err("unexpected tensor '%s' (not part of a llama model with %d layers)", t->name, cfg.n_layers);
+            break;
+        }
+        const tn_tensor_info *ti = tn_llama_layout_find(l, hf);
+        if (!ti) { /* lm_head when tied cannot happen (tied means output.weight is absent) */
+            rc = tn_err("tensor '%s': no place for it in the model", t->name);
+            break;
+        }
+        if (!tn_ggml_can_dequantize(t->type)) {
+            rc = tn_err("tensor '%s': ggml type %s (%u) is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)",
+                        t->name, tn_ggml_type_name(t->type), t->type);
+            break;
+        }
+        int k = (int)(ti - l->tensors);
+        /* GGUF lists dims fastest-first (ne[0] = row length): the row-major shape is ne reversed. */
+        int ok = (int)t->n_dims == ti->rank &&
+                 (ti->rank == 1 ? t->ne[0] == (uint64_t)ti->shape[0]
+                                : t->ne[1] == (uint64_t)ti->shape[0] && t->ne[0] == (uint64_t)ti->shape[1]);
+        if (!ok) {
+            char got[96] = "";
+            for (int d = (int)t->n_dims - 1; d >= 0; d--)
+                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", d == (int)t->n_dims - 1 ? "" : ", ",
+                         (unsigned long long)t->ne[d]);
+            rc = ti->rank == 2 ? tn_err("tensor '%s' (%s): shape [%s], expected [%lld, %lld]", t->name, hf, got,
+                                        (long long)ti->shape[0], (long long)ti->shape[1])
+                               : tn_err("tensor '%s' (%s): shape [%s], expected [%lld]", t->name, hf, got,
+                                        (long long)ti->shape[0]);
+            break;
+        }
+        const uint8_t *data;
+        size_t nb;
+        float *dst = ck->params + ti->offset;
+        if ((rc = tn_gguf_tensor_data(t, &data, &nb)) != 0) break;
+        if ((rc = tn_ggml_dequantize(t->type, data, nb, dst, ti->numel)) != 0) {
+            rc = tn_err_prefix("tensor '%s'", t->name);
+            break;
+        }
+        if (perm && (rc = tn_import_unpermute_qk(dst, perm, tn_llama_head_dim(&cfg), ti->shape[1])) != 0) break;
+        if ((rc = tn_import_check_finite(t->name, dst, ti->numel)) != 0) break;
+        done[k] = 1;
+        info->n_tensors++;
+        tn_import_note_dtype(info->source_dtypes, sizeof info->source_dtypes, tn_ggml_type_name(t->type));
+    }
+    for (int k = 0; rc == 0 && k < l->n_tensors; k++)
+        if (!done[k]) rc = tn_err("missing tensor for '%s'", l->tensors[k].name);
+    free(done);
+    if (rc == 0) rc = take_tokenizer(g, path, ck);
+    return rc;
+}
+
+int tn_import_gguf(const char *path, tn_checkpoint *ck, tn_import_info *info) {
+    tn_import_info local;
+    if (!info) info = &local;
+    memset(ck, 0, sizeof *ck);
+    tn_gguf g;
+    TN_CHECK(tn_gguf_open(path, &g));
+    int rc = load(&g, path, ck, info);
+    tn_gguf_close(&g);
+    if (rc != 0) {
+        tn_ckpt_free(ck);
+        return tn_err_prefix("%s", path);
+    }
+    return 0;
+}
