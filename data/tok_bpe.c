@@ -1,0 +1,246 @@
+/* Byte-level BPE (GPT-2 family): the pre-tokenizers, written out by hand, and the encoder.
+ *
+ * A pre-tokenizer is a sequence of splitting passes; each pass cuts every current fragment into the
+ * matches of its pattern and the gaps between them (both kept), as llama.cpp's unicode_regex_split and
+ * HF tokenizers' Split(behavior=isolated) do. Passes see only their fragment, so lookaheads stop at
+ * fragment ends. The patterns:
+ *   GPT-2   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *           (openai/gpt-2 encoder.py; alternatives tried in order at each position, leftmost first)
+ *   digits  \p{N}        every number character alone (HF Digits(individual_digits=true); SmolLM2,
+ *                        StarCoder, Refact run this before GPT-2's pattern)
+ *   falcon  [\p{P}\$\+<=>\^~\|`]+ , then GPT-2's pattern, then [0-9][0-9][0-9]
+ * \s is the Unicode White_Space property, \p{L}/\p{N}/\p{P} general categories (unicode.h). */
+#include "core/error.h"
+#include "data/tok_internal.h"
+#include "data/unicode.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const uint32_t *cp; /* code points of the text (0xFFFFFFFF for an invalid byte) */
+    const uint8_t *cls; /* their tn_uni_class */
+    const uint8_t *sp;  /* their White_Space flag */
+} cps;
+
+typedef struct {
+    int32_t *a, *b; /* fragment i is code points [a[i], b[i]) */
+    size_t n, cap;
+} frags;
+
+static int frag_add(frags *f, int32_t a, int32_t b) {
+    if (a >= b) return 0;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 64;
+        int32_t *na = realloc(f->a, cap * sizeof *na);
+        if (na) f->a = na;
+        int32_t *nb = realloc(f->b, cap * sizeof *nb);
+        if (nb) f->b = nb;
+        if (!na || !nb) return tn_err("tokenizer: out of memory");
+        f->cap = cap;
+    }
+    f->a[f->n] = a;
+    f->b[f->n] = b;
+    f->n++;
+    return 0;
+}
+
+static int is_l(const cps *c, int32_t i) { return c->cls[i] == TN_UNI_LETTER; }
+static int is_n(const cps *c, int32_t i) { return c->cls[i] == TN_UNI_NUMBER; }
+static int is_other(const cps *c, int32_t i) { return !c->sp[i] && !is_l(c, i) && !is_n(c, i); }
+
+/* GPT-2's pattern over [a, b). */
+static int split_gpt2(const cps *c, int32_t a, int32_t b, frags *out) {
+    int32_t pos = a;
+    while (pos < b) {
+        int32_t start = pos;
+        uint32_t ch = c->cp[pos];
+        /* 's 't 'm 'd 're 've 'll (case-sensitive, as in the original pattern) */
+        if (ch == '\'' && pos + 1 < b) {
+            uint32_t c1 = c->cp[pos + 1], c2 = pos + 2 < b ? c->cp[pos + 2] : 0;
+            if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') {
+                TN_CHECK(frag_add(out, start, pos + 2));
+                pos += 2;
+                continue;
+            }
+            if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l')) {
+                TN_CHECK(frag_add(out, start, pos + 3));
+                pos += 3;
+                continue;
+            }
+        }
+        /* ' ?' followed by a run of letters, of numbers, or of "other" characters */
+        int32_t q = pos + (ch == ' ');
+        if (q < b) {
+            int (*run)(const cps *, int32_t) = is_l(c, q) ? is_l : is_n(c, q) ? is_n : is_other(c, q) ? is_other : NULL;
+            if (run) {
+                while (q < b && run(c, q)) q++;
+                TN_CHECK(frag_add(out, start, q));
+                pos = q;
+                continue;
+            }
+        }
+        /* \s+(?!\S) then \s+: a whitespace run followed by a non-space gives up its last character
+         * (which then starts the next word as its ' ?' prefix, or stands alone). */
+        int32_t w = pos;
+        while (w < b && c->sp[w]) w++;
+        if (w > pos) {
+            int32_t end = (w - pos > 1 && w < b) ? w - 1 : w;
+            TN_CHECK(frag_add(out, start, end));
+            pos = end;
+            continue;
+        }
+        TN_CHECK(frag_add(out, start, pos + 1)); /* cannot happen with the classes above; kept for safety */
+        pos++;
+    }
+    return 0;
+}
+
+/* Matches of `match(i)`-runs (or single characters when single) and the gaps between them. */
+static int split_runs(const cps *c, int32_t a, int32_t b, int (*match)(const cps *, int32_t), int single,
+                      frags *out) {
+    int32_t gap = a, i = a;
+    while (i < b) {
+        if (!match(c, i)) {
+            i++;
+            continue;
+        }
+        TN_CHECK(frag_add(out, gap, i));
+        int32_t j = i + 1;
+        if (!single)
+            while (j < b && match(c, j)) j++;
+        TN_CHECK(frag_add(out, i, j));
+        gap = i = j;
+    }
+    return frag_add(out, gap, b);
+}
+
+static int is_falcon_punct(const cps *c, int32_t i) {
+    uint32_t ch = c->cp[i];
+    return c->cls[i] == TN_UNI_PUNCT || ch == '$' || ch == '+' || ch == '<' || ch == '=' || ch == '>' || ch == '^' ||
+           ch == '~' || ch == '|' || ch == '`';
+}
+
+static int split_digit3(const cps *c, int32_t a, int32_t b, frags *out) {
+    int32_t gap = a, i = a;
+    while (i + 3 <= b) {
+        int d = 1;
+        for (int k = 0; k < 3; k++) d &= c->cp[i + k] >= '0' && c->cp[i + k] <= '9';
+        if (!d) {
+            i++;
+            continue;
+        }
+        TN_CHECK(frag_add(out, gap, i));
+        TN_CHECK(frag_add(out, i, i + 3));
+        gap = i = i + 3;
+    }
+    return frag_add(out, gap, b);
+}
+
+enum { PASS_GPT2, PASS_DIGITS, PASS_FALCON_PUNCT, PASS_DIGIT3 };
+
+static int run_pass(const cps *c, int pass, frags *in, frags *out) {
+    out->n = 0;
+    for (size_t i = 0; i < in->n; i++) {
+        int32_t a = in->a[i], b = in->b[i];
+        int rc = pass == PASS_GPT2          ? split_gpt2(c, a, b, out)
+                 : pass == PASS_DIGITS      ? split_runs(c, a, b, is_n, 1, out)
+                 : pass == PASS_FALCON_PUNCT ? split_runs(c, a, b, is_falcon_punct, 0, out)
+                                            : split_digit3(c, a, b, out);
+        TN_CHECK(rc);
+    }
+    frags tmp = *in;
+    *in = *out;
+    *out = tmp;
+    return 0;
+}
+
+/* Merge one pre-token's bytes [s, e) of text and append the ids. */
+static int encode_word(const tn_tokenizer *t, const char *text, size_t s, size_t e, tn_tok_syms *sy, tn_tokens *out) {
+    int32_t n = 0;
+    for (size_t i = s; i < e; i++, n++) {
+        sy->id[n] = t->byte_id[(uint8_t)text[i]];
+        sy->start[n] = (uint32_t)(i - s);
+        sy->len[n] = 1;
+        sy->prev[n] = n - 1;
+        sy->next[n] = n + 1;
+    }
+    sy->next[n - 1] = -1;
+    TN_CHECK(tn_tok_merge(t, text + s, sy, n, 0));
+    for (int32_t i = 0; i >= 0; i = sy->next[i]) {
+        int32_t id = sy->id[i];
+        if (id < 0) {
+            if (t->unk < 0)
+                return tn_err("tokenizer: byte 0x%02x has no token in this vocabulary", (uint8_t)text[s + sy->start[i]]);
+            id = t->unk;
+        }
+        TN_CHECK(tn_tokens_push(out, id));
+    }
+    return 0;
+}
+
+int tn_tok_encode_bpe(const tn_tokenizer *t, const char *text_in, size_t len_in, tn_tokens *out) {
+    /* HF ByteLevel(add_prefix_space): a space in front unless the text starts with whitespace. */
+    char *owned = NULL;
+    const char *text = text_in;
+    size_t len = len_in;
+    if ((t->flags & TN_TOKF_PREFIX_SPACE) && len > 0) {
+        uint32_t cp0;
+        tn_utf8_decode((const uint8_t *)text_in, len_in, &cp0);
+        if (!tn_uni_is_space(cp0)) {
+            owned = malloc(len_in + 1);
+            if (!owned) return tn_err("tokenizer: out of memory");
+            owned[0] = ' ';
+            memcpy(owned + 1, text_in, len_in);
+            text = owned;
+            len = len_in + 1;
+        }
+    }
+    if (len > INT32_MAX / 2) {
+        free(owned);
+        return tn_err("tokenizer: text of %zu bytes is too long for one call", len);
+    }
+    /* Code points with their byte offsets and classes; symbols scratch sized for the whole text. */
+    uint32_t *cp = malloc((len + 1) * sizeof *cp);
+    uint32_t *off = malloc((len + 1) * sizeof *off);
+    uint8_t *cls = malloc(len + 1), *sp = malloc(len + 1);
+    int32_t *arr = malloc((len + 1) * 5 * sizeof *arr);
+    frags f1 = {0}, f2 = {0};
+    int rc = 0;
+    if (!cp || !off || !cls || !sp || !arr) {
+        rc = tn_err("tokenizer: out of memory (%zu bytes of text)", len);
+        goto done;
+    }
+    int32_t n = 0;
+    for (size_t i = 0; i < len; n++) {
+        uint32_t c;
+        int k = tn_utf8_decode((const uint8_t *)text + i, len - i, &c);
+        cp[n] = c;
+        off[n] = (uint32_t)i;
+        cls[n] = (uint8_t)tn_uni_class(c);
+        sp[n] = (uint8_t)tn_uni_is_space(c);
+        i += (size_t)k;
+    }
+    off[n] = (uint32_t)len;
+    cps c = {cp, cls, sp};
+    rc = frag_add(&f1, 0, n);
+    if (t->pretok == TN_PRETOK_GPT2_DIGITS && rc == 0) rc = run_pass(&c, PASS_DIGITS, &f1, &f2);
+    if (t->pretok == TN_PRETOK_FALCON && rc == 0) rc = run_pass(&c, PASS_FALCON_PUNCT, &f1, &f2);
+    if (rc == 0) rc = run_pass(&c, PASS_GPT2, &f1, &f2);
+    if (t->pretok == TN_PRETOK_FALCON && rc == 0) rc = run_pass(&c, PASS_DIGIT3, &f1, &f2);
+    tn_tok_syms sy = {arr, (uint32_t *)(arr + (len + 1)), (uint32_t *)(arr + 2 * (len + 1)), arr + 3 * (len + 1),
+                      arr + 4 * (len + 1)};
+    for (size_t i = 0; rc == 0 && i < f1.n; i++) rc = encode_word(t, text, off[f1.a[i]], off[f1.b[i]], &sy, out);
+done:
+    free(owned);
+    free(cp);
+    free(off);
+    free(cls);
+    free(sp);
+    free(arr);
+    free(f1.a);
+    free(f1.b);
+    free(f2.a);
+    free(f2.b);
+    return rc;
+}
