@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "runner/bench_gemv.h"
 #include "runner/bench_train.h"
 
 #include <stdio.h>
@@ -15,5 +16,6 @@ int tn_cmd_bench(int argc, char **argv) {
         return TN_EXIT_OK;
     }
     if (!strcmp(argv[1], "train")) return tn_bench_train(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "gemv")) return tn_bench_gemv(argc - 1, argv + 1);
     return tn_cli_usage_error("bench", "unknown benchmark '%s'", argv[1]);
 }
