@@ -2,6 +2,7 @@
 #include "quant/snap.h"
 
 #include <math.h>
+#include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -19,7 +20,7 @@ static float row_absmax_ref(const float *x, int64_t n) {
         float a = fabsf(x[j]);
         m = a > m ? a : m;
     }
-    return m > TN_ACT_EPS ? m : TN_ACT_EPS;
+    return m;
 }
 
 static inline float quant1(float x, float k) {
@@ -33,8 +34,12 @@ void tn_act_quant_int8_ref(const float *x, int64_t rows, int64_t cols, int8_t *q
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         const float m = row_absmax_ref(xr, cols), k = 127.0f / m;
-        for (int64_t j = 0; j < cols; j++) q[r * cols + j] = (int8_t)quant1(xr[j], k);
         row_max[r] = m;
+        if (!(m > 0.0f)) { /* all-zero token */
+            memset(q + r * cols, 0, (size_t)cols);
+            continue;
+        }
+        for (int64_t j = 0; j < cols; j++) q[r * cols + j] = (int8_t)quant1(xr[j], k);
     }
 }
 
@@ -42,6 +47,10 @@ void tn_act_fake_quant_ref(const float *x, int64_t rows, int64_t cols, float *ou
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         const float m = row_absmax_ref(xr, cols), k = 127.0f / m;
+        if (!(m > 0.0f)) {
+            memset(out + r * cols, 0, (size_t)cols * sizeof(float));
+            continue;
+        }
         for (int64_t j = 0; j < cols; j++) out[r * cols + j] = quant1(xr[j], k) / k;
     }
 }
@@ -60,7 +69,7 @@ __attribute__((target("avx2"))) static float row_absmax_avx2(const float *x, int
         float a = fabsf(x[j]);
         r = a > r ? a : r;
     }
-    return r > TN_ACT_EPS ? r : TN_ACT_EPS;
+    return r;
 }
 
 __attribute__((target("avx2"))) static inline __m256 quant8(__m256 x, __m256 k) {
@@ -71,6 +80,11 @@ __attribute__((target("avx2"))) static inline __m256 quant8(__m256 x, __m256 k) 
 
 __attribute__((target("avx2"))) static void quant_row_avx2(const float *x, int64_t n, int8_t *q, float *row_max) {
     const float m = row_absmax_avx2(x, n), k = 127.0f / m;
+    *row_max = m;
+    if (!(m > 0.0f)) {
+        memset(q, 0, (size_t)n);
+        return;
+    }
     const __m256 vk = _mm256_set1_ps(k);
     int64_t j = 0;
     for (; j + 8 <= n; j += 8) {
@@ -79,11 +93,14 @@ __attribute__((target("avx2"))) static void quant_row_avx2(const float *x, int64
         _mm_storel_epi64((__m128i *)(q + j), _mm_packs_epi16(p16, p16));
     }
     for (; j < n; j++) q[j] = (int8_t)quant1(x[j], k);
-    *row_max = m;
 }
 
 __attribute__((target("avx2"))) static void fake_row_avx2(const float *x, int64_t n, float *out) {
     const float m = row_absmax_avx2(x, n), k = 127.0f / m;
+    if (!(m > 0.0f)) {
+        memset(out, 0, (size_t)n * sizeof(float));
+        return;
+    }
     const __m256 vk = _mm256_set1_ps(k);
     int64_t j = 0;
     for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, _mm256_div_ps(quant8(_mm256_loadu_ps(x + j), vk), vk));

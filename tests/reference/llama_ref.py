@@ -245,7 +245,6 @@ LINEAR_KINDS = ("q", "k", "v", "o", "gate", "up", "down")  # tn_linear_kind orde
 KIND_GROUP = {"q": "attn", "k": "attn", "v": "attn", "o": "attn", "gate": "mlp", "up": "mlp", "down": "mlp",
               "head": "head"}
 SCALE_EPS = np.float32(1e-5)  # TN_SCALE_EPS
-ACT_EPS = np.float32(1e-5)    # TN_ACT_EPS
 
 
 def _primes_upto(n):
@@ -369,14 +368,16 @@ def ste_blend(W, Wq, lam):
 
 
 def act_fake_quant(x):
-    """quant/act.h, BitNet b1.58 per-token absmax int8, in x's dtype: m = max(max|x|, 1e-5) per row,
-    k = 127 / m, q = clamp(round(x k), -127, 127) with round half to even, x_hat = q / k.
+    """quant/act.h, BitNet b1.58 per-token absmax int8, in x's dtype: m = max|x| per row,
+    k = 127 / m, q = clamp(round(x k), -127, 127) with round half to even, x_hat = q / k;
+    an all-zero row (m = 0) gives q = 0, x_hat = 0 (the runner kernel's rule, docs/PACKING.md).
     Returns (x_hat, q, x k)."""
-    m = x.abs().amax(dim=-1, keepdim=True).clamp(min=float(ACT_EPS))
-    k = 127.0 / m
+    m = x.abs().amax(dim=-1, keepdim=True)
+    k = torch.where(m > 0, 127.0 / torch.where(m > 0, m, torch.ones_like(m)), torch.zeros_like(m))
     xk = x * k
     q = torch.round(xk).clamp(-127, 127)
-    return q / k, q, xk
+    x_hat = torch.where(m > 0, q / torch.where(k > 0, k, torch.ones_like(k)), torch.zeros_like(q))
+    return x_hat, q, xk
 
 
 class STEQuant:

@@ -24,12 +24,18 @@ static void test_formula(void) {
     tn_act_fake_quant_ref(x, 1, 6, out);
     for (int j = 0; j < 6; j++) CHECK(out[j] == (float)q[j] / k);
     CHECK(out[1] == 2.0f && out[2] == -2.0f);
-    /* all-zero token: clamp of the max keeps it finite, everything quantizes to 0 */
+    /* all-zero token: max 0, everything quantizes to 0 (no division by zero) */
     const float z[3] = {0, 0, 0};
     tn_act_quant_int8(z, 1, 3, q, &m);
-    CHECK(m == TN_ACT_EPS && q[0] == 0 && q[1] == 0 && q[2] == 0);
+    CHECK(m == 0.0f && q[0] == 0 && q[1] == 0 && q[2] == 0);
     tn_act_fake_quant(z, 1, 3, out);
     CHECK(out[0] == 0 && out[1] == 0 && out[2] == 0);
+    tn_act_fake_quant_ref(z, 1, 3, out);
+    CHECK(out[0] == 0 && out[1] == 0 && out[2] == 0);
+    /* a tiny token is scaled up like any other (BitNet's 1e-5 clamp would flatten it) */
+    const float tiny[2] = {1e-7f, -5e-8f};
+    tn_act_quant_int8(tiny, 1, 2, q, &m);
+    CHECK(m == 1e-7f && q[0] == 127 && q[1] == (int8_t)rintf(-5e-8f * (127.0f / 1e-7f)));
     /* the error bound: |x - x̂| <= max / 254 */
     tn_rng rng;
     tn_rng_seed(&rng, 3);
@@ -53,6 +59,7 @@ static void test_simd(void) {
     for (int cols = 1; cols <= C; cols += (cols < 40 ? 1 : 27)) {
         for (int i = 0; i < rows * cols; i++) x[i] = (i % 3 + 1) * tn_rng_normal(&rng);
         if (cols > 9) x[9] = 127.0f * 0.5f / 63.5f; /* some exact ties after scaling are likely anyway */
+        if (cols % 5 == 0) memset(x + cols, 0, (size_t)cols * sizeof(float)); /* an all-zero middle row */
         tn_act_quant_int8_ref(x, rows, cols, qa, ma);
         tn_act_quant_int8(x, rows, cols, qb, mb);
         bad += memcmp(qa, qb, (size_t)(rows * cols)) != 0 || memcmp(ma, mb, sizeof ma) != 0;
