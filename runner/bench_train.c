@@ -8,6 +8,7 @@
 #include "core/timer.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
+#include "train/ste_quantizer.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -73,15 +74,37 @@ static double step_flops(const tn_llama_config *c, int B, int T) {
     return lin + attn;
 }
 
+/* Median seconds of `steps` training steps (after one warm-up step); with q, the STE quantizer is
+ * re-materialised at the start of every step, as in training. */
+static int time_steps(tn_llama *m, const tn_llama_layout *layout, float *params, float *grads, float *mom, float *vel,
+                      const int32_t *in, const int32_t *tg, int steps, tn_ste_quantizer *q, double *median_s) {
+    tn_adamw_hparams h = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    double times[32];
+    for (int s = 0; s <= steps; s++) {
+        double t0 = tn_time_s();
+        float loss;
+        memset(grads, 0, layout->numel * 4);
+        if (q) TN_CHECK(tn_ste_quantizer_update(q, 1.0f));
+        TN_CHECK(tn_llama_forward(m, params, in, tg, NULL, &loss, NULL));
+        TN_CHECK(tn_llama_backward(m, params, grads, 1.0f));
+        tn_clip_grad_norm(grads, (int64_t)layout->numel, 1.0);
+        tn_adamw_update(params, grads, mom, vel, (int64_t)layout->numel, &h, s + 1, 1);
+        if (s > 0) times[s - 1] = tn_time_s() - t0;
+    }
+    *median_s = median(times, steps);
+    return 0;
+}
+
 static void help(void) {
     printf("usage: trinity bench train --preset smollm2-135m|tinyllama-1.1b|tiny [--batch B] [--seq-len T]\n"
-           "                           [--steps N] [--threads N] [--json]\n\n"
+           "                           [--steps N] [--threads N] [--quant GRID] [--json]\n\n"
            "Times forward+backward+AdamW on random weights of a preset shape, and OpenBLAS sgemm 2048^3 in\n"
-           "the same run. Prints tokens/s, achieved GFLOP/s and the ratio to the sgemm rate.\n");
+           "the same run. Prints tokens/s, achieved GFLOP/s and the ratio to the sgemm rate. With --quant,\n"
+           "also times the STE step (attn+mlp snapped to GRID every step) and prints STE/dense step time.\n");
 }
 
 int tn_bench_train(int argc, char **argv) {
-    const char *name = "smollm2-135m";
+    const char *name = "smollm2-135m", *quant = NULL;
     int B = 4, T = 256, steps = 3, json = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -92,6 +115,8 @@ int tn_bench_train(int argc, char **argv) {
             json = 1;
         } else if (i + 1 < argc && !strcmp(a, "--preset")) {
             name = argv[++i];
+        } else if (i + 1 < argc && !strcmp(a, "--quant")) {
+            quant = argv[++i];
         } else if (i + 1 < argc && (!strcmp(a, "--batch") || !strcmp(a, "--seq-len") || !strcmp(a, "--steps") ||
                                     !strcmp(a, "--threads"))) {
             int v = atoi(argv[++i]);
@@ -130,7 +155,9 @@ int tn_bench_train(int argc, char **argv) {
         rc = (params && grads && mom && vel && in && tg) ? 0 : -1;
     }
     if (rc == 0) rc = tn_llama_create(&m, &layout, B, T);
-    double times[32];
+    double t = 0, t_ste = 0;
+    tn_ste_quantizer q;
+    int have_q = 0;
     if (rc == 0) {
         tn_rng rng;
         tn_rng_seed(&rng, 1);
@@ -139,22 +166,22 @@ int tn_bench_train(int argc, char **argv) {
             in[i] = (int32_t)tn_rng_below(&rng, (uint64_t)p->cfg.vocab_size);
             tg[i] = (int32_t)tn_rng_below(&rng, (uint64_t)p->cfg.vocab_size);
         }
-        tn_adamw_hparams h = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
-        for (int s = 0; s <= steps && rc == 0; s++) { /* step 0 is warm-up */
-            double t0 = tn_time_s();
-            float loss;
-            memset(grads, 0, layout.numel * 4);
-            rc = tn_llama_forward(m, params, in, tg, NULL, &loss, NULL);
-            if (rc == 0) rc = tn_llama_backward(m, params, grads, 1.0f);
-            if (rc == 0) {
-                tn_clip_grad_norm(grads, (int64_t)layout.numel, 1.0);
-                tn_adamw_update(params, grads, mom, vel, (int64_t)layout.numel, &h, s + 1, 1);
-            }
-            if (s > 0) times[s - 1] = tn_time_s() - t0;
+        rc = time_steps(m, &layout, params, grads, mom, vel, in, tg, steps, NULL, &t);
+    }
+    if (rc == 0 && quant) {
+        tn_quant_spec spec = {0};
+        rc = tn_grid_resolve(quant, &spec.grid);
+        spec.rule = strcmp(spec.grid.name, "ternary") ? TN_SCALE_STD : TN_SCALE_ABSMEAN;
+        spec.groups = (1u << TN_GROUP_ATTN) | (1u << TN_GROUP_MLP);
+        if (rc == 0) rc = tn_ste_quantizer_init(&q, &spec, &layout, params);
+        have_q = rc == 0;
+        if (rc == 0) {
+            tn_ste_quantizer_attach(&q, m);
+            rc = time_steps(m, &layout, params, grads, mom, vel, in, tg, steps, &q, &t_ste);
         }
     }
     if (rc == 0) {
-        double t = median(times, steps), flops = step_flops(&p->cfg, B, T);
+        double flops = step_flops(&p->cfg, B, T);
         double tps = (double)B * T / t, gf = flops / t / 1e9;
         if (json) {
             cJSON *o = cJSON_CreateObject();
@@ -168,14 +195,21 @@ int tn_bench_train(int argc, char **argv) {
             tn_json_add_num(o, "gflops", gf);
             tn_json_add_num(o, "sgemm_gflops", sgemm);
             tn_json_add_num(o, "ratio_to_sgemm", gf / sgemm);
+            if (quant) {
+                cJSON_AddStringToObject(o, "quant", quant);
+                tn_json_add_num(o, "ste_step_s", t_ste);
+                tn_json_add_num(o, "ste_over_dense", t_ste / t);
+            }
             tn_json_print_line(stdout, o);
             cJSON_Delete(o);
         } else {
             printf("bench train %s: batch %d x seq %d, %d threads\n", p->name, B, T, omp_get_max_threads());
             printf("  step %.3f s   %.0f tokens/s   %.1f GFLOP/s\n", t, tps, gf);
             printf("  sgemm 2048^3  %.1f GFLOP/s   ratio %.2f\n", sgemm, gf / sgemm);
+            if (quant) printf("  STE (%s) step %.3f s   STE/dense %.3f\n", quant, t_ste, t_ste / t);
         }
     }
+    if (have_q) tn_ste_quantizer_free(&q);
     tn_llama_free(m);
     tn_free(params);
     tn_free(grads);

@@ -302,6 +302,16 @@ static int save_checkpoint(tn_run *r) {
     free(ck.loader_state);
     TN_CHECK(rc);
     tn_log_info("saved %s", path);
+    /* latest.h5 -> the newest checkpoint, replaced atomically (symlink to a temporary name, rename). */
+    char link[1100], tmp[1150], target[64];
+    snprintf(link, sizeof link, "%s/latest.h5", r->out_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", link, (long)getpid());
+    snprintf(target, sizeof target, "ckpt-%06lld.h5", (long long)r->step);
+    unlink(tmp);
+    if (symlink(target, tmp) != 0 || rename(tmp, link) != 0) {
+        unlink(tmp);
+        tn_log_warn("could not update %s", link);
+    }
     /* Keep the newest keep_ckpts checkpoints. */
     int64_t kept = 0;
     for (int64_t s = r->step; s >= 0 && r->ckpt_every > 0; s--) {
