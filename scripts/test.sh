@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# setup + build + the whole test suite, then the same suite under AddressSanitizer + UBSan.
-# Environment: JOBS (default: nproc), TN_SKIP_SANITIZE=1 to skip the sanitizer pass.
+# setup + build + the whole test suite; the CUDA build (compile, link, GPU tests skip without a device);
+# the same suite under AddressSanitizer + UBSan; a bounded libFuzzer run of the TRIN reader.
+# Environment: JOBS (default: nproc), TN_SKIP_SANITIZE=1 to skip the sanitizer pass, TN_SKIP_FUZZ=1 to skip
+# the fuzz run (TN_FUZZ_SECONDS, default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -13,6 +15,14 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 (cd build && ctest --output-on-failure -j "$jobs")
 
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "== CUDA build (compile + link; GPU tests skip without a device)"
+  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DTN_CUDA=ON \
+        -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" >/dev/null
+  cmake --build build-cuda -j "$jobs"
+  (cd build-cuda && ctest --output-on-failure -R cuda)
+fi
+
 if [ "${TN_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== AddressSanitizer + UBSan build"
   # RelWithDebInfo: sanitizers with optimisation keep the numeric tests fast enough for CI.
@@ -23,4 +33,9 @@ if [ "${TN_SKIP_SANITIZE:-0}" != 1 ]; then
   export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   (cd build-asan && TN_SANITIZED=1 ctest --output-on-failure -j "$jobs" -LE slow)
+fi
+
+if [ "${TN_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== libFuzzer: the TRIN reader, bounded time"
+  ./scripts/fuzz-trin.sh "${TN_FUZZ_SECONDS:-60}"
 fi

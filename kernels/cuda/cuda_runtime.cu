@@ -1,0 +1,131 @@
+/* Device discovery, device memory and the cuBLAS float GEMM (kernels/cuda/cuda_ops.h). */
+#include <cublas_v2.h>
+#include <stdio.h>
+
+#include "kernels/cuda/cuda_internal.h"
+
+#ifndef TN_CUDA_ARCHS
+#define TN_CUDA_ARCHS "?"
+#endif
+
+/* Does nothing; cudaFuncGetAttributes on it tells whether this build has code the device can run. */
+__global__ void tn_cuda_probe_kernel(int *p) {
+    if (p) *p = 0;
+}
+
+static int g_avail = -1; /* -1 unknown, 0 no, 1 yes */
+static char g_reason[512];
+
+extern "C" int tn_cuda_available(const char **reason) {
+    if (g_avail < 0) {
+        int n = 0;
+        cudaError_t e = cudaGetDeviceCount(&n);
+        cudaDeviceProp p;
+        cudaFuncAttributes fa;
+        if (e != cudaSuccess) {
+            snprintf(g_reason, sizeof g_reason, "no CUDA device: %s", cudaGetErrorString(e));
+            g_avail = 0;
+        } else if (n < 1) {
+            snprintf(g_reason, sizeof g_reason, "no CUDA device: none found");
+            g_avail = 0;
+        } else if ((e = cudaGetDeviceProperties(&p, 0)) != cudaSuccess) {
+            snprintf(g_reason, sizeof g_reason, "no CUDA device: device 0: %s", cudaGetErrorString(e));
+            g_avail = 0;
+        } else if ((e = cudaFuncGetAttributes(&fa, tn_cuda_probe_kernel)) != cudaSuccess) {
+            snprintf(g_reason, sizeof g_reason,
+                     "no kernel image for sm_%d%d (%s) in this build (CMAKE_CUDA_ARCHITECTURES=%s): %s",
+                     p.major, p.minor, p.name, TN_CUDA_ARCHS, cudaGetErrorString(e));
+            g_avail = 0;
+        } else {
+            snprintf(g_reason, sizeof g_reason, "%s, sm_%d%d, %.1f GiB", p.name, p.major, p.minor,
+                     (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+            g_avail = 1;
+        }
+        cudaGetLastError(); /* clear a non-sticky error left by the probing */
+    }
+    if (reason) *reason = g_reason;
+    return g_avail;
+}
+
+/* ---- memory ---------------------------------------------------------------------------------------- */
+
+extern "C" void *tn_cuda_alloc(size_t bytes) {
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        tn_err("cudaMalloc(%zu bytes): %s", bytes, cudaGetErrorString(e));
+        return NULL;
+    }
+    return p;
+}
+
+extern "C" void tn_cuda_free(void *dev) {
+    if (dev) cudaFree(dev);
+}
+
+extern "C" int tn_cuda_upload(void *dev_dst, const void *host_src, size_t bytes) {
+    if (bytes) TN_CU(cudaMemcpy(dev_dst, host_src, bytes, cudaMemcpyHostToDevice), "CUDA upload");
+    return 0;
+}
+
+extern "C" int tn_cuda_download(void *host_dst, const void *dev_src, size_t bytes) {
+    if (bytes) TN_CU(cudaMemcpy(host_dst, dev_src, bytes, cudaMemcpyDeviceToHost), "CUDA download");
+    else TN_CU(cudaDeviceSynchronize(), "CUDA download");
+    return 0;
+}
+
+extern "C" int tn_cuda_memset0(void *dev, size_t bytes) {
+    if (bytes) TN_CU(cudaMemset(dev, 0, bytes), "CUDA memset");
+    return 0;
+}
+
+extern "C" int tn_cuda_sync(void) {
+    TN_CU(cudaDeviceSynchronize(), "CUDA sync");
+    return 0;
+}
+
+/* ---- cuBLAS ------------------------------------------------------------------------------------------ */
+
+static cublasHandle_t g_blas = NULL;
+
+static int blas_err(const char *what, cublasStatus_t s) {
+    return tn_err("%s: %s", what, cublasGetStatusString(s));
+}
+
+static int blas_handle(cublasHandle_t *h) {
+    if (!g_blas) {
+        cublasStatus_t s = cublasCreate(&g_blas);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+            g_blas = NULL;
+            return blas_err("cublasCreate", s);
+        }
+        /* Full FP32 (no TF32 tensor cores): results comparable with the CPU backend. */
+        s = cublasSetMathMode(g_blas, CUBLAS_DEFAULT_MATH);
+        if (s != CUBLAS_STATUS_SUCCESS) return blas_err("cublasSetMathMode", s);
+    }
+    *h = g_blas;
+    return 0;
+}
+
+/* Row-major y[N,out] = x[N,in] · W[out,in]ᵀ is, read column-major, yᵀ[out,N] = W · xᵀ, where the row-major
+ * W buffer is the column-major [in,out] matrix Wᵀ (so op = T, lda = in) and the row-major x buffer is the
+ * column-major [in,N] matrix xᵀ (op = N, ldb = in); yᵀ has ldc = out. */
+extern "C" int tn_cuda_sgemm(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out, float beta) {
+    if (N < 0 || in < 0 || out < 0 || N > INT32_MAX || in > INT32_MAX || out > INT32_MAX)
+        return tn_err("tn_cuda_sgemm: shape [%lld, %lld] x [%lld, %lld]^T out of range", (long long)N, (long long)in,
+                      (long long)out, (long long)in);
+    if (N == 0 || out == 0) return 0;
+    cublasHandle_t h = NULL;
+    TN_CHECK(blas_handle(&h));
+    const float alpha = 1.0f;
+    int k = (int)in, ld = in > 0 ? (int)in : 1;
+    cublasStatus_t s = cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)N, k, &alpha, W, ld, x, ld, &beta, y,
+                                   (int)out);
+    if (s != CUBLAS_STATUS_SUCCESS) return blas_err("cublasSgemm", s);
+    return 0;
+}
+
+extern "C" void tn_cuda_shutdown(void) {
+    if (g_blas) cublasDestroy(g_blas);
+    g_blas = NULL;
+}
