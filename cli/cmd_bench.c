@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "runner/bench_decode.h"
 #include "runner/bench_gemv.h"
 #include "runner/bench_train.h"
 
@@ -17,5 +18,6 @@ int tn_cmd_bench(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "train")) return tn_bench_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "gemv")) return tn_bench_gemv(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "decode")) return tn_bench_decode(argc - 1, argv + 1);
     return tn_cli_usage_error("bench", "unknown benchmark '%s'", argv[1]);
 }

@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/json.h"
+#include "runner/eval_trin.h"
 #include "train/evaluate_model.h"
 
 #include <math.h>
@@ -9,10 +10,12 @@
 #include <string.h>
 
 static void help(void) {
-    printf("usage: trinity eval MODEL --data SHARD.h5 [--seq-len N] [--batch B] [--max-windows W] [--json]\n\n"
+    printf("usage: trinity eval MODEL --data SHARD.h5 [--seq-len N] [--batch B] [--max-windows W] [--fast] [--json]\n\n"
            "Mean masked negative log-likelihood and perplexity of MODEL (.h5 checkpoint or .trin) over the\n"
            "shard, in non-overlapping windows of N tokens (default min(512, max_seq_len)). Quantized\n"
-           "checkpoints are evaluated with their snapped weights.\n"
+           "checkpoints are evaluated with their snapped weights. A .trin runs through the inference engine:\n"
+           "exactly (float activations, the checkpoint's loss) by default, or with --fast through the int8 /\n"
+           "lookup kernels that `trinity run` uses.\n"
            "--json prints {\"loss\": L, \"ppl\": P, \"tokens\": T} on one line.\n");
 }
 
@@ -28,7 +31,7 @@ static int parse_pos(const char *flag, const char *s, long long max, long long *
 int tn_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL;
     long long seq = 0, batch = 4, maxw = 0;
-    int json = 0;
+    int json = 0, fast = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (tn_cli_is_help(a)) {
@@ -36,6 +39,8 @@ int tn_cmd_eval(int argc, char **argv) {
             return TN_EXIT_OK;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--fast")) {
+            fast = 1;
         } else if (!strcmp(a, "--data") || !strcmp(a, "--seq-len") || !strcmp(a, "--batch") ||
                    !strcmp(a, "--max-windows")) {
             if (i + 1 >= argc) return tn_cli_usage_error("eval", "%s needs a value", a);
@@ -62,8 +67,10 @@ int tn_cmd_eval(int argc, char **argv) {
     size_t ml = strlen(model);
     int rc;
     if (ml > 5 && !strcmp(model + ml - 5, ".trin")) {
-        rc = tn_err("%s: .trin evaluation is provided by the runner (not built yet)", model);
+        rc = tn_trin_eval(model, data, (int)seq, (int)batch, maxw, fast ? TN_INFER_FAST : TN_INFER_EXACT, &loss,
+                          &counted);
     } else {
+        if (fast) return tn_cli_usage_error("eval", "--fast applies to .trin models");
         rc = tn_eval_checkpoint(model, data, (int)seq, (int)batch, maxw, &loss, &counted);
     }
     if (rc != 0) return tn_cli_fail();

@@ -1,10 +1,161 @@
-/* PLACEHOLDER: replaced by the module that implements 'run'. Must not survive to a landing. */
+/* trinity run MODEL -p PROMPT: flags only; the work is runner/generate.c and runner/infer.c. */
 #include "cli/commands.h"
 #include "core/error.h"
+#include "data/tokenizer.h"
+#include "runner/generate.h"
+#include "runner/infer.h"
+#include "runner/sampler.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: trinity run MODEL [-p PROMPT] [-i] [options]\n"
+            "\n"
+            "Generate text from a .trin file or an HDF5 checkpoint, streaming tokens to stdout. The prompt is\n"
+            "processed as one batch; prompt and generation speed go to stderr at the end.\n"
+            "\n"
+            "options:\n"
+            "  -p, --prompt TEXT       the prompt (with -i: the first turn)\n"
+            "  -i, --interactive       then read prompts from stdin, one per line, in one conversation; EOF ends\n"
+            "  -n, --tokens N          tokens to generate per prompt (default 256)\n"
+            "  --temp T                temperature; 0 = greedy (default 0.8)\n"
+            "  --top-k K               keep the K most likely tokens; 0 = off (default 40)\n"
+            "  --top-p P               nucleus sampling threshold in (0, 1]; 1 = off (default 0.95)\n"
+            "  --repeat-penalty R      penalty on the last 64 tokens; 1 = off (default 1.1)\n"
+            "  --seed S                sampling seed (default 0)\n"
+            "  --template NAME         wrap prompts in the SFT template of `trinity prepare`: trinity\n"
+            "                          (\"Instruction: ...\\nInput: \\nResponse: \") or alpaca\n"
+            "  --ctx N                 context length (default min(max_seq_len, 4096))\n"
+            "  --threads N             threads (default: all cores)\n"
+            "  --exact                 fp32 products on dequantized weights (slow; matches the training model)\n"
+            "  --tokenizer T           use this tokenizer instead of the model's (file, dir or 'bytes')\n"
+            "  --no-stop               do not stop at the end-of-sequence token\n"
+            "  -h, --help              this help\n");
+}
+
+static int parse_int(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || errno || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
 
 int tn_cmd_run(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    tn_err("run: not built yet");
-    return tn_cli_fail();
+    const char *model = NULL, *prompt = NULL, *tok_path = NULL;
+    int interactive = 0;
+    long long ctx = 0, threads = 0;
+    tn_generate_opts go;
+    tn_generate_opts_default(&go);
+    tn_infer_opts io;
+    tn_infer_opts_default(&io);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        long long iv;
+        double fv;
+        if (tn_cli_is_help(a)) {
+            usage(stdout);
+            return TN_EXIT_OK;
+        } else if (!strcmp(a, "-i") || !strcmp(a, "--interactive")) {
+            interactive = 1;
+        } else if (!strcmp(a, "--exact")) {
+            io.mode = TN_INFER_EXACT;
+        } else if (!strcmp(a, "--no-stop")) {
+            go.stop_at_eos = 0;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt") || !strcmp(a, "-n") || !strcmp(a, "--tokens") ||
+                   !strcmp(a, "--temp") || !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
+                   !strcmp(a, "--repeat-penalty") || !strcmp(a, "--seed") || !strcmp(a, "--template") ||
+                   !strcmp(a, "--ctx") || !strcmp(a, "--threads") || !strcmp(a, "--tokenizer")) {
+            if (i + 1 >= argc) return tn_cli_usage_error("run", "%s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
+            else if (!strcmp(a, "--template")) go.template_name = v;
+            else if (!strcmp(a, "--tokenizer")) tok_path = v;
+            else if (!strcmp(a, "-n") || !strcmp(a, "--tokens")) {
+                if (parse_int(v, 0, 1 << 24, &iv)) return tn_cli_usage_error("run", "%s: '%s' is not a count", a, v);
+                go.max_new = (int)iv;
+            } else if (!strcmp(a, "--top-k")) {
+                if (parse_int(v, 0, 1 << 24, &iv)) return tn_cli_usage_error("run", "--top-k: '%s' is not a count", v);
+                go.sampling.top_k = (int)iv;
+            } else if (!strcmp(a, "--seed")) {
+                if (parse_int(v, 0, (long long)1 << 62, &iv)) return tn_cli_usage_error("run", "--seed: '%s' is not a seed", v);
+                go.sampling.seed = (uint64_t)iv;
+            } else if (!strcmp(a, "--ctx")) {
+                if (parse_int(v, 1, 1 << 24, &ctx)) return tn_cli_usage_error("run", "--ctx: '%s' is not a length", v);
+            } else if (!strcmp(a, "--threads")) {
+                if (parse_int(v, 1, 4096, &threads)) return tn_cli_usage_error("run", "--threads: '%s' is not a count", v);
+            } else {
+                if (parse_float(v, &fv)) return tn_cli_usage_error("run", "%s: '%s' is not a number", a, v);
+                if (!strcmp(a, "--temp")) go.sampling.temperature = (float)fv;
+                else if (!strcmp(a, "--top-p")) go.sampling.top_p = (float)fv;
+                else go.sampling.repeat_penalty = (float)fv;
+            }
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return tn_cli_usage_error("run", "unknown option '%s'", a);
+        } else if (!model) {
+            model = a;
+        } else {
+            return tn_cli_usage_error("run", "unexpected argument '%s'", a);
+        }
+    }
+    if (!model) return tn_cli_usage_error("run", "missing MODEL");
+    if (!prompt && !interactive) return tn_cli_usage_error("run", "give a prompt (-p) or -i");
+    if (tn_sampler_opts_check(&go.sampling) != 0) return tn_cli_usage_error("run", "%s", tn_errmsg());
+    if (tn_generate_template_check(go.template_name) != 0) return tn_cli_usage_error("run", "%s", tn_errmsg());
+
+    io.threads = (int)threads;
+    io.ctx = (int)ctx;
+    tn_infer *m = NULL;
+    tn_tokenizer *own_tok = NULL;
+    tn_sampler *s = NULL;
+    if (ctx == 0) io.ctx = 4096; /* default: the model's context, capped so the KV cache stays modest */
+    if (tn_infer_open(model, &io, &m) != 0) return tn_cli_fail();
+    const tn_tokenizer *tok = tn_infer_tokenizer(m);
+    int rc = 0;
+    if (tok_path) {
+        rc = tn_tokenizer_load(tok_path, &own_tok);
+        tok = own_tok;
+        if (rc == 0 && tn_tokenizer_vocab_size(own_tok) > tn_infer_config(m)->vocab_size)
+            rc = tn_err("tokenizer %s has %lld tokens, the model %d", tok_path, (long long)tn_tokenizer_vocab_size(own_tok),
+                        tn_infer_config(m)->vocab_size);
+    } else if (!tok) {
+        rc = tn_err("%s: %s (give one with --tokenizer)", model, tn_infer_tokenizer_error(m));
+    }
+    if (rc == 0) rc = tn_sampler_new(&go.sampling, tn_infer_config(m)->vocab_size, &s);
+    tn_generate_stats st;
+    memset(&st, 0, sizeof st);
+    if (rc == 0 && prompt) {
+        rc = tn_generate(m, tok, s, prompt, &go, stdout, &st);
+        if (rc == 0) {
+            fputc('\n', stdout);
+            fflush(stdout);
+        }
+    }
+    if (rc == 0 && interactive) rc = tn_generate_interactive(m, tok, s, stdin, &go, stdout, &st);
+    if (rc == 0) {
+        if (st.ctx_full) fprintf(stderr, "[stopped: the context of %d tokens is full]\n", tn_infer_ctx(m));
+        fprintf(stderr, "prompt: %lld tokens, %.1f tok/s | generation: %lld tokens, %.1f tok/s | %s\n",
+                (long long)st.prompt_tokens, st.prompt_seconds > 0 ? (double)st.prompt_tokens / st.prompt_seconds : 0.0,
+                (long long)st.gen_tokens, st.gen_seconds > 0 ? (double)st.gen_tokens / st.gen_seconds : 0.0,
+                tn_infer_describe(m));
+    }
+    tn_sampler_free(s);
+    tn_tokenizer_free(own_tok);
+    tn_infer_free(m);
+    return rc == 0 ? TN_EXIT_OK : tn_cli_fail();
 }

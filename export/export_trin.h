@@ -1,0 +1,38 @@
+/* `trinity export`: an HDF5 checkpoint to a .trin file (docs/TRIN.md).
+ *
+ *   dense checkpoint     every tensor F32 (or F16 with dtype f16; norms stay F32)
+ *   STE checkpoint       (group /quant: grid, scale rule, layers, act_bits) the selected matrices are
+ *                        snapped from their shadow weights exactly as the run snapped them
+ *                        (tn_quantize_tensor) and stored as indices + scales: T2 for the ternary grid,
+ *                        L4 for grids of <= 16 values, L8 otherwise; act_bits carried per tensor
+ *   PRIMAL checkpoint    (group /primal/<name>: idx, scale, grid) ghost tensors' indices as they are
+ *   quantize = ternary   a dense checkpoint's attention and MLP matrices snapped with absmean ternary
+ *                        (per tensor) to T2: a synthetic quantized model for benchmarks and tests
+ * The tokenizer is copied as stored in the checkpoint. The output is written atomically. */
+#ifndef TN_EXPORT_EXPORT_TRIN_H
+#define TN_EXPORT_EXPORT_TRIN_H
+
+#include <stdint.h>
+
+typedef enum { TN_EXPORT_DENSE_AUTO = 0, TN_EXPORT_DENSE_F32 = 1, TN_EXPORT_DENSE_F16 = 2 } tn_export_dense;
+
+typedef struct {
+    tn_export_dense dense;  /* dtype of tensors that stay dense (auto = F32) */
+    const char *quantize;   /* NULL, or "ternary" (dense checkpoints only) */
+} tn_export_opts;
+
+typedef struct {
+    char kind[16];          /* "dense", "ste", "primal", "synthetic" */
+    char grid[32];          /* grid name of the quantized tensors, "" if none */
+    int n_tensors, n_by_dtype[5];
+    int64_t file_bytes;
+    int64_t n_params;
+} tn_export_report;
+
+void tn_export_opts_default(tn_export_opts *o);
+int tn_export_trin(const char *ckpt_path, const char *out_path, const tn_export_opts *o, tn_export_report *rep);
+
+/* IEEE binary32 -> binary16, round to nearest even (values beyond ±65504 round to ±inf). */
+uint16_t tn_f32_to_f16(float f);
+
+#endif

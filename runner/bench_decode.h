@@ -1,0 +1,18 @@
+/* `trinity bench decode`: generation speed of a random-weight T2 model of a real model's shape, next to the
+ * memory read bandwidth measured in the same run, so the result says how close decode gets to the
+ * bandwidth bound (every weight byte is read once per token):
+ *
+ *   bound tok/s = bandwidth / bytes read per token,   ratio = measured tok/s / bound tok/s
+ *
+ * The model is built in memory as a TRIN image and opened through the normal reader and engine (the code
+ * path of `trinity run`): attention and MLP matrices T2 with a per-tensor scale, token embeddings and LM
+ * head F16 (untied), norms F32. Bytes per token count every matrix, the head and the norms (the embedding
+ * row is negligible). Bandwidth: the best of several passes of `threads` threads summing a buffer at least
+ * as large as the model with the widest vector loads the kernels use. */
+#ifndef TN_RUNNER_BENCH_DECODE_H
+#define TN_RUNNER_BENCH_DECODE_H
+
+/* argv[0] is "decode". Options: --preset tinyllama-1.1b|tiny, --threads N, --tokens N, --json. */
+int tn_bench_decode(int argc, char **argv);
+
+#endif
