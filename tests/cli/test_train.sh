@@ -2,15 +2,8 @@
 # trinity train: the loss falls on a small learnable shard; validation and checkpoints are written;
 # a run resumed from its step-6 checkpoint logs exactly the losses of the uninterrupted run; eval of the
 # final checkpoint prints the JSON line; bad inputs fail with one error line and exit 1.
-set -euo pipefail
-T=${TN_TRINITY:?}; PY=${TN_PYTHON:-/usr/bin/python3}
-here=$(cd "$(dirname "$0")" && pwd)
-"$PY" -c "import h5py, numpy" 2>/dev/null || { echo "SKIPPED: h5py/numpy missing for $PY"; exit 77; }
-w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "$0")/helpers/train_common.sh"
 
-"$PY" "$here/helpers/make_pattern_shard.py" "$w/train.h5" 20000 64 1
-"$PY" "$here/helpers/make_pattern_shard.py" "$w/val.h5" 3000 64 2
 cat > "$w/run.ini" <<INI
 [model]
 dim = 64
@@ -73,14 +66,6 @@ out=$("$T" eval "$w/A/ckpt-000012.h5" --data "$w/val.h5" --seq-len 32 --json)
 echo "$out" | "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); assert set(d)=={"loss","ppl","tokens"}, d; assert d["tokens"]==2999, d; print("eval", d)'
 
 # Bad input: one error line, exit 1.
-expect_fail() {  # expect_fail NAME CMD...
-  local name=$1; shift
-  set +e; "$@" > "$w/out" 2> "$w/err"; local rc=$?; set -e
-  [ $rc -eq 1 ] || { cat "$w/err"; fail "$name: exit $rc, expected 1"; }
-  [ "$(wc -l < "$w/err")" -eq 1 ] || { cat "$w/err"; fail "$name: expected one error line"; }
-  grep -q "^trinity: error: " "$w/err" || fail "$name: error line format"
-  echo "ok: $name: $(cat "$w/err")"
-}
 "$PY" "$here/helpers/make_pattern_shard.py" "$w/bad.h5" 2000 64 3 --bad-token
 expect_fail "token id >= vocab" "$T" train "$w/run.ini" "data.train=$w/bad.h5" "train.out_dir=$w/C"
 expect_fail "eval token >= vocab" "$T" eval "$w/A/ckpt-000012.h5" --data "$w/bad.h5"

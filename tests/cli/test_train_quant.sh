@@ -3,15 +3,8 @@
 # telemetry keys in log.jsonl, a resumed run reproduces the uninterrupted losses and telemetry exactly,
 # `trinity eval` of the final checkpoint (snapped / materialised weights) equals the run's own last
 # validation, PRIMAL's memory report says <= 2 bytes per ghost weight, and config errors are clean.
-set -euo pipefail
-T=${TN_TRINITY:?}; PY=${TN_PYTHON:-/usr/bin/python3}
-here=$(cd "$(dirname "$0")" && pwd)
-"$PY" -c "import h5py, numpy" 2>/dev/null || { echo "SKIPPED: h5py/numpy missing for $PY"; exit 77; }
-w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "$0")/helpers/train_common.sh"
 
-"$PY" "$here/helpers/make_pattern_shard.py" "$w/train.h5" 20000 64 1
-"$PY" "$here/helpers/make_pattern_shard.py" "$w/val.h5" 3000 64 2
 cat > "$w/base.ini" <<INI
 [model]
 dim = 64
@@ -78,13 +71,6 @@ assert mem["ghost_weights"] == 2 * (2 * 64 * 64 + 2 * 32 * 64 + 3 * 64 * 160), m
 print("primal memory:", mem)
 PY
 
-expect_fail() {
-  local name=$1; shift
-  set +e; "$@" > "$w/out" 2> "$w/err"; local rc=$?; set -e
-  [ $rc -eq 1 ] && [ "$(wc -l < "$w/err")" -eq 1 ] && grep -q "^trinity: error: " "$w/err" \
-    || { cat "$w/err"; fail "$name: exit $rc"; }
-  echo "ok: $name: $(cat "$w/err")"
-}
 expect_fail "unknown grid" "$T" train "$w/base.ini" "train.out_dir=$w/x1" quant.grid=prime999
 expect_fail "bad act_bits" "$T" train "$w/base.ini" "train.out_dir=$w/x2" quant.grid=ternary quant.act_bits=4
 expect_fail "tied head quant" "$T" train "$w/base.ini" "train.out_dir=$w/x3" quant.grid=ternary quant.layers=head model.tied_embeddings=true
