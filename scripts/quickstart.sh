@@ -26,7 +26,8 @@ echo "== train: configs/quickstart.ini (PRIMAL ghost model)"
 
 echo "== export: $out/model.trin"
 "$T" export "$out/latest.h5" -o "$out/model.trin"
-"$T" info "$out/model.trin" | head -20
+"$T" info "$out/model.trin" > "$out/model.info.txt"
+sed -n 1,12p "$out/model.info.txt"
 
 echo "== eval: the exported model on the held-out license"
 "$T" eval "$out/model.trin" --data "$out/val.h5" --seq-len 128

@@ -379,6 +379,11 @@ static int setup_tokenizer(tn_run *r) {
     } else if (r->tokenizer && !strcmp(r->tokenizer_format, "trinity-tokenizer")) {
         TN_CHECK(tn_tokenizer_deserialize(r->tokenizer, r->tokenizer_len, &r->tok));
     }
+    /* A model trained from scratch takes its special ids from its tokenizer, so runners stop at EOS. */
+    if (r->tok && r->layout.cfg.bos_id < 0 && r->layout.cfg.eos_id < 0) {
+        r->layout.cfg.bos_id = (int)tn_tokenizer_bos_id(r->tok);
+        r->layout.cfg.eos_id = (int)tn_tokenizer_eos_id(r->tok);
+    }
     if (r->sample_every > 0 && !r->tok)
         return tn_err("[train] sample_every needs a tokenizer: set [data] tokenizer or start from a model that has one");
     return 0;
