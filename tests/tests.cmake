@@ -18,7 +18,8 @@ set(TN_TEST_ENV
   TN_FIXTURES=${TN_FIXTURES}
   TN_PYTHON=${TN_PYTHON3}
   TN_TRINITY=$<TARGET_FILE:trinity>
-  OMP_NUM_THREADS=2)
+  OMP_NUM_THREADS=2
+  OMP_WAIT_POLICY=passive)  # ctest -j runs tests side by side; spinning OpenMP threads would thrash
 
 # Reference fixtures: every generator runs once, before the tests that need it.
 file(GLOB TN_REF_GENERATORS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/reference/gen_*.py)
