@@ -326,6 +326,13 @@ static inline double stream_uniform(uint64_t key, int64_t i) {
     return (double)(z >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* THE FLIP RULE, one optimizer step of one ghost tensor (votes were cast by tn_primal_vote):
+ *   p = clamp(c / (|scale| + 1e-6), p_min, p_max)          the tensor's scale, or each row's (scale_per_row)
+ *   every weight i with |vote_i| >= consensus, with probability p:
+ *       idx_i += sign(vote_i), clamped to 0 .. n - 1 of its own grid (primal15, or primal25 if fine)
+ *   then vote_i = 0, or trunc(vote_i * vote_decay) when vote_decay > 0 and the weight did not move.
+ * The uniform draw for weight i is stream_uniform(key, i) with one key per call, so the result does not
+ * depend on the thread count. */
 int tn_primal_step(tn_primal_tensor *t, tn_rng *rng, const tn_primal_opts *o, int64_t *n_flipped) {
     TN_CHECK(tn_primal_opts_check(o));
     for (int64_t r = 0; r < t->n_scales; r++)

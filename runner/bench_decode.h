@@ -7,8 +7,10 @@
  * The model is built in memory as a TRIN image and opened through the normal reader and engine (the code
  * path of `trinity run`): attention and MLP matrices T2 with a per-tensor scale, token embeddings and LM
  * head F16 (untied), norms F32. Bytes per token count every matrix, the head and the norms (the embedding
- * row is negligible). Bandwidth: the best of several passes of `threads` threads summing a buffer at least
- * as large as the model with the widest vector loads the kernels use. */
+ * row is negligible). Bandwidth: tn_bench_read_bandwidth (runner/bench_gemv.h) over a buffer at least as
+ * large as the model, with the same threads, before and after decoding; the higher value sets the bound
+ * (conservative: a disturbance can only lower the ratio). The model image is put in transparent huge pages
+ * when the kernel allows (TN_BENCH_NO_HUGEPAGES=1 keeps 4 KiB pages). */
 #ifndef TN_RUNNER_BENCH_DECODE_H
 #define TN_RUNNER_BENCH_DECODE_H
 

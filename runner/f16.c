@@ -44,15 +44,20 @@ __attribute__((target("avx2,fma,f16c"))) static float hsum(__m256 s) {
 }
 
 /* y[0..nr) for nr <= 4 rows at w (row stride cols). Four rows at once: four independent streams keep
- * more loads in flight than one, about 16 GB/s instead of 11 on one core here (the read bandwidth is
- * about 18), and each x vector is loaded once for all four. */
+ * more loads in flight than one, and each x vector is loaded once for all four. `next` is the start of
+ * the following 4 rows (NULL: none): one cache line of each is prefetched per 32 columns, so the next
+ * group is on its way before the hardware prefetcher, which stops at every 4 KiB page (one row of a
+ * 2048-wide F16 matrix), would start on it. On one core here: 11 GB/s for one row at a time, 14 for
+ * four, 16-17 with the prefetch, against a read bandwidth of 17-18. */
 __attribute__((target("avx2,fma,f16c"))) static void rows4_f16c(const uint16_t *w, int nr, int64_t cols,
-                                                                  const float *x, float *y) {
+                                                                  const float *x, float *y, const uint16_t *next) {
     const uint16_t *w0 = w, *w1 = w + (nr > 1 ? cols : 0), *w2 = w + (nr > 2 ? 2 * cols : 0),
                    *w3 = w + (nr > 3 ? 3 * cols : 0); /* missing rows re-read row 0; their sums are dropped */
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t c = 0;
     for (; c + 8 <= cols; c += 8) {
+        if (next && (c & 31) == 0)
+            for (int k = 0; k < 4; k++) _mm_prefetch((const char *)(next + k * cols + c), _MM_HINT_T0);
         const __m256 xv = _mm256_loadu_ps(x + c);
         a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w0 + c))), xv, a0);
         a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w1 + c))), xv, a1);
@@ -76,8 +81,12 @@ static float dot_scalar(const uint16_t *w, const float *x, int64_t n) {
 void tn_f16_gemv(const uint16_t *W, int64_t rows, int64_t cols, const float *x, float *y) {
     if (have_f16c()) {
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; r += 4)
-            rows4_f16c(W + r * cols, rows - r < 4 ? (int)(rows - r) : 4, cols, x, y + r);
+        for (int64_t r = 0; r < rows; r += 4) {
+            const int nr = rows - r < 4 ? (int)(rows - r) : 4;
+            /* prefetch the next group only if it has 4 whole rows (never past the matrix) */
+            const uint16_t *next = r + 8 <= rows ? W + (r + 4) * cols : NULL;
+            rows4_f16c(W + r * cols, nr, cols, x, y + r, next);
+        }
         return;
     }
 #pragma omp parallel for schedule(static)
