@@ -1,8 +1,8 @@
-/* The training loop. One optimizer step = `accum` micro-batches of batch × seq_len tokens, each
- * forward + backward with gradients averaged over micro-batches, then global-norm clipping and the
- * method's optimizer step. Determinism: with the same thread count, a run resumed from a checkpoint
- * reproduces the uninterrupted run's losses exactly (params, AdamW moments, step, RNG, loader cursor and
- * method state are all checkpointed). */
+/* The training loop. One optimizer step = `accum` micro-batches of batch × seq_len tokens, each forward +
+ * backward, the loss and its gradient being the mean over every counted token of the step (train_step),
+ * then global-norm clipping and the method's optimizer step. Determinism: with the same thread count, a
+ * run resumed from a checkpoint reproduces the uninterrupted run's losses exactly (params, AdamW moments,
+ * step, RNG, loader cursor and method state are all checkpointed). */
 #include "train/train.h"
 #include "train/eval.h"
 #include "train/run.h"
@@ -184,7 +184,8 @@ static int open_data(tn_run *r) {
         TN_CHECK(tn_shard_load(val, &r->val));
         r->has_val = 1;
     }
-    size_t nb = (size_t)(r->batch * r->seq_len);
+    /* every micro-batch of a step is read before the first forward (see train_step) */
+    size_t nb = (size_t)(r->batch * r->seq_len * r->accum);
     r->inputs = tn_alloc(nb, sizeof(int32_t));
     r->targets = tn_alloc(nb, sizeof(int32_t));
     r->mask = tn_alloc(nb, 1);
@@ -429,17 +430,31 @@ static int evaluate(tn_run *r) {
     return rc;
 }
 
-/* One optimizer step; returns the mean loss over the micro-batches. */
+/* One optimizer step; returns the mean loss over every counted (loss_mask = 1) token of the step.
+ * The step's gradient is that of the token mean, not the mean of per-micro-batch means: micro-batch a,
+ * whose loss is the mean over its own counted_a tokens, is back-propagated with weight counted_a / total.
+ * With answer-masked SFT the micro-batches count very different numbers of tokens, and the mean of means
+ * would give a short answer's tokens the weight of a long one's (the gradient-accumulation bug that
+ * Hugging Face transformers fixed in 4.46). So all micro-batches are read first, to know the total. */
 static int train_step(tn_run *r, double lr, double *loss_out, double *norm_out) {
     memset(r->grads, 0, r->layout.numel * sizeof(float));
     if (r->method.begin_step) TN_CHECK(r->method.begin_step(r, r->method.ctx));
-    double loss = 0;
+    const int64_t nb = r->batch * r->seq_len;
+    int64_t total = 0;
     for (int64_t a = 0; a < r->accum; a++) {
-        TN_CHECK(tn_loader_next(r->loader, r->inputs, r->targets, r->mask));
+        TN_CHECK(tn_loader_next(r->loader, r->inputs + a * nb, r->targets + a * nb, r->mask + a * nb));
+        for (int64_t i = 0; i < nb; i++) total += r->mask[a * nb + i] != 0;
+    }
+    double loss = 0;
+    for (int64_t a = 0; a < r->accum && total > 0; a++) {
+        const int32_t *in = r->inputs + a * nb, *tg = r->targets + a * nb;
+        const uint8_t *mk = r->mask + a * nb;
         float l;
-        TN_CHECK(tn_llama_forward(r->model, r->params, r->inputs, r->targets, r->mask, &l, NULL));
-        TN_CHECK(tn_llama_backward(r->model, r->params, r->grads, 1.0f / (float)r->accum));
-        loss += l / (double)r->accum;
+        int64_t counted;
+        TN_CHECK(tn_llama_forward(r->model, r->params, in, tg, mk, &l, &counted));
+        const double w = (double)counted / (double)total;
+        TN_CHECK(tn_llama_backward(r->model, r->params, r->grads, (float)w));
+        loss += l * w;
     }
     if (!isfinite(loss)) return tn_err("loss is %f at step %lld: training diverged", loss, (long long)r->step + 1);
     *norm_out = tn_clip_grad_norm(r->grads, (int64_t)r->layout.numel, r->grad_clip);
