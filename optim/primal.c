@@ -329,8 +329,10 @@ static inline double stream_uniform(uint64_t key, int64_t i) {
 /* THE FLIP RULE, one optimizer step of one ghost tensor (votes were cast by tn_primal_vote):
  *   p = clamp(c / (|scale| + 1e-6), p_min, p_max)          the tensor's scale, or each row's (scale_per_row)
  *   every weight i with |vote_i| >= consensus, with probability p:
- *       idx_i += sign(vote_i), clamped to 0 .. n - 1 of its own grid (primal15, or primal25 if fine)
- *   then vote_i = 0, or trunc(vote_i * vote_decay) when vote_decay > 0 and the weight did not move.
+ *       idx_i += sign(vote_i), clamped to 0 .. n - 1 of its own grid ([primal] grid, or fine_grid for
+ *       fine layers; primal15 and primal25 by default)
+ *   then vote_i = 0, or trunc(vote_i * vote_decay) when vote_decay > 0 and weight i was not selected
+ *   (a selected vote is spent even when the weight sits at its grid's end and cannot move).
  * The uniform draw for weight i is stream_uniform(key, i) with one key per call, so the result does not
  * depend on the thread count. */
 int tn_primal_step(tn_primal_tensor *t, tn_rng *rng, const tn_primal_opts *o, int64_t *n_flipped) {
@@ -367,7 +369,7 @@ int tn_primal_step(tn_primal_tensor *t, tn_rng *rng, const tn_primal_opts *o, in
                     flipped++;
                 }
             }
-            /* Clear, or decay with truncation toward zero; a vote that moved its weight is spent. */
+            /* Clear, or decay with truncation toward zero; a selected vote is spent. */
             t->vote[i] = (decay > 0 && !spent) ? (int8_t)(int)((double)v * decay) : 0;
         }
     }

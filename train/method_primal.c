@@ -80,7 +80,7 @@ static int pr_step(tn_run *r, void *vctx, double lr) {
     tn_run_adamw_params(r, lr, 0);
     tn_adamw_hparams h = r->adam;
     h.lr = (float)lr;
-    /* The scale gradients are averaged over micro-batches by the model (scale 1/accum in backward). */
+    /* The scale gradients are the step's token mean: backward weighs micro-batch a by counted_a / total. */
     tn_adamw_update(c->scale, c->scale_grad, c->scale_m, c->scale_v, c->n_scales, &h, r->step, 0);
     c->flipped = c->voted = 0;
     for (int g = 0; g < c->n_g; g++) {

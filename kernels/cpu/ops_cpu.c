@@ -9,18 +9,23 @@
 
 /* ---- vector helpers ---------------------------------------------------------------------------------
  * The portable build targets baseline x86-64 (SSE2). The exp-heavy row loops below (softmax over the
- * vocabulary and over attention rows, SiLU) are compiled three times and the widest one the CPU runs is
- * picked when the program loads (GCC target_clones): about 8x the throughput of a libm expf per element.
- * `omp simd` lets the compiler reorder the reductions, so sums are taken in vector lanes. */
+ * vocabulary and over attention rows, SiLU) and the gradient-norm sum are compiled three times and the
+ * widest one the CPU supports is picked when the program loads (GCC target_clones; the x86-64-v4 and -v3
+ * levels are chosen by CPU features, where arch=<cpu name> would match only that CPU model).
+ * `omp simd` lets the compiler reorder the reductions, so sums are taken in vector lanes: the result
+ * does not depend on the thread count, but it may differ in the last bits between CPUs of different
+ * vector width (as OpenBLAS's sgemm does anyway); exact resume holds on the same machine. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TN_VEC_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define TN_VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define TN_VEC_CLONES
 #endif
 
 TN_VEC_CLONES static float vec_max(const float *x, int64_t n) {
     float mx = -INFINITY;
+#if !defined(__clang__) /* clang 14 does not vectorize this reduction and would warn (-Wpass-failed) */
 #pragma omp simd reduction(max : mx)
+#endif
     for (int64_t j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
     return mx;
 }
@@ -69,6 +74,14 @@ TN_VEC_CLONES static void swiglu_backward_span(float *dg, float *du, const float
         du[i] = d * silu;
         dg[i] = d * u[i] * s * (1.0f + g[i] * (1.0f - s));
     }
+}
+
+/* Σ x[i]² in double */
+TN_VEC_CLONES static double sumsq_span(const float *x, int64_t n) {
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
 }
 
 /* Elementwise work is split into chunks of this many elements (a multiple of every vector width). */
@@ -319,10 +332,19 @@ void tn_op_add(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+/* A fixed number of chunks, summed in chunk order: an OpenMP reduction would combine the threads' partial
+ * sums in the order they finish, and with 3 or more threads the gradient norm (and so the clipping) could
+ * change from run to run, breaking exact resume. */
 double tn_op_sumsq(const float *x, int64_t n) {
+    enum { CHUNKS = 64 };
+    double part[CHUNKS];
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < CHUNKS; c++) {
+        const int64_t i0 = n * c / CHUNKS, i1 = n * (c + 1) / CHUNKS;
+        part[c] = sumsq_span(x + i0, i1 - i0);
+    }
     double s = 0;
-#pragma omp parallel for simd reduction(+ : s) schedule(static)
-    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    for (int c = 0; c < CHUNKS; c++) s += part[c];
     return s;
 }
 
