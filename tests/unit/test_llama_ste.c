@@ -15,6 +15,7 @@
  *   - sensitivity: the dense model (no source), and for act_bits 8 the same source without activation
  *     quantization, miss the reference by far more than the tolerance, so the test does see both. */
 #include "tn_test.h"
+#include "fixture_llama.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -121,31 +122,6 @@ static tn_weight_source src_make(ste_source *s, int act_bits, int with_grad_call
 
 /* ---- fixture reading ------------------------------------------------------------------------------ */
 
-static int get_i64(hid_t f, const char *key, int *out) {
-    int64_t v;
-    TN_CHECK(tn_h5_attr_get_i64(f, ".", key, &v));
-    *out = (int)v;
-    return 0;
-}
-
-static int read_config(hid_t f, tn_llama_config *c) {
-    tn_llama_config_defaults(c);
-    double theta, eps;
-    TN_CHECK(get_i64(f, "dim", &c->dim));
-    TN_CHECK(get_i64(f, "n_layers", &c->n_layers));
-    TN_CHECK(get_i64(f, "n_heads", &c->n_heads));
-    TN_CHECK(get_i64(f, "n_kv_heads", &c->n_kv_heads));
-    TN_CHECK(get_i64(f, "ffn_dim", &c->ffn_dim));
-    TN_CHECK(get_i64(f, "vocab_size", &c->vocab_size));
-    TN_CHECK(get_i64(f, "max_seq_len", &c->max_seq_len));
-    TN_CHECK(get_i64(f, "tied_embeddings", &c->tied_embeddings));
-    TN_CHECK(tn_h5_attr_get_f64(f, ".", "rope_theta", &theta));
-    TN_CHECK(tn_h5_attr_get_f64(f, ".", "norm_eps", &eps));
-    c->rope_theta = (float)theta;
-    c->norm_eps = (float)eps;
-    return 0;
-}
-
 typedef struct {
     char grid[64], scale[16], layers[64];
     int per_row, act_bits, groups;
@@ -156,8 +132,8 @@ static int read_quant(hid_t f, quant_attrs *q) {
     TN_CHECK(tn_h5_attr_get_str(f, ".", "grid", q->grid, sizeof q->grid));
     TN_CHECK(tn_h5_attr_get_str(f, ".", "scale", q->scale, sizeof q->scale));
     TN_CHECK(tn_h5_attr_get_str(f, ".", "layers", q->layers, sizeof q->layers));
-    TN_CHECK(get_i64(f, "per_row", &q->per_row));
-    TN_CHECK(get_i64(f, "act_bits", &q->act_bits));
+    TN_CHECK(tn_fixture_get_int(f, "per_row", &q->per_row));
+    TN_CHECK(tn_fixture_get_int(f, "act_bits", &q->act_bits));
     TN_CHECK(tn_h5_attr_get_f64(f, ".", "lambda", &q->lambda));
     char buf[64];
     memcpy(buf, q->layers, sizeof buf);
@@ -169,27 +145,6 @@ static int read_quant(hid_t f, quant_attrs *q) {
         else return tn_err("fixture: unknown layer group '%s'", tok);
     }
     return 0;
-}
-
-/* Read /<group>/<name> for every tensor of the layout into buf (laid out like the parameters). */
-static int read_tensors(hid_t f, const char *group, const tn_llama_layout *l, float *buf) {
-    char path[160];
-    for (int i = 0; i < l->n_tensors; i++) {
-        const tn_tensor_info *t = &l->tensors[i];
-        snprintf(path, sizeof path, "%s/%s", group, t->name);
-        if (tn_h5_read(f, path, TN_H5_F32, t->rank, t->shape, buf + t->offset) != 0)
-            return tn_err_prefix("%s", path);
-    }
-    return 0;
-}
-
-static long n_links(hid_t f, const char *group) {
-    hid_t g = H5Gopen2(f, group, H5P_DEFAULT);
-    if (g < 0) return -1;
-    H5G_info_t info;
-    herr_t r = H5Gget_info(g, &info);
-    H5Gclose(g);
-    return r < 0 ? -1 : (long)info.nlinks;
 }
 
 static double rel(double a, double b) { return fabs(a - b) / (fabs(b) > 0 ? fabs(b) : 1.0); }
@@ -241,7 +196,7 @@ static int check_quantizer(hid_t f, const ste_source *s) {
     }
     printf("quantizer: %d tensors; indices differing %ld, scales differing %ld, W_f differing %ld (bitwise)\n",
            n_quant, idx_bad, sc_bad, wf_bad);
-    CHECKF(n_quant == n_links(f, "wf"), "%d quantized tensors, fixture has %ld", n_quant, n_links(f, "wf"));
+    CHECKF(n_quant == tn_fixture_n_links(f, "wf"), "%d quantized tensors, fixture has %ld", n_quant, tn_fixture_n_links(f, "wf"));
     CHECK(idx_bad == 0);
     CHECK(sc_bad == 0);
     CHECK(wf_bad == 0);
@@ -256,14 +211,14 @@ static void run_fixture(const char *file) {
     CHECK_OK(tn_h5_open(path, &f));
     tn_llama_config cfg;
     quant_attrs qa;
-    CHECK_OK(read_config(f, &cfg));
+    CHECK_OK(tn_fixture_read_config(f, &cfg));
     CHECK_OK(read_quant(f, &qa));
     printf("== %s: grid %s, scale %s%s, lambda %g, layers %s, act_bits %d, %s head\n", file, qa.grid, qa.scale,
            qa.per_row ? " per row" : " per tensor", qa.lambda, qa.layers, qa.act_bits,
            cfg.tied_embeddings ? "tied" : "untied");
     tn_llama_layout layout;
     CHECK_OK(tn_llama_layout_init(&layout, &cfg));
-    CHECKF(n_links(f, "params") == layout.n_tensors, "fixture has %ld tensors, layout %d", n_links(f, "params"),
+    CHECKF(tn_fixture_n_links(f, "params") == layout.n_tensors, "fixture has %ld tensors, layout %d", tn_fixture_n_links(f, "params"),
            layout.n_tensors);
 
     int rank;
@@ -286,8 +241,8 @@ static void run_fixture(const char *file) {
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
-    CHECK_OK(read_tensors(f, "params", &layout, params));
-    CHECK_OK(read_tensors(f, "grads", &layout, gref));
+    CHECK_OK(tn_fixture_read_tensors(f, "params", &layout, params));
+    CHECK_OK(tn_fixture_read_tensors(f, "grads", &layout, gref));
     CHECK_OK(tn_h5_read(f, "inputs", TN_H5_I32, 2, s2, inputs));
     CHECK_OK(tn_h5_read(f, "targets", TN_H5_I32, 2, s2, targets));
     CHECK_OK(tn_h5_read(f, "mask", TN_H5_U8, 2, s2, mask));
