@@ -165,10 +165,11 @@ static imat mat_dense(const float *w, int64_t rows, int64_t cols) {
 /* ---- 2. the product ---------------------------------------------------------------------------------
  * The whole forward pass of a chunk runs inside ONE OpenMP parallel region (section 4): every thread
  * computes its share of the rows of each product, and threads meet at a barrier only where a result is
- * needed whole. That is 5 synchronisations per layer instead of an OpenMP fork/join per product (about 12
- * per layer): on two cores a decode step is ~200 small products, and each fork/join costs microseconds on
- * an idle machine and far more on a busy one. The kernels are called on row slices; called from inside
- * the region their own OpenMP regions are nested, hence inactive, and run on the calling thread.
+ * needed whole. That is 4 synchronisations per layer (5 if the kv heads do not divide evenly among the
+ * threads) instead of an OpenMP fork/join per product (about 12 per layer): on two cores a decode step is
+ * ~200 small products, and each fork/join costs microseconds on an idle machine and far more on a busy one.
+ * The kernels are called on row slices; called from inside the region their own OpenMP regions are nested,
+ * hence inactive, and run on the calling thread.
  *
  * An activation batch X [n, cols] with its int8 forms, computed on first use by each thread for itself
  * (cheap next to a product, and it saves a barrier), so q, k and v (or gate and up) share them:
@@ -260,10 +261,8 @@ static void product(const imat *W, act *a, float *Y) {
     }
 }
 
-/* This thread's rows of Y [n, ldy] = X · Wᵀ (Y's row stride ldy >= W->rows). */
-static void matmul(const imat *W, act *a, float *Y, int64_t ldy, worker *w, int tid, int nth) {
-    int64_t r0, r1;
-    split(W->rows, tid, nth, &r0, &r1);
+/* Rows [r0, r1) of Y [n, ldy] = X · Wᵀ (Y's row stride ldy >= W->rows), on the calling thread. */
+static void matmul_rows(const imat *W, act *a, float *Y, int64_t ldy, worker *w, int64_t r0, int64_t r1) {
     if (r0 >= r1) return;
     imat S = slice(W, r0, r1);
     if (a->n == 1) {
@@ -272,6 +271,13 @@ static void matmul(const imat *W, act *a, float *Y, int64_t ldy, worker *w, int 
     }
     product(&S, a, w->y);
     for (int t = 0; t < a->n; t++) memcpy(Y + t * ldy + r0, w->y + t * (r1 - r0), (size_t)(r1 - r0) * sizeof *Y);
+}
+
+/* This thread's rows of Y [n, ldy] = X · Wᵀ. */
+static void matmul(const imat *W, act *a, float *Y, int64_t ldy, worker *w, int tid, int nth) {
+    int64_t r0, r1;
+    split(W->rows, tid, nth, &r0, &r1);
+    matmul_rows(W, a, Y, ldy, w, r0, r1);
 }
 
 /* ---- 3. attention ------------------------------------------------------------------------------------
@@ -291,11 +297,25 @@ static void rope(float *x, const float *cos_t, const float *sin_t, int n, int64_
 #else
 #define TN_CLONES
 #endif
+/* The cache rows of a layer come from memory (a decode step streams hundreds of MB of weights between two
+ * visits of a layer) in runs of hd floats every kvd floats: too short for the hardware prefetcher, and
+ * attention waited for memory at every position (a third of its time at 128 positions; decoding took
+ * 0.6 ms a token in attention, 0.4 with these prefetches). So each k row is prefetched KV_AHEAD positions
+ * ahead, and each v row when its k row is used (the v loop then finds it in cache). */
+#define KV_AHEAD 8
+static inline void prefetch_floats(const float *p, int n) {
+    const uintptr_t e = (uintptr_t)(p + n);
+    for (uintptr_t l = (uintptr_t)p & ~(uintptr_t)63; l < e; l += 64) __builtin_prefetch((const void *)l, 0, 3);
+}
+
 TN_CLONES static void attend_group(const float *restrict q, const float *restrict kc, const float *restrict vc,
                                    int64_t kvd, int len, int G, int hd, float scale, float *restrict scores,
                                    float *restrict out) {
+    for (int j = 0; j < len && j < KV_AHEAD; j++) prefetch_floats(kc + (int64_t)j * kvd, hd);
     for (int j = 0; j < len; j++) {
         const float *kj = kc + (int64_t)j * kvd;
+        if (j + KV_AHEAD < len) prefetch_floats(kc + (int64_t)(j + KV_AHEAD) * kvd, hd);
+        prefetch_floats(vc + (int64_t)j * kvd, hd);
         for (int g = 0; g < G; g++) {
             const float *qg = q + (int64_t)g * hd;
             float acc[16] = {0};
@@ -422,6 +442,10 @@ static void forward_chunk(tn_infer *m, const int32_t *tokens, int n, int first, 
         split(F, tid, nth, &f0, &f1);
         /* kv heads [kh0, kh1): as even a share as whole heads allow (a thread may get none) */
         int kh0 = (int)(KV * tid / nth), kh1 = (int)(KV * (tid + 1) / nth);
+        /* When they divide evenly, the thread computes the q, k and v rows of its own kv heads (as many rows as
+         * split() would give it) and attends with them at once: no barrier between the products and attention. */
+        const int by_heads = KV % nth == 0;
+        const int64_t group_rows = H / KV * hd; /* q rows of one kv head */
 
         for (int l = 0; l < c->n_layers; l++) {
             const ilayer *L = &m->layers[l];
@@ -431,10 +455,16 @@ static void forward_chunk(tn_infer *m, const int32_t *tokens, int n, int first, 
             /* attention block: x += Wo · attention(rope(Wq h), rope(Wk h), Wv h),  h = rmsnorm(x) · w */
             rmsnorm(w->h, x, L->attn_norm, n, D, c->norm_eps);
             act a = act_of(w, w->h, n, D);
-            matmul(&L->wq, &a, m->q, qd, w, tid, nth);
-            matmul(&L->wk, &a, kc, kvd, w, tid, nth);
-            matmul(&L->wv, &a, vc, kvd, w, tid, nth);
+            if (by_heads) {
+                matmul_rows(&L->wq, &a, m->q, qd, w, kh0 * group_rows, kh1 * group_rows);
+                matmul_rows(&L->wk, &a, kc, kvd, w, kh0 * hd, kh1 * hd);
+                matmul_rows(&L->wv, &a, vc, kvd, w, kh0 * hd, kh1 * hd);
+            } else {
+                matmul(&L->wq, &a, m->q, qd, w, tid, nth);
+                matmul(&L->wk, &a, kc, kvd, w, tid, nth);
+                matmul(&L->wv, &a, vc, kvd, w, tid, nth);
 #pragma omp barrier
+            }
             attend(m, l, n, kh0, kh1, w->scores);
 #pragma omp barrier
             act ao = act_of(w, m->att, n, qd);

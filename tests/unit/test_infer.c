@@ -30,6 +30,7 @@
 #include "train/quant_spec.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,11 +128,13 @@ static float *train_logits(const tn_llama_layout *l, const float *params, const 
     return out;
 }
 
-/* Runner logits [NT, V]: batched prompt (steps = 0) or one token at a time (steps = 1). */
-static float *runner_logits(const char *model, tn_infer_mode mode, int steps) {
+/* Runner logits [NT, V] on `threads` threads (0: the default): batched prompt (steps = 0) or one token at
+ * a time (steps = 1). */
+static float *runner_logits_threads(const char *model, tn_infer_mode mode, int steps, int threads) {
     tn_infer_opts o;
     tn_infer_opts_default(&o);
     o.mode = mode;
+    o.threads = threads;
     tn_infer *m;
     if (tn_infer_open(model, &o, &m) != 0) {
         fprintf(stderr, "open %s: %s\n", model, tn_errmsg());
@@ -156,6 +159,10 @@ static float *runner_logits(const char *model, tn_infer_mode mode, int steps) {
     }
     tn_infer_free(m);
     return out;
+}
+
+static float *runner_logits(const char *model, tn_infer_mode mode, int steps) {
+    return runner_logits_threads(model, mode, steps, 0);
 }
 
 static double rel(const float *a, const float *b, int V) { return tn_test_rel_err(a, b, (size_t)NT * V); }
@@ -265,6 +272,23 @@ static void test_synthetic_ternary(void) {
         CHECKF(rel(c, b, V) < 1e-5, "T2 int8 decode vs prompt: %g", rel(c, b, V));
         printf("T2: exact rel err %.2e, int8 rel err %.2e\n", rel(a, ref, V), rel(b, ref, V));
     }
+    /* Thread counts: with 2 kv heads, 1 and 2 threads compute q, k, v by kv head (no barrier before
+     * attention), 3 threads split rows evenly and meet at a barrier. Every product row is computed whole by
+     * one thread and the T2 sums are exact, so the logits do not change (bit for bit here; the tolerance
+     * only leaves room for an OpenBLAS sgemv, the F32 head, that rounded differently on other slices). */
+    const int max_threads = omp_get_max_threads();
+    for (int nt = 1; nt <= 3 && b && c; nt++) {
+        float *bt = runner_logits_threads(tr, TN_INFER_FAST, 0, nt);
+        float *ct = runner_logits_threads(tr, TN_INFER_FAST, 1, nt);
+        CHECK(bt && ct);
+        if (bt && ct) {
+            CHECKF(rel(bt, b, V) < 1e-6, "T2 int8 prompt on %d threads: rel %g", nt, rel(bt, b, V));
+            CHECKF(rel(ct, c, V) < 1e-6, "T2 int8 decode on %d threads: rel %g", nt, rel(ct, c, V));
+        }
+        free(bt), free(ct);
+    }
+    omp_set_num_threads(max_threads); /* o.threads sets the process-wide OpenMP default */
+    tn_packed_set_threads(0);
     int32_t g1[24], g2[24];
     CHECK_OK(greedy(tr, TN_INFER_EXACT, 24, g1));
     CHECK_OK(greedy(tr, TN_INFER_FAST, 24, g2));
