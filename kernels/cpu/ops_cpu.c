@@ -23,9 +23,7 @@
 
 TN_VEC_CLONES static float vec_max(const float *x, int64_t n) {
     float mx = -INFINITY;
-#if !defined(__clang__) /* clang 14 does not vectorize this reduction and would warn (-Wpass-failed) */
 #pragma omp simd reduction(max : mx)
-#endif
     for (int64_t j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
     return mx;
 }
