@@ -65,12 +65,13 @@ static double sgemm_gflops(int n, int reps) {
 }
 
 /* FLOPs of one forward+backward over B×T tokens: 6·N·in·out per linear (2 forward, 4 backward), the
- * LM head likewise, attention 2 products of B·H·T²·hd each, ×3 for backward (full T² computed). */
+ * LM head likewise, attention 2 products of B·H·hd times the T(T+1)/2 causal score entries each, ×3 for
+ * backward (the useful work; the kernels also compute the diagonal blocks' upper halves). */
 static double step_flops(const tn_llama_config *c, int B, int T) {
     double N = (double)B * T, d = c->dim, hd = d / c->n_heads, q = c->n_heads * hd, kv = c->n_kv_heads * hd;
     double per_layer = d * q + 2 * d * kv + q * d + 3 * d * c->ffn_dim;
     double lin = 6.0 * N * (per_layer * c->n_layers + d * c->vocab_size);
-    double attn = 3.0 * 2.0 * 2.0 * B * (double)c->n_heads * T * (double)T * hd * c->n_layers;
+    double attn = 3.0 * 2.0 * 2.0 * B * (double)c->n_heads * (T * (T + 1.0) / 2.0) * hd * c->n_layers;
     return lin + attn;
 }
 

@@ -179,9 +179,15 @@ void tn_op_rope(float *x, const float *cos_t, const float *sin_t, int64_t B, int
 
 /* ---- attention ----------------------------------------------------------------------------------- */
 
-/* Row-wise causal softmax of S[T, T] in place; entries above the diagonal become 0. */
-static void causal_softmax(float *S, int64_t T) {
-    for (int64_t i = 0; i < T; i++) {
+/* Causal attention touches only the lower triangle of the T x T score matrix. Rows are taken in blocks
+ * of causal_block(T); block [r0, r1) needs only key positions 0 .. r1-1, so every product below runs over
+ * r1 columns instead of T: (1 + 2 + ... + nb) / nb² of the full work, 56% for 8 blocks. Entries of a block
+ * above the diagonal are computed and then overwritten with 0, so products over [0, r1) see exact zeros. */
+static int64_t causal_block(int64_t T) { return T <= 256 ? 32 : 64; }
+
+/* Rows [r0, r1) of the causal softmax of S[T, T] in place; entries above the diagonal become 0. */
+static void causal_softmax_rows(float *S, int64_t T, int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; i++) {
         float *row = S + i * T;
         const float mx = vec_max(row, i + 1);
         const float sum = vec_exp_sum(row, i + 1, mx);
@@ -192,7 +198,7 @@ static void causal_softmax(float *S, int64_t T) {
 
 void tn_op_attention(float *out, float *probs, const float *q, const float *k, const float *v, int64_t B,
                      int64_t T, int64_t H, int64_t KV, int64_t hd) {
-    const int64_t qs = H * hd, ks = KV * hd, group = H / KV;
+    const int64_t qs = H * hd, ks = KV * hd, group = H / KV, blk = causal_block(T);
     const float scale = 1.0f / sqrtf((float)hd);
     /* One (batch, head) pair per task; sgemm runs single-threaded inside the parallel region. */
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
@@ -204,21 +210,27 @@ void tn_op_attention(float *out, float *probs, const float *q, const float *k, c
             const float *vb = v + b * T * ks + kh * hd;
             float *P = probs + (b * H + h) * T * T;
             float *ob = out + b * T * qs + h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)T, (blasint)hd, scale, qb,
-                        (blasint)qs, kb, (blasint)ks, 0.0f, P, (blasint)T);
-            causal_softmax(P, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)T, 1.0f, P,
-                        (blasint)T, vb, (blasint)ks, 0.0f, ob, (blasint)qs);
+            for (int64_t r0 = 0; r0 < T; r0 += blk) {
+                const int64_t r1 = r0 + blk < T ? r0 + blk : T, nr = r1 - r0;
+                /* S[r0:r1, 0:r1] = scale · Q[r0:r1] K[0:r1]ᵀ */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nr, (blasint)r1, (blasint)hd, scale,
+                            qb + r0 * qs, (blasint)qs, kb, (blasint)ks, 0.0f, P + r0 * T, (blasint)T);
+                causal_softmax_rows(P, T, r0, r1);
+                /* O[r0:r1] = P[r0:r1, 0:r1] V[0:r1] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nr, (blasint)hd, (blasint)r1, 1.0f,
+                            P + r0 * T, (blasint)T, vb, (blasint)ks, 0.0f, ob + r0 * qs, (blasint)qs);
+            }
         }
     }
 }
 
 /* Per (b, kv head): every q head of the group adds into the same dk, dv rows, so the group is one task.
- *   dP = dO Vᵀ;  dV += Pᵀ dO;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale;  dQ = dS K;  dK += dSᵀ Q */
+ *   dP = dO Vᵀ;  dV += Pᵀ dO;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale;  dQ = dS K;  dK += dSᵀ Q
+ * in causal row blocks as the forward: block [r0, r1) of dP and dS spans columns [0, r1). */
 void tn_op_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                               const float *q, const float *k, const float *v, int64_t B, int64_t T,
                               int64_t H, int64_t KV, int64_t hd, float *scratch) {
-    const int64_t qs = H * hd, ks = KV * hd, group = H / KV;
+    const int64_t qs = H * hd, ks = KV * hd, group = H / KV, blk = causal_block(T);
     const float scale = 1.0f / sqrtf((float)hd);
     /* dk, dv are accumulated over the heads of a group: clear them first. */
     memset(dk, 0, (size_t)(B * T * ks) * sizeof *dk);
@@ -235,22 +247,29 @@ void tn_op_attention_backward(float *dq, float *dk, float *dv, const float *dout
                     const float *P = probs + (b * H + h) * T * T;
                     const float *dob = dout + b * T * qs + h * hd, *qb = q + b * T * qs + h * hd;
                     float *dqb = dq + b * T * qs + h * hd;
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)T, (blasint)hd, 1.0f,
-                                dob, (blasint)qs, vb, (blasint)ks, 0.0f, dP, (blasint)T);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)T, 1.0f,
-                                P, (blasint)T, dob, (blasint)qs, 1.0f, dvb, (blasint)ks);
-                    for (int64_t i = 0; i < T; i++) {
-                        const float *pr = P + i * T;
-                        float *dr = dP + i * T;
-                        float dot = 0;
-                        for (int64_t j = 0; j <= i; j++) dot += pr[j] * dr[j];
-                        for (int64_t j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
-                        for (int64_t j = i + 1; j < T; j++) dr[j] = 0.0f;
+                    for (int64_t r0 = 0; r0 < T; r0 += blk) {
+                        const int64_t r1 = r0 + blk < T ? r0 + blk : T, nr = r1 - r0;
+                        const float *Pb = P + r0 * T;
+                        float *dPb = dP + r0 * T;
+                        /* dP[r0:r1, 0:r1] = dO[r0:r1] V[0:r1]ᵀ;  dV[0:r1] += P[r0:r1, 0:r1]ᵀ dO[r0:r1] */
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nr, (blasint)r1, (blasint)hd,
+                                    1.0f, dob + r0 * qs, (blasint)qs, vb, (blasint)ks, 0.0f, dPb, (blasint)T);
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)r1, (blasint)hd, (blasint)nr,
+                                    1.0f, Pb, (blasint)T, dob + r0 * qs, (blasint)qs, 1.0f, dvb, (blasint)ks);
+                        for (int64_t i = r0; i < r1; i++) {
+                            const float *pr = P + i * T;
+                            float *dr = dP + i * T;
+                            float dot = 0;
+                            for (int64_t j = 0; j <= i; j++) dot += pr[j] * dr[j];
+                            for (int64_t j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+                            for (int64_t j = i + 1; j < r1; j++) dr[j] = 0.0f;
+                        }
+                        /* dQ[r0:r1] = dS[r0:r1, 0:r1] K[0:r1];  dK[0:r1] += dS[r0:r1, 0:r1]ᵀ Q[r0:r1] */
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nr, (blasint)hd, (blasint)r1,
+                                    1.0f, dPb, (blasint)T, kb, (blasint)ks, 0.0f, dqb + r0 * qs, (blasint)qs);
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)r1, (blasint)hd, (blasint)nr,
+                                    1.0f, dPb, (blasint)T, qb + r0 * qs, (blasint)qs, 1.0f, dkb, (blasint)ks);
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)T, 1.0f,
-                                dP, (blasint)T, kb, (blasint)ks, 0.0f, dqb, (blasint)qs);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)T, (blasint)hd, (blasint)T, 1.0f,
-                                dP, (blasint)T, qb, (blasint)qs, 1.0f, dkb, (blasint)ks);
                 }
             }
         }
