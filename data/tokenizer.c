@@ -87,7 +87,9 @@ int tn_tok_add(tn_tokenizer *t, const char *s, size_t len, float score, int type
         if (!o || !sc || !ty) return tn_err("tokenizer: out of memory");
     }
     uint64_t used = t->str_off[n];
-    if (used + len > t->str_cap) {
+    /* Allocate on the first token even when it is empty: with str NULL, a vocabulary of only empty
+     * strings would reach lookups and pair building with a NULL base pointer (a crash, found by fuzzing). */
+    if (used + len > t->str_cap || !t->str) {
         size_t cap = t->str_cap ? t->str_cap : 4096;
         while (cap < used + len) cap *= 2;
         char *p = realloc(t->str, cap);
@@ -273,6 +275,8 @@ static int build_pairs_from_scores(tn_tokenizer *t) {
             if (!tn_tok_mergeable(t, id)) continue;
             const char *s = t->str + t->str_off[id];
             size_t len = (size_t)(t->str_off[id + 1] - t->str_off[id]);
+            /* an empty piece has no split, and s[0] below would read past the strings (fuzzing) */
+            if (len == 0) continue;
             if (tn_tok_lookup(t, s, len) != id) continue; /* a duplicate string: the first id is the token */
             for (size_t cut = (size_t)tn_utf8_len((uint8_t)s[0]); cut < len; cut += (size_t)tn_utf8_len((uint8_t)s[cut])) {
                 int32_t a = tn_tok_lookup(t, s, cut), b = tn_tok_lookup(t, s + cut, len - cut);

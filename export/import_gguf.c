@@ -150,52 +150,68 @@ static int take_tokenizer(const tn_gguf *g, const char *path, tn_checkpoint *ck)
     return rc;
 }
 
+/* Where GGUF tensor t goes in layout l: its layout entry and, for Q / K, the head count to unpermute.
+ * Fails on a tensor that is not part of the model, of a type that cannot be dequantized, or of the wrong
+ * shape. */
+static int place_tensor(const tn_gguf_tensor *t, const tn_llama_config *cfg, const tn_llama_layout *l,
+                        const tn_tensor_info **out, int *perm) {
+    char hf[128];
+    if (strcmp(t->name, "rope_freqs.weight") == 0)
+        return tn_err("tensor 'rope_freqs.weight': Llama 3.1-style RoPE frequency scaling is not supported");
+    if (map_name(t->name, cfg, hf, sizeof hf, perm) != 0)
+        return tn_err("unexpected tensor '%s' (not part of a llama model with %d layers)", t->name, cfg->n_layers);
+    const tn_tensor_info *ti = tn_llama_layout_find(l, hf);
+    if (!ti) /* lm_head when tied cannot happen (tied means output.weight is absent) */
+        return tn_err("tensor '%s': no place for it in the model", t->name);
+    if (!tn_ggml_can_dequantize(t->type))
+        return tn_err("tensor '%s': ggml type %s (%u) is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)",
+                      t->name, tn_ggml_type_name(t->type), t->type);
+    /* GGUF lists dims fastest-first (ne[0] = row length): the row-major shape is ne reversed. */
+    int ok = (int)t->n_dims == ti->rank &&
+             (ti->rank == 1 ? t->ne[0] == (uint64_t)ti->shape[0]
+                            : t->ne[1] == (uint64_t)ti->shape[0] && t->ne[0] == (uint64_t)ti->shape[1]);
+    if (!ok) {
+        char got[96] = "";
+        for (int d = (int)t->n_dims - 1; d >= 0; d--)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", d == (int)t->n_dims - 1 ? "" : ", ",
+                     (unsigned long long)t->ne[d]);
+        return ti->rank == 2 ? tn_err("tensor '%s' (%s): shape [%s], expected [%lld, %lld]", t->name, hf, got,
+                                      (long long)ti->shape[0], (long long)ti->shape[1])
+                             : tn_err("tensor '%s' (%s): shape [%s], expected [%lld]", t->name, hf, got,
+                                      (long long)ti->shape[0]);
+    }
+    *out = ti;
+    return 0;
+}
+
 static int load(const tn_gguf *g, const char *path, tn_checkpoint *ck, tn_import_info *info) {
     tn_llama_config cfg;
     TN_CHECK(read_config(g, &cfg));
+    /* Every tensor placed, typed and shaped, and none missing, BEFORE the parameters are allocated: the
+     * metadata alone can describe a model of terabytes (a 1 KB file made the importer allocate and zero
+     * 29 GB, found by fuzzing), while tensors that pass these checks lie inside the file. */
+    tn_llama_layout lay;
+    TN_CHECK(tn_llama_layout_init(&lay, &cfg));
+    char *done = calloc((size_t)lay.n_tensors, 1);
+    int rc = done ? 0 : tn_err("out of memory");
+    for (uint64_t i = 0; rc == 0 && i < g->n_tensors; i++) {
+        const tn_tensor_info *ti;
+        int perm;
+        if ((rc = place_tensor(&g->tensors[i], &cfg, &lay, &ti, &perm)) == 0) done[ti - lay.tensors] = 1;
+    }
+    for (int k = 0; rc == 0 && k < lay.n_tensors; k++)
+        if (!done[k]) rc = tn_err("missing tensor for '%s'", lay.tensors[k].name);
+    free(done);
+    tn_llama_layout_free(&lay);
+    TN_CHECK(rc);
+
     TN_CHECK(tn_import_begin(ck, &cfg));
     const tn_llama_layout *l = &ck->layout;
-    char *done = calloc((size_t)l->n_tensors, 1);
-    if (!done) return tn_err("out of memory");
-    int rc = 0;
     for (uint64_t i = 0; rc == 0 && i < g->n_tensors; i++) {
         const tn_gguf_tensor *t = &g->tensors[i];
-        char hf[128];
+        const tn_tensor_info *ti;
         int perm;
-        if (strcmp(t->name, "rope_freqs.weight") == 0) {
-            rc = tn_err("tensor 'rope_freqs.weight': Llama 3.1-style RoPE frequency scaling is not supported");
-            break;
-        }
-        if (map_name(t->name, &cfg, hf, sizeof hf, &perm) != 0) {
-            rc = tn_err("unexpected tensor '%s' (not part of a llama model with %d layers)", t->name, cfg.n_layers);
-            break;
-        }
-        const tn_tensor_info *ti = tn_llama_layout_find(l, hf);
-        if (!ti) { /* lm_head when tied cannot happen (tied means output.weight is absent) */
-            rc = tn_err("tensor '%s': no place for it in the model", t->name);
-            break;
-        }
-        if (!tn_ggml_can_dequantize(t->type)) {
-            rc = tn_err("tensor '%s': ggml type %s (%u) is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)",
-                        t->name, tn_ggml_type_name(t->type), t->type);
-            break;
-        }
-        int k = (int)(ti - l->tensors);
-        /* GGUF lists dims fastest-first (ne[0] = row length): the row-major shape is ne reversed. */
-        int ok = (int)t->n_dims == ti->rank &&
-                 (ti->rank == 1 ? t->ne[0] == (uint64_t)ti->shape[0]
-                                : t->ne[1] == (uint64_t)ti->shape[0] && t->ne[0] == (uint64_t)ti->shape[1]);
-        if (!ok) {
-            char got[96] = "";
-            for (int d = (int)t->n_dims - 1; d >= 0; d--)
-                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", d == (int)t->n_dims - 1 ? "" : ", ",
-                         (unsigned long long)t->ne[d]);
-            rc = ti->rank == 2 ? tn_err("tensor '%s' (%s): shape [%s], expected [%lld, %lld]", t->name, hf, got,
-                                        (long long)ti->shape[0], (long long)ti->shape[1])
-                               : tn_err("tensor '%s' (%s): shape [%s], expected [%lld]", t->name, hf, got,
-                                        (long long)ti->shape[0]);
-            break;
-        }
+        if ((rc = place_tensor(t, &cfg, l, &ti, &perm)) != 0) break;
         const uint8_t *data;
         size_t nb;
         float *dst = ck->params + ti->offset;
@@ -206,13 +222,9 @@ static int load(const tn_gguf *g, const char *path, tn_checkpoint *ck, tn_import
         }
         if (perm && (rc = tn_import_unpermute_qk(dst, perm, tn_llama_head_dim(&cfg), ti->shape[1])) != 0) break;
         if ((rc = tn_import_check_finite(t->name, dst, ti->numel)) != 0) break;
-        done[k] = 1;
         info->n_tensors++;
         tn_import_note_dtype(info->source_dtypes, sizeof info->source_dtypes, tn_ggml_type_name(t->type));
     }
-    for (int k = 0; rc == 0 && k < l->n_tensors; k++)
-        if (!done[k]) rc = tn_err("missing tensor for '%s'", l->tensors[k].name);
-    free(done);
     if (rc == 0) rc = take_tokenizer(g, path, ck);
     return rc;
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # setup + build + the whole test suite; the CUDA build (compile, link, GPU tests skip without a device);
-# the same suite under AddressSanitizer + UBSan; a bounded libFuzzer run of the TRIN reader.
+# the same suite under AddressSanitizer + UBSan; a bounded libFuzzer run of every untrusted-file reader.
 # Environment: JOBS (default: nproc), TN_SKIP_SANITIZE=1 to skip the sanitizer pass, TN_SKIP_FUZZ=1 to skip
-# the fuzz run (TN_FUZZ_SECONDS, default 60).
+# the fuzz runs (TN_FUZZ_SECONDS per target, default 20; scripts/fuzz.sh lists the targets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -37,6 +37,6 @@ if [ "${TN_SKIP_SANITIZE:-0}" != 1 ]; then
 fi
 
 if [ "${TN_SKIP_FUZZ:-0}" != 1 ]; then
-  echo "== libFuzzer: the TRIN reader, bounded time"
-  ./scripts/fuzz-trin.sh "${TN_FUZZ_SECONDS:-60}"
+  echo "== libFuzzer: TRIN, GGUF, safetensors, tokenizer and llama2.c readers, bounded time each"
+  ./scripts/fuzz.sh all "${TN_FUZZ_SECONDS:-20}"
 fi
