@@ -222,12 +222,11 @@ static int ignorable(const char *name, int tied) {
     return n > strlen(s) && strcmp(name + n - strlen(s), s) == 0;
 }
 
-static int load_weights(const shard_set *s, tn_checkpoint *ck, tn_import_info *info) {
-    const tn_llama_layout *l = &ck->layout;
-    const tn_st_tensor **src = calloc((size_t)l->n_tensors, sizeof *src);
-    const char **src_file = calloc((size_t)l->n_tensors, sizeof *src_file);
+/* src[k] / src_file[k]: the safetensors tensor (and its file) for tensor k of layout l. Every tensor
+ * placed, shaped and typed, and none missing; nothing is read or allocated beyond the two arrays. */
+static int match_tensors(const shard_set *s, const tn_llama_layout *l, const tn_st_tensor **src,
+                         const char **src_file) {
     int rc = 0;
-    if (!src || !src_file) rc = tn_err("out of memory");
     for (int f = 0; rc == 0 && f < s->n_files; f++) {
         const tn_safetensors *st = &s->files[f];
         for (int i = 0; i < st->n_tensors; i++) {
@@ -263,8 +262,23 @@ static int load_weights(const shard_set *s, tn_checkpoint *ck, tn_import_info *i
     }
     for (int k = 0; rc == 0 && k < l->n_tensors; k++)
         if (!src[k]) rc = tn_err("missing tensor '%s'", l->tensors[k].name);
-    for (int k = 0; rc == 0 && k < l->n_tensors; k++) {
-        const tn_tensor_info *ti = &l->tensors[k];
+    return rc;
+}
+
+/* The parameters are allocated only after every tensor has been matched: config.json alone can describe a
+ * model of hundreds of GB, and a directory whose tensors do not back it must fail before that (as the
+ * GGUF importer does). Matched tensors lie inside their files (tn_safetensors checks every offset). */
+static int load_weights(const shard_set *s, const tn_llama_config *cfg, tn_checkpoint *ck, tn_import_info *info) {
+    tn_llama_layout lay;
+    TN_CHECK(tn_llama_layout_init(&lay, cfg));
+    const int n = lay.n_tensors;
+    const tn_st_tensor **src = calloc((size_t)n, sizeof *src);
+    const char **src_file = calloc((size_t)n, sizeof *src_file);
+    int rc = (src && src_file) ? match_tensors(s, &lay, src, src_file) : tn_err("out of memory");
+    tn_llama_layout_free(&lay);
+    if (rc == 0) rc = tn_import_begin(ck, cfg); /* the same layout, in the same order */
+    for (int k = 0; rc == 0 && k < n; k++) {
+        const tn_tensor_info *ti = &ck->layout.tensors[k];
         float *dst = ck->params + ti->offset;
         if ((rc = tn_st_to_f32(src[k], dst)) != 0) break;
         if ((rc = tn_import_check_finite(ti->name, dst, ti->numel)) != 0) break;
@@ -295,9 +309,8 @@ int tn_import_hf(const char *dir, tn_checkpoint *ck, tn_import_info *info) {
     if (rc != 0) return tn_err_prefix("%s", dir);
 
     shard_set s = {0};
-    rc = tn_import_begin(ck, &cfg);
-    if (rc == 0) rc = open_shards(dir, &s);
-    if (rc == 0) rc = load_weights(&s, ck, info);
+    rc = open_shards(dir, &s);
+    if (rc == 0) rc = load_weights(&s, &cfg, ck, info);
     shards_close(&s);
     /* tokenizer: handed to data/tokenizer.h as the directory (it picks tokenizer.json or tokenizer.model);
      * the raw fallback keeps the SentencePiece model when there is one, else tokenizer.json */

@@ -309,6 +309,22 @@ expect_error dtype "dtype I32"
 expect_error size "shape holds 64 x F32 = 256 bytes but data_offsets give 128"
 expect_error shape "tensor 'lm_head.weight' has shape \[32, 48\], expected \[48, 32\]"
 expect_error config "config.json: missing key hidden_size"
+# config.json describing a 7.5 GB model over a 16-byte safetensors: refused on the tensors before any
+# parameter memory is allocated (the import runs under a 1 GiB address-space limit, except under
+# AddressSanitizer, which reserves terabytes of address space for its shadow memory).
+mkdir -p "$W/bad_huge"
+"$PY" - "$W/bad_huge" <<'EOF'
+import json, struct, sys
+d = sys.argv[1]
+json.dump({"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "num_hidden_layers": 8, "num_attention_heads": 32, "num_key_value_heads": 32,
+           "intermediate_size": 11008,
+           "vocab_size": 32000, "max_position_embeddings": 2048,
+           "rms_norm_eps": 1e-5}, open(f"{d}/config.json", "w"))
+h = json.dumps({"model.norm.weight": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+open(f"{d}/model.safetensors", "wb").write(struct.pack("<Q", len(h)) + h + bytes(16))
+EOF
+(if [ "${TN_SANITIZED:-0}" != 1 ]; then ulimit -v 1048576; fi
+ expect_error huge "tensor 'model.norm.weight' has shape \\[4\\], expected \\[4096\\]"; exit $fails) || fails=$((fails + 1))
 "$TRINITY" import "$W/nonexistent" -o "$W/bad.h5" 2>"$W/bad.err"; [ $? -eq 1 ] || fail "missing source should exit 1"
 head -c 1000 "$W/model.gguf" >"$W/trunc.gguf"
 "$TRINITY" import "$W/trunc.gguf" -o "$W/bad.h5" 2>"$W/bad.err"; [ $? -eq 1 ] || fail "truncated gguf should exit 1"
