@@ -33,6 +33,7 @@ void tn_log_debug(const char *fmt, ...) {
 }
 
 void tn_log_warn(const char *fmt, ...) {
+    if (log_level < TN_LOG_INFO) return;
     va_list ap;
     va_start(ap, fmt);
     vlog("warning: ", fmt, ap);

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include "core/error.h"
 
+/* QUIET: nothing but errors (no info, no warnings; the fuzz targets use it). INFO, the default: info and
+ * warnings. DEBUG: everything. */
 typedef enum { TN_LOG_QUIET = 0, TN_LOG_INFO = 1, TN_LOG_DEBUG = 2 } tn_log_level;
 
 void tn_log_set_level(tn_log_level level);

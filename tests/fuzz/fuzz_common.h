@@ -9,6 +9,7 @@
 #define TN_FUZZ_COMMON_H
 
 #include "core/error.h"
+#include "core/log.h"
 #include "data/tokenizer.h"
 
 #include <stdint.h>
@@ -18,6 +19,15 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Once per process: the readers' warnings about hostile input ("tokenizer not understood", ...) would be
+ * printed for every run and bury libFuzzer's own output. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    tn_log_set_level(TN_LOG_QUIET);
+    return 0;
+}
 
 static char fuzz_tmp_path[256];
 
