@@ -3,6 +3,8 @@
  *   fuzz_tmp_file   for readers that only take a path: the input is written to one temp file per process
  *                   (rewritten each run, removed at exit), so libFuzzer's in-process loop stays cheap.
  *   fuzz_failed     the contract of every reader on refusal: no object handed out and one message.
+ *   fuzz_copy       the input in a block of exactly its size, so that ASan sees any over-read.
+ *   fuzz_tok_load   run a tokenizer loader: refused (fuzz_failed) or accepted and used (fuzz_use_tok).
  *   fuzz_use_tok    an accepted tokenizer must work: encode/decode fixed texts, every id's piece, and a
  *                   serialize -> deserialize round trip that gives the same fingerprint. */
 #ifndef TN_FUZZ_COMMON_H
@@ -94,6 +96,27 @@ static inline void fuzz_use_tok(const tn_tokenizer *t) {
     if (strcmp(tn_tokenizer_sha256(t), tn_tokenizer_sha256(u)) != 0) __builtin_trap();
     tn_tokenizer_free(u);
     free(blob);
+}
+
+/* The input in a heap block of exactly its size (libFuzzer's own buffer may be larger, which would hide
+ * an over-read from ASan), or NULL when out of memory. */
+static inline uint8_t *fuzz_copy(const uint8_t *data, size_t size) {
+    uint8_t *buf = malloc(size ? size : 1);
+    if (buf && size) memcpy(buf, data, size);
+    return buf;
+}
+
+/* One tokenizer loader on buf: accepted and usable, or refused with a message. */
+typedef int (*fuzz_tok_loader)(const uint8_t *data, size_t size, tn_tokenizer **out);
+static inline void fuzz_tok_load(fuzz_tok_loader load, const uint8_t *buf, size_t size) {
+    tn_tokenizer *t = NULL;
+    tn_err_clear();
+    if (load(buf, size, &t) == 0) {
+        fuzz_use_tok(t);
+        tn_tokenizer_free(t);
+    } else {
+        fuzz_failed(t);
+    }
 }
 
 #endif

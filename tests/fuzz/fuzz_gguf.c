@@ -5,10 +5,8 @@
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* a heap copy of exactly `size` bytes, so that ASan sees any read past the end */
-    uint8_t *buf = malloc(size ? size : 1);
+    uint8_t *buf = fuzz_copy(data, size);
     if (!buf) return 0;
-    if (size) memcpy(buf, data, size);
     tn_gguf g;
     tn_err_clear();
     if (tn_gguf_open_buffer(buf, size, &g) != 0) {

@@ -6,21 +6,13 @@
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    uint8_t *buf = malloc(size ? size : 1);
+    uint8_t *buf = fuzz_copy(data, size);
     if (!buf) return 0;
-    if (size) memcpy(buf, data, size);
     if (size >= 44) {
         uint32_t crc = tn_crc32(0, buf, size - 4);
         for (int i = 0; i < 4; i++) buf[size - 4 + i] = (uint8_t)(crc >> (8 * i));
     }
-    tn_tokenizer *t = NULL;
-    tn_err_clear();
-    if (tn_tokenizer_deserialize(buf, size, &t) == 0) {
-        fuzz_use_tok(t);
-        tn_tokenizer_free(t);
-    } else {
-        fuzz_failed(t);
-    }
+    fuzz_tok_load(tn_tokenizer_deserialize, buf, size);
     free(buf);
     return 0;
 }

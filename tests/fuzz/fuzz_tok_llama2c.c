@@ -3,17 +3,9 @@
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    uint8_t *buf = malloc(size ? size : 1);
+    uint8_t *buf = fuzz_copy(data, size);
     if (!buf) return 0;
-    if (size) memcpy(buf, data, size);
-    tn_tokenizer *t = NULL;
-    tn_err_clear();
-    if (tn_tok_load_llama2c(buf, size, &t) == 0) {
-        fuzz_use_tok(t);
-        tn_tokenizer_free(t);
-    } else {
-        fuzz_failed(t);
-    }
+    fuzz_tok_load(tn_tok_load_llama2c, buf, size);
     free(buf);
     return 0;
 }
