@@ -32,7 +32,7 @@
 /* Linear software prefetch into L2, 4 row tiles ahead, one line per row per 64-byte block step (see
  * T2_PF in packed_t2.c for the reasoning). */
 #define LUT_PF(w, rb, R, b, r)                                                                                 \
-    _mm_prefetch((const char *)((w) + (size_t)4 * (R) * (rb) + (size_t)(b) * 64 * (R) + 64 * (r)), _MM_HINT_T1)
+    _mm_prefetch((const char *)((uintptr_t)(w) + (size_t)4 * (R) * (rb) + (size_t)(b) * 64 * (R) + 64 * (r)), _MM_HINT_T1)
 
 size_t tn_l4_row_bytes(int64_t cols) { return (size_t)((cols + TN_L4_BLOCK - 1) / TN_L4_BLOCK) * TN_L4_BLOCK_BYTES; }
 size_t tn_l4_packed_size(int64_t rows, int64_t cols) { return (size_t)rows * tn_l4_row_bytes(cols); }
