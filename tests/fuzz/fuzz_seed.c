@@ -7,36 +7,13 @@
 #include "core/gguf.h"
 #include "data/tokenizer.h"
 #include "model/params.h"
+#include "tests/unit/byte_writer.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) abort();
-    }
-    if (n) memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void u8(buf *b, uint8_t v) { put(b, &v, 1); }
-static void u16(buf *b, uint16_t v) { u8(b, (uint8_t)v), u8(b, (uint8_t)(v >> 8)); }
-static void u32(buf *b, uint32_t v) { u16(b, (uint16_t)v), u16(b, (uint16_t)(v >> 16)); }
-static void u64(buf *b, uint64_t v) { u32(b, (uint32_t)v), u32(b, (uint32_t)(v >> 32)); }
-static void f32(buf *b, float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u32(b, u);
-}
-static void text(buf *b, const char *s) { put(b, s, strlen(s)); }
 
 static const char *out_dir;
 static int n_written;
@@ -67,7 +44,6 @@ static int spm_type(int i) { return i == 0 ? 2 : i < 3 ? 3 : i < 6 ? 6 : 1; }
 
 /* ---- GGUF ---------------------------------------------------------------------------------------------- */
 
-static void gstr(buf *b, const char *s) { u64(b, strlen(s)), text(b, s); }
 static void kv_str(buf *b, const char *k, const char *v) { gstr(b, k), u32(b, TN_GGUF_STRING), gstr(b, v); }
 static void kv_u32(buf *b, const char *k, uint32_t v) { gstr(b, k), u32(b, TN_GGUF_UINT32), u32(b, v); }
 static void kv_f32(buf *b, const char *k, float v) { gstr(b, k), u32(b, TN_GGUF_FLOAT32), f32(b, v); }

@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/gguf.h"
 #include "tn_test.h"
+#include "byte_writer.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -13,35 +14,6 @@
 
 /* ---- a tiny GGUF writer into a growable buffer ---------------------------------------------------- */
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void u8(buf *b, uint8_t v) { put(b, &v, 1); }
-static void u32(buf *b, uint32_t v) {
-    for (int i = 0; i < 4; i++) u8(b, (uint8_t)(v >> (8 * i)));
-}
-static void u64(buf *b, uint64_t v) {
-    for (int i = 0; i < 8; i++) u8(b, (uint8_t)(v >> (8 * i)));
-}
-static void str(buf *b, const char *s) {
-    u64(b, strlen(s));
-    put(b, s, strlen(s));
-}
-static void f32(buf *b, float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u32(b, u);
-}
 static void pad_to(buf *b, size_t align) {
     while (b->n % align) u8(b, 0);
 }
@@ -57,34 +29,34 @@ static buf build_valid(void) {
     u32(&b, 3);
     u64(&b, N_TENSORS);
     u64(&b, N_KV);
-    str(&b, "a.u8"), u32(&b, TN_GGUF_UINT8), u8(&b, 200);
-    str(&b, "a.i8"), u32(&b, TN_GGUF_INT8), u8(&b, 0xFE); /* -2 */
-    str(&b, "a.u16"), u32(&b, TN_GGUF_UINT16), u8(&b, 0x34), u8(&b, 0x12);
-    str(&b, "a.i16"), u32(&b, TN_GGUF_INT16), u8(&b, 0xFF), u8(&b, 0xFF);
-    str(&b, "a.u32"), u32(&b, TN_GGUF_UINT32), u32(&b, 4000000000u);
-    str(&b, "a.i32"), u32(&b, TN_GGUF_INT32), u32(&b, (uint32_t)-7);
-    str(&b, "a.f32"), u32(&b, TN_GGUF_FLOAT32), f32(&b, 1e-5f);
-    str(&b, "a.bool"), u32(&b, TN_GGUF_BOOL), u8(&b, 1);
-    str(&b, "a.str"), u32(&b, TN_GGUF_STRING), str(&b, "llama");
-    str(&b, "a.u64"), u32(&b, TN_GGUF_UINT64), u64(&b, 1ull << 40);
-    str(&b, "a.i64"), u32(&b, TN_GGUF_INT64), u64(&b, (uint64_t)-5);
-    str(&b, "a.f64"), u32(&b, TN_GGUF_FLOAT64);
+    gstr(&b, "a.u8"), u32(&b, TN_GGUF_UINT8), u8(&b, 200);
+    gstr(&b, "a.i8"), u32(&b, TN_GGUF_INT8), u8(&b, 0xFE); /* -2 */
+    gstr(&b, "a.u16"), u32(&b, TN_GGUF_UINT16), u8(&b, 0x34), u8(&b, 0x12);
+    gstr(&b, "a.i16"), u32(&b, TN_GGUF_INT16), u8(&b, 0xFF), u8(&b, 0xFF);
+    gstr(&b, "a.u32"), u32(&b, TN_GGUF_UINT32), u32(&b, 4000000000u);
+    gstr(&b, "a.i32"), u32(&b, TN_GGUF_INT32), u32(&b, (uint32_t)-7);
+    gstr(&b, "a.f32"), u32(&b, TN_GGUF_FLOAT32), f32(&b, 1e-5f);
+    gstr(&b, "a.bool"), u32(&b, TN_GGUF_BOOL), u8(&b, 1);
+    gstr(&b, "a.str"), u32(&b, TN_GGUF_STRING), gstr(&b, "llama");
+    gstr(&b, "a.u64"), u32(&b, TN_GGUF_UINT64), u64(&b, 1ull << 40);
+    gstr(&b, "a.i64"), u32(&b, TN_GGUF_INT64), u64(&b, (uint64_t)-5);
+    gstr(&b, "a.f64"), u32(&b, TN_GGUF_FLOAT64);
     double d = 10000.0;
     put(&b, &d, 8);
-    str(&b, "a.strs"), u32(&b, TN_GGUF_ARRAY), u32(&b, TN_GGUF_STRING), u64(&b, 3);
-    str(&b, "<s>"), str(&b, ""), str(&b, "hello world");
-    str(&b, "a.f32s"), u32(&b, TN_GGUF_ARRAY), u32(&b, TN_GGUF_FLOAT32), u64(&b, 2);
+    gstr(&b, "a.strs"), u32(&b, TN_GGUF_ARRAY), u32(&b, TN_GGUF_STRING), u64(&b, 3);
+    gstr(&b, "<s>"), gstr(&b, ""), gstr(&b, "hello world");
+    gstr(&b, "a.f32s"), u32(&b, TN_GGUF_ARRAY), u32(&b, TN_GGUF_FLOAT32), u64(&b, 2);
     f32(&b, -1.5f), f32(&b, 2.25f);
     /* array of arrays: [[1, 2], [], [3]] as int32 */
-    str(&b, "a.nested"), u32(&b, TN_GGUF_ARRAY), u32(&b, TN_GGUF_ARRAY), u64(&b, 3);
+    gstr(&b, "a.nested"), u32(&b, TN_GGUF_ARRAY), u32(&b, TN_GGUF_ARRAY), u64(&b, 3);
     u32(&b, TN_GGUF_INT32), u64(&b, 2), u32(&b, 1), u32(&b, 2);
     u32(&b, TN_GGUF_INT32), u64(&b, 0);
     u32(&b, TN_GGUF_INT32), u64(&b, 1), u32(&b, 3);
-    str(&b, "general.alignment"), u32(&b, TN_GGUF_UINT32), u32(&b, 64);
+    gstr(&b, "general.alignment"), u32(&b, TN_GGUF_UINT32), u32(&b, 64);
     /* tensors */
-    str(&b, "w"), u32(&b, 2), u64(&b, 3), u64(&b, 2), u32(&b, TN_GGML_F32), u64(&b, 0);
-    str(&b, "q"), u32(&b, 1), u64(&b, 64), u32(&b, TN_GGML_Q8_0), u64(&b, 64);
-    str(&b, "h"), u32(&b, 1), u64(&b, 4), u32(&b, TN_GGML_F16), u64(&b, 192);
+    gstr(&b, "w"), u32(&b, 2), u64(&b, 3), u64(&b, 2), u32(&b, TN_GGML_F32), u64(&b, 0);
+    gstr(&b, "q"), u32(&b, 1), u64(&b, 64), u32(&b, TN_GGML_Q8_0), u64(&b, 64);
+    gstr(&b, "h"), u32(&b, 1), u64(&b, 4), u32(&b, TN_GGML_F16), u64(&b, 192);
     pad_to(&b, 64);
     for (int i = 0; i < 6; i++) f32(&b, (float)i);
     pad_to(&b, 64);
@@ -235,7 +207,7 @@ static void test_hostile(void) {
     {
         buf d = {0};
         put(&d, "GGUF", 4), u32(&d, 3), u64(&d, 0), u64(&d, 1);
-        str(&d, "deep"), u32(&d, TN_GGUF_ARRAY);
+        gstr(&d, "deep"), u32(&d, TN_GGUF_ARRAY);
         for (int i = 0; i < 20; i++) u32(&d, TN_GGUF_ARRAY), u64(&d, 1);
         u32(&d, TN_GGUF_INT32), u64(&d, 0);
         CHECK(tn_gguf_open_buffer(d.p, d.n, &g) != 0 && strstr(tn_errmsg(), "nested"));

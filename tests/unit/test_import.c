@@ -11,6 +11,7 @@
 #include "export/import.h"
 #include "export/safetensors.h"
 #include "tn_test.h"
+#include "byte_writer.h"
 #include "train/checkpoint.h"
 
 #include <math.h>
@@ -35,29 +36,6 @@ static const char *tmp(const char *name) {
 
 /* ---- byte buffer ------------------------------------------------------------------------------------ */
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 256;
-        b->p = realloc(b->p, b->cap);
-    }
-    if (n) memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void u8(buf *b, uint8_t v) { put(b, &v, 1); }
-static void u16(buf *b, uint16_t v) { u8(b, (uint8_t)v), u8(b, (uint8_t)(v >> 8)); }
-static void u32(buf *b, uint32_t v) { u16(b, (uint16_t)v), u16(b, (uint16_t)(v >> 16)); }
-static void u64(buf *b, uint64_t v) { u32(b, (uint32_t)v), u32(b, (uint32_t)(v >> 32)); }
-static void f32(buf *b, float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u32(b, u);
-}
-static void gstr(buf *b, const char *s) { u64(b, strlen(s)), put(b, s, strlen(s)); }
 
 static void write_file(const char *path, const buf *b) {
     FILE *f = fopen(path, "wb");
