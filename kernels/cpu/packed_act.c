@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/packed_threads.h"
 #include "kernels/packed.h"
 
 #if defined(__x86_64__)
@@ -22,6 +23,23 @@ void tn_packed_set_threads(int n) { g_threads = n > 0 ? n : 0; }
 int tn_packed_threads(void) {
     int n = g_threads > 0 ? g_threads : omp_get_max_threads();
     return n > 0 ? n : 1;
+}
+
+int tn_packed_split_threads(int64_t rows, int64_t work, int64_t work_per_thread) {
+    int64_t nt = tn_packed_threads();
+    int64_t by_work = work / work_per_thread;
+    int64_t by_rows = (rows + 3) / 4;
+    if (nt > by_work) nt = by_work;
+    if (nt > by_rows) nt = by_rows;
+    return nt < 1 ? 1 : (int)nt;
+}
+
+void tn_packed_row_range(int64_t rows, int tid, int n, int64_t *r0, int64_t *r1) {
+    int64_t chunk = ((rows + n - 1) / n + 3) & ~(int64_t)3;
+    *r0 = chunk * tid;
+    *r1 = *r0 + chunk;
+    if (*r0 > rows) *r0 = rows;
+    if (*r1 > rows) *r1 = rows;
 }
 
 /* ---- scalar reference ---------------------------------------------------------------------------- */

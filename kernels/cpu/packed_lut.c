@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/packed_threads.h"
 #include "kernels/packed.h"
 
 #if defined(__x86_64__)
@@ -101,22 +102,8 @@ void tn_lut_grid_pad(const float *grid, int n_grid, float *out, int cap) {
 
 static inline float lut_scale(float ts, const float *rs, int64_t r) { return rs ? ts * rs[r] : ts; }
 
-static int lut_nthreads(int64_t rows, int64_t work) {
-    int64_t nt = tn_packed_threads();
-    int64_t by_work = work / 32768;
-    int64_t by_rows = (rows + 3) / 4;
-    if (nt > by_work) nt = by_work;
-    if (nt > by_rows) nt = by_rows;
-    return nt < 1 ? 1 : (int)nt;
-}
-
-static void row_range(int64_t rows, int tid, int n, int64_t *r0, int64_t *r1) {
-    int64_t chunk = ((rows + n - 1) / n + 3) & ~(int64_t)3;
-    *r0 = chunk * tid;
-    *r1 = *r0 + chunk;
-    if (*r0 > rows) *r0 = rows;
-    if (*r1 > rows) *r1 = rows;
-}
+/* Threads: at least ~32K multiply-adds and 4 rows per thread. */
+static int lut_nthreads(int64_t rows, int64_t work) { return tn_packed_split_threads(rows, work, 32768); }
 
 /* ---- scalar reference ---------------------------------------------------------------------------- */
 
@@ -405,7 +392,7 @@ static void lut_run(lut_range_fn fn, size_t rb, const uint8_t *W, const float *g
 #pragma omp parallel num_threads(nt)
     {
         int64_t r0, r1;
-        row_range(rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+        tn_packed_row_range(rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
         if (r1 > r0) lut_chunks(fn, rb, W, grid, rs, ts, rows, r0, r1, cols, n_tok, X, Y);
     }
 }

@@ -23,6 +23,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/packed_threads.h"
 #include "kernels/packed.h"
 
 #if defined(__x86_64__)
@@ -130,23 +131,7 @@ static int32_t sum_i8(tn_isa isa, const int8_t *q, int64_t n) {
 }
 
 /* Threads for a product of rows x cols: at least ~64K weights and 4 rows per thread. */
-static int t2_nthreads(int64_t rows, int64_t cols) {
-    int64_t nt = tn_packed_threads();
-    int64_t by_work = rows * cols / 65536;
-    int64_t by_rows = (rows + 3) / 4;
-    if (nt > by_work) nt = by_work;
-    if (nt > by_rows) nt = by_rows;
-    return nt < 1 ? 1 : (int)nt;
-}
-
-/* Row range of thread tid out of n, in multiples of 4 rows. */
-static void row_range(int64_t rows, int tid, int n, int64_t *r0, int64_t *r1) {
-    int64_t chunk = ((rows + n - 1) / n + 3) & ~(int64_t)3;
-    *r0 = chunk * tid;
-    *r1 = *r0 + chunk;
-    if (*r0 > rows) *r0 = rows;
-    if (*r1 > rows) *r1 = rows;
-}
+static int t2_nthreads(int64_t rows, int64_t cols) { return tn_packed_split_threads(rows, rows * cols, 65536); }
 
 /* ---- scalar reference ---------------------------------------------------------------------------- */
 
@@ -467,7 +452,7 @@ void tn_t2_gemv(const uint8_t *W, const float *row_scale, float tensor_scale, in
 #pragma omp parallel num_threads(nt)
     {
         int64_t r0, r1;
-        row_range(rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+        tn_packed_row_range(rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
         if (r1 > r0) t2_gemv_range(isa, W, row_scale, tensor_scale, r0, r1, cols, xq, xscale, sumq, y);
     }
 }
@@ -519,7 +504,7 @@ void tn_t2_gemm(const uint8_t *W, const float *row_scale, float tensor_scale, in
 #pragma omp parallel num_threads(nt)
         {
             int64_t r0, r1;
-            row_range(rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+            tn_packed_row_range(rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
             if (r1 > r0) t2_gemm_range(isa, W, row_scale, tensor_scale, rows, r0, r1, cols, n_tok, Xq, xscales, sumq, Y);
         }
     }
