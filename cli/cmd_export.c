@@ -55,12 +55,9 @@ int tn_cmd_export(int argc, char **argv) {
             o.quantize = argv[i];
         } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return tn_cli_usage_error("export", "unknown option '%s'", a);
-        } else if (!src) {
-            src = a;
         } else {
-            return tn_cli_usage_error("export", "unexpected argument '%s'", a);
+            const int rc = tn_cli_operand("export", a, &src);
+            if (rc != 0) return rc;
         }
     }
     if (!src) return tn_cli_usage_error("export", "missing CKPT.h5");

@@ -60,12 +60,9 @@ int tn_cmd_import(int argc, char **argv) {
             opts.tokenizer_path = argv[i];
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return tn_cli_usage_error("import", "unknown option '%s'", a);
-        } else if (!src) {
-            src = a;
         } else {
-            return tn_cli_usage_error("import", "unexpected argument '%s'", a);
+            const int rc = tn_cli_operand("import", a, &src);
+            if (rc != 0) return rc;
         }
     }
     if (!src) return tn_cli_usage_error("import", "missing SRC");

@@ -28,12 +28,9 @@ int tn_cmd_info(int argc, char **argv) {
             return TN_EXIT_OK;
         } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return tn_cli_usage_error("info", "unknown option '%s'", a);
-        } else if (!path) {
-            path = a;
         } else {
-            return tn_cli_usage_error("info", "unexpected argument '%s'", a);
+            const int rc = tn_cli_operand("info", a, &path);
+            if (rc != 0) return rc;
         }
     }
     if (!path) return tn_cli_usage_error("info", "missing FILE");

@@ -105,12 +105,9 @@ int tn_cmd_run(int argc, char **argv) {
                 else if (!strcmp(a, "--top-p")) go.sampling.top_p = (float)fv;
                 else go.sampling.repeat_penalty = (float)fv;
             }
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return tn_cli_usage_error("run", "unknown option '%s'", a);
-        } else if (!model) {
-            model = a;
         } else {
-            return tn_cli_usage_error("run", "unexpected argument '%s'", a);
+            const int rc = tn_cli_operand("run", a, &model);
+            if (rc != 0) return rc;
         }
     }
     if (!model) return tn_cli_usage_error("run", "missing MODEL");

@@ -22,6 +22,10 @@ int tn_cmd_info(int argc, char **argv);
 int tn_cli_fail(void);
 /* Print "trinity <cmd>: <msg>" usage error and return TN_EXIT_USAGE. */
 int tn_cli_usage_error(const char *cmd, const char *fmt, ...);
+/* An argument that matched none of cmd's options: "-x" is an unknown option, the first operand is stored
+ * in *slot ("-" alone is an operand), another one is unexpected. Returns 0 when stored, else the usage
+ * error's exit code (TN_EXIT_USAGE) with the message printed. */
+int tn_cli_operand(const char *cmd, const char *arg, const char **slot);
 /* 1 if argv[i] is -h or --help. */
 int tn_cli_is_help(const char *arg);
 

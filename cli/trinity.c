@@ -38,6 +38,13 @@ int tn_cli_usage_error(const char *cmd, const char *fmt, ...) {
     return TN_EXIT_USAGE;
 }
 
+int tn_cli_operand(const char *cmd, const char *arg, const char **slot) {
+    if (arg[0] == '-' && arg[1] != '\0') return tn_cli_usage_error(cmd, "unknown option '%s'", arg);
+    if (*slot) return tn_cli_usage_error(cmd, "unexpected argument '%s'", arg);
+    *slot = arg;
+    return 0;
+}
+
 int tn_cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
 
 static void usage(FILE *f) {
