@@ -1,6 +1,7 @@
 #include "core/timer.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -23,4 +24,18 @@ long long tn_peak_rss_bytes(void) {
     }
     fclose(f);
     return kb * 1024;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void tn_sort_doubles(double *v, int n) {
+    if (n > 1) qsort(v, (size_t)n, sizeof *v, cmp_double);
+}
+
+double tn_median(double *v, int n) {
+    tn_sort_doubles(v, n);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }

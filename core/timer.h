@@ -6,4 +6,9 @@ double tn_time_s(void);
 /* Peak resident set size of this process in bytes (from /proc/self/status VmHWM), 0 if unknown. */
 long long tn_peak_rss_bytes(void);
 
+/* For timing statistics: sort v[0..n) ascending in place; the median of v[0..n) (sorts v; the mean of
+ * the middle two for even n). */
+void tn_sort_doubles(double *v, int n);
+double tn_median(double *v, int n);
+
 #endif

@@ -144,11 +144,6 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int tn_bench_decode(int argc, char **argv) {
     const preset *p = &PRESETS[0];
     int threads = 2, tokens = 128, json = 0;
@@ -251,7 +246,7 @@ int tn_bench_decode(int argc, char **argv) {
         if (hp) munmap(hp, hp_len);
         return tn_err_prefix("bench decode"), tn_cli_fail();
     }
-    qsort(dt, (size_t)tokens, sizeof *dt, cmp_d);
+    tn_sort_doubles(dt, tokens);
     const double tok_s = tokens / t_dec, med_tok_s = 1.0 / dt[tokens / 2];
     free(dt);
 

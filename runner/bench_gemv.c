@@ -31,16 +31,6 @@ static const struct {
 #define STREAM_POOL_BYTES ((size_t)1 << 30)
 #define GEMM_TOKENS 32
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* ---- bandwidth ------------------------------------------------------------------------------------ */
 
 /* Sum of n words as 4 interleaved streams (4 quarters of the range), with software prefetch ahead on
@@ -118,7 +108,7 @@ double tn_bench_read_bandwidth(size_t bytes, int threads, int passes) {
             t[p * (int)n_chunks + (int)c] = tn_time_s() - t0;
         }
     g_sink = total;
-    qsort(t, (size_t)n_t, sizeof *t, cmp_double);
+    tn_sort_doubles(t, n_t);
     double p10 = t[n_t / 10];
     free(t);
     tn_free(buf);
@@ -177,7 +167,7 @@ static void time_kernel(kind k, const job *j, const uint8_t *pool, size_t stride
     for (int i = 1; i < iters; i++)
         if (t[i] < mn) mn = t[i];
     *t_min = mn;
-    *t_med = median(t, iters);
+    *t_med = tn_median(t, iters);
     free(t);
 }
 
@@ -273,7 +263,7 @@ int tn_bench_gemv(int argc, char **argv) {
                     tn_act_quant_i8(x, cols, xq, &xs);
                     tq[i] = tn_time_s() - t0;
                 }
-                q_med = median(tq, 201);
+                q_med = tn_median(tq, 201);
                 /* batched product (prompt processing): 32 tokens, per token */
                 float xss[GEMM_TOKENS];
                 for (int t = 0; t < GEMM_TOKENS; t++) {
@@ -290,7 +280,7 @@ int tn_bench_gemv(int argc, char **argv) {
                 for (int i = 1; i < 21; i++)
                     if (tg[i] < gemm_min_us) gemm_min_us = tg[i];
                 gemm_min_us *= 1e6 / GEMM_TOKENS;
-                gemm_us = median(tg, 21) / GEMM_TOKENS * 1e6;
+                gemm_us = tn_median(tg, 21) / GEMM_TOKENS * 1e6;
             }
             time_kernel(K_T2, &j, NULL, 0, 1, warm, iters, &t2_med, &t2_min);
             time_kernel(K_T2, &j, pool, t2b, n_copies, n_copies < warm ? n_copies : warm, iters, &st_med, &st_min);

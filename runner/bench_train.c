@@ -28,16 +28,6 @@ static const preset presets[] = {
     {"tiny", {128, 4, 4, 2, 384, 512, 512, 10000.0f, 1e-5f, 1, 0, 0}},
 };
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* GFLOP/s of sgemm C[n,n] = A[n,n] B[n,n], median of reps. */
 static double sgemm_gflops(int n, int reps) {
     float *a = tn_alloc((size_t)n * n, 4), *b = tn_alloc((size_t)n * n, 4), *c = tn_alloc((size_t)n * n, 4);
@@ -61,7 +51,7 @@ static double sgemm_gflops(int n, int reps) {
     tn_free(a);
     tn_free(b);
     tn_free(c);
-    return 2.0 * n * (double)n * n / median(t, reps) / 1e9;
+    return 2.0 * n * (double)n * n / tn_median(t, reps) / 1e9;
 }
 
 /* FLOPs of one forward+backward over B×T tokens: 6·N·in·out per linear (2 forward, 4 backward), the
@@ -92,7 +82,7 @@ static int time_steps(tn_llama *m, const tn_llama_layout *layout, float *params,
         tn_adamw_update(params, grads, mom, vel, (int64_t)layout->numel, &h, s + 1, 1);
         if (s > 0) times[s - 1] = tn_time_s() - t0;
     }
-    *median_s = median(times, steps);
+    *median_s = tn_median(times, steps);
     return 0;
 }
 
