@@ -16,6 +16,7 @@ Pascal sm_61 needs a CUDA 12.x toolkit, 12.9 is the last)")
 set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
 
 enable_language(CUDA)
+enable_language(CXX)  # executables that link the backend are linked by the C++ driver
 find_package(CUDAToolkit REQUIRED)
 
 if(CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 13)
@@ -45,17 +46,12 @@ set_target_properties(trinity_cuda PROPERTIES
 # trinity_lib for tn_err and the packed-layout helpers; consumers link trinity_lib again after us.
 target_link_libraries(trinity_cuda PUBLIC trinity_lib CUDA::cudart CUDA::cublas)
 
-# CUDA tests: tests/unit/test_cuda*.c are ordinary unit tests (tests/tests.cmake globs them and builds
-# them in every configuration, guarding the GPU part with TN_HAVE_CUDA). Here they also link trinity_cuda;
-# the targets are created after this file runs, so attach at the end of the top-level directory.
-function(tn_cuda_attach_tests)
-  file(GLOB srcs ${CMAKE_SOURCE_DIR}/tests/unit/test_cuda*.c)
-  foreach(src ${srcs})
-    get_filename_component(name ${src} NAME_WE)
-    if(TARGET ${name})
-      target_link_libraries(${name} PRIVATE trinity_cuda)
-      set_property(TEST ${name} APPEND PROPERTY LABELS cuda)
-    endif()
-  endforeach()
-endfunction()
-cmake_language(DEFER DIRECTORY ${CMAKE_SOURCE_DIR} CALL tn_cuda_attach_tests)
+# Kernels that only tests use (tests/cuda/*.cu).
+file(GLOB TN_CUDA_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cuda/*.cu)
+add_library(trinity_cuda_test_kernels STATIC ${TN_CUDA_TEST_SOURCES})
+set_property(TARGET trinity_cuda_test_kernels PROPERTY COMPILE_OPTIONS "")
+target_compile_options(trinity_cuda_test_kernels PRIVATE -Xcompiler=-Wall,-Wextra -D_GNU_SOURCE)
+set_target_properties(trinity_cuda_test_kernels PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
+target_link_libraries(trinity_cuda_test_kernels PUBLIC trinity_cuda)
+
+set(TN_CUDA_LIB trinity_cuda)

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
 ./scripts/setup.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTN_CUDA_EMU=OFF > /dev/null
 cmake --build build -j "$jobs"
 T=build/trinity
 out=runs/quickstart

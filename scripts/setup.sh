@@ -9,6 +9,7 @@ packages=(
   libhdf5-dev zlib1g-dev libinih-dev libcjson-dev
   python3 python3-torch python3-h5py python3-numpy python3-sentencepiece   # reference scripts, benchmarks
   clang libclang-rt-14-dev                      # libFuzzer target
+  g++ libboost-context-dev                      # the CUDA emulator (fibers) for the emulated CUDA tests
 )
 
 missing=()

@@ -48,6 +48,31 @@ foreach(script ${TN_CLI_TESTS})
     FIXTURES_REQUIRED reference TIMEOUT 900)
 endforeach()
 
+# CUDA tests (tests/unit/test_cuda*.c): built in every configuration, the GPU part compiled in where a CUDA
+# backend is (TN_HAVE_CUDA). With the emulator each runs twice, the threads of every block scheduled in
+# forward and in reverse order (a missing barrier shows in one of them); TN_CUDA_EMU_MEM keeps their
+# emulated device small.
+if(TN_CUDA_LIB)
+  file(GLOB TN_CUDA_TESTS ${CMAKE_SOURCE_DIR}/tests/unit/test_cuda*.c)
+  foreach(src ${TN_CUDA_TESTS})
+    get_filename_component(name ${src} NAME_WE)
+    target_link_libraries(${name} PRIVATE trinity_cuda_test_kernels ${TN_CUDA_LIB})
+    set_target_properties(${name} PROPERTIES LINKER_LANGUAGE CXX)
+    set_property(TEST ${name} APPEND PROPERTY LABELS cuda)
+    if(TN_CUDA_EMU)
+      set_property(TEST ${name} APPEND PROPERTY ENVIRONMENT TN_CUDA_EMU_ORDER=forward TN_CUDA_EMU_MEM=64M)
+      add_test(NAME ${name}_reverse COMMAND ${name})
+      set_tests_properties(${name}_reverse PROPERTIES ENVIRONMENT "${TN_TEST_ENV};TN_CUDA_EMU_ORDER=reverse;TN_CUDA_EMU_MEM=64M"
+        SKIP_RETURN_CODE 77 FIXTURES_REQUIRED reference TIMEOUT 900 LABELS cuda)
+    endif()
+    if(TN_CUDA_EMU AND name STREQUAL "test_cuda_emu")  # the emulator's second fiber implementation
+      add_test(NAME ${name}_ucontext COMMAND ${name})
+      set_tests_properties(${name}_ucontext PROPERTIES ENVIRONMENT "${TN_TEST_ENV};TN_CUDA_EMU_FIBERS=ucontext;TN_CUDA_EMU_MEM=64M"
+        SKIP_RETURN_CODE 77 FIXTURES_REQUIRED reference TIMEOUT 900 LABELS cuda)
+    endif()
+  endforeach()
+endif()
+
 if(TN_FUZZ)
   include(${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake)
 endif()

@@ -48,7 +48,7 @@ extern "C" int tn_cuda_act_quant_i8(const float *X, int64_t n_tok, int64_t n, in
     if (n_tok <= 0) return 0;
     if (n < 0) return tn_err("tn_cuda_act_quant_i8: n = %lld", (long long)n);
     unsigned grid = (unsigned)(n_tok < (1 << 20) ? n_tok : (1 << 20));
-    act_quant_kernel<<<grid, AQ_THREADS>>>(X, n_tok, n, Q, scales);
+    TN_LAUNCH(act_quant_kernel, grid, AQ_THREADS, 0, X, n_tok, n, Q, scales);
     TN_CU_LAUNCHED("tn_cuda_act_quant_i8: launch");
     return 0;
 }

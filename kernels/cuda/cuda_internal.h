@@ -2,7 +2,7 @@
 #ifndef TN_KERNELS_CUDA_INTERNAL_H
 #define TN_KERNELS_CUDA_INTERNAL_H
 
-#include <cuda_runtime.h>
+#include "kernels/cuda/tn_cuda.h"
 
 extern "C" {
 #include "core/error.h"
@@ -24,5 +24,8 @@ static inline int tn_cuda_err(const char *what, cudaError_t e) {
 
 /* After a kernel launch: report a launch error (bad configuration, no kernel image, ...). */
 #define TN_CU_LAUNCHED(what) TN_CU(cudaGetLastError(), what)
+
+/* Release resources of the cuBLAS wrapper (blas.cu). */
+extern "C" void tn_cuda_blas_shutdown(void);
 
 #endif

@@ -45,11 +45,21 @@ int tn_cuda_t2_gemv(const uint8_t *W, const float *row_scale, float tensor_scale
 int tn_cuda_t2_gemm(const uint8_t *W, const float *row_scale, float tensor_scale, int64_t rows, int64_t cols,
                     int64_t n_tok, const int8_t *Xq, const float *xscales, float *Y);
 
-/* ---- float GEMM via cuBLAS (kernels/ops.h tn_op_linear, to float rounding) --------------------------
- * y[N, out] = x[N, in] · W[out, in]ᵀ (+ beta · y), all row-major. cuBLAS default math (full FP32, no
- * TF32 unless NVIDIA_TF32_OVERRIDE says otherwise). N, in, out <= INT32_MAX. */
+/* ---- float GEMM: the one cuBLAS wrapper (kernels/cuda/blas.cu) -------------------------------------
+ * Column-major C[m, n] = alpha · op(A) · op(B) + beta · C exactly as cublasSgemm (trans = 1: op = ᵀ), all
+ * float. In the emulated build the same arguments go to OpenBLAS cblas_sgemm(CblasColMajor, ...).
+ * Sizes and leading dimensions <= INT32_MAX. Precision: the compute mode below. */
+enum { TN_CUDA_FP32 = 0, TN_CUDA_TF32 = 1, TN_CUDA_BF16 = 2 };
+int tn_cuda_gemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* FP32 (default, exact FP32 products), TF32 or BF16 (tensor cores round the inputs; needs sm_80). */
+int tn_cuda_set_precision(int precision);
+int tn_cuda_get_precision(void);
+/* Row-major y[N, out] = x[N, in] · W[out, in]ᵀ (+ beta · y) (kernels/ops.h tn_op_linear, to float rounding). */
 int tn_cuda_sgemm(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out, float beta);
 
+/* 1 when this build runs kernels on the CPU emulator (-DTN_CUDA_EMU=ON), 0 for a real CUDA build. */
+int tn_cuda_is_emulated(void);
 /* Release the cuBLAS handle (optional, e.g. before exit under a leak checker). */
 void tn_cuda_shutdown(void);
 

@@ -1,5 +1,4 @@
-/* Device discovery, device memory and the cuBLAS float GEMM (kernels/cuda/cuda_ops.h). */
-#include <cublas_v2.h>
+/* Device discovery and device memory (kernels/cuda/cuda_ops.h). */
 #include <stdio.h>
 
 #include "kernels/cuda/cuda_internal.h"
@@ -84,48 +83,12 @@ extern "C" int tn_cuda_sync(void) {
     return 0;
 }
 
-/* ---- cuBLAS ------------------------------------------------------------------------------------------ */
-
-static cublasHandle_t g_blas = NULL;
-
-static int blas_err(const char *what, cublasStatus_t s) {
-    return tn_err("%s: %s", what, cublasGetStatusString(s));
-}
-
-static int blas_handle(cublasHandle_t *h) {
-    if (!g_blas) {
-        cublasStatus_t s = cublasCreate(&g_blas);
-        if (s != CUBLAS_STATUS_SUCCESS) {
-            g_blas = NULL;
-            return blas_err("cublasCreate", s);
-        }
-        /* Full FP32 (no TF32 tensor cores): results comparable with the CPU backend. */
-        s = cublasSetMathMode(g_blas, CUBLAS_DEFAULT_MATH);
-        if (s != CUBLAS_STATUS_SUCCESS) return blas_err("cublasSetMathMode", s);
-    }
-    *h = g_blas;
+extern "C" int tn_cuda_is_emulated(void) {
+#ifdef TN_CUDA_EMU
+    return 1;
+#else
     return 0;
+#endif
 }
 
-/* Row-major y[N,out] = x[N,in] · W[out,in]ᵀ is, read column-major, yᵀ[out,N] = W · xᵀ, where the row-major
- * W buffer is the column-major [in,out] matrix Wᵀ (so op = T, lda = in) and the row-major x buffer is the
- * column-major [in,N] matrix xᵀ (op = N, ldb = in); yᵀ has ldc = out. */
-extern "C" int tn_cuda_sgemm(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out, float beta) {
-    if (N < 0 || in < 0 || out < 0 || N > INT32_MAX || in > INT32_MAX || out > INT32_MAX)
-        return tn_err("tn_cuda_sgemm: shape [%lld, %lld] x [%lld, %lld]^T out of range", (long long)N, (long long)in,
-                      (long long)out, (long long)in);
-    if (N == 0 || out == 0) return 0;
-    cublasHandle_t h = NULL;
-    TN_CHECK(blas_handle(&h));
-    const float alpha = 1.0f;
-    int k = (int)in, ld = in > 0 ? (int)in : 1;
-    cublasStatus_t s = cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)N, k, &alpha, W, ld, x, ld, &beta, y,
-                                   (int)out);
-    if (s != CUBLAS_STATUS_SUCCESS) return blas_err("cublasSgemm", s);
-    return 0;
-}
-
-extern "C" void tn_cuda_shutdown(void) {
-    if (g_blas) cublasDestroy(g_blas);
-    g_blas = NULL;
-}
+extern "C" void tn_cuda_shutdown(void) { tn_cuda_blas_shutdown(); }

@@ -42,7 +42,7 @@ extern "C" int tn_cuda_t2_gemm(const uint8_t *W, const float *row_scale, float t
     int64_t gx = (rows + T2_WARPS - 1) / T2_WARPS;
     if (gx > INT32_MAX) return tn_err("tn_cuda_t2_gemm: %lld rows is too many", (long long)rows);
     dim3 grid((unsigned)gx, (unsigned)(n_tok < 65535 ? n_tok : 65535));
-    t2_gemm_kernel<<<grid, 32 * T2_WARPS>>>(W, row_scale, tensor_scale, rows, cols, n_tok, Xq, xscales, Y);
+    TN_LAUNCH(t2_gemm_kernel, grid, 32 * T2_WARPS, 0, W, row_scale, tensor_scale, rows, cols, n_tok, Xq, xscales, Y);
     TN_CU_LAUNCHED("tn_cuda_t2_gemm: launch");
     return 0;
 }
