@@ -1,79 +1,143 @@
-/* Numeric ops behind the training model, CPU backend (kernels/cpu/). Every op is a plain function over
- * flat row-major float arrays with its shapes in the comment. Matrix products use OpenBLAS sgemm;
- * elementwise and reduction ops are OpenMP loops. Backward ops accumulate (+=) into parameter
- * gradients and overwrite (=) activation gradients unless the comment says otherwise.
+/* The ops table: every numeric operation of training (the model's forward and backward, AdamW, the
+ * gradient norm, STE quantization, PRIMAL's materialise / vote / flip) behind one table of function
+ * pointers, with a CPU implementation (device/ops_table_cpu.c, over kernels/cpu, quant/ and optim/) and a
+ * CUDA one (kernels/cuda/ops_table.cu). The layer sequence (model/llama.c) and the training loop call
+ * only the table, so a device changes where buffers live and which table is called, never the sequence.
  *
- * Packed-weight kernels for inference (T2 / L4 / L8) are in kernels/packed.h. */
+ * Memory: every array argument lives in the table's memory (ops->alloc: host memory for the CPU, device
+ * memory for CUDA) unless its comment says "host". Host code must never dereference table memory when
+ * ops->device_memory is set; it moves data with upload / download.
+ * Errors: every op returns 0, or -1 with the message in tn_errmsg() (a CUDA launch or runtime error; the
+ * CPU ops fail only where their comment says). Asynchronous device faults surface at the next call that
+ * waits (download, sync, or an op whose comment says it returns a host value).
+ * Semantics: the CPU functions named in each comment define what an op computes (kernels/cpu/ops_cpu.h,
+ * quant/, optim/). Float ops agree with them to rounding (sums in another order, contracted multiply-adds);
+ * integer ops and the PRIMAL flip rule exactly. Shapes as in kernels/cpu/ops_cpu.h: N = B·T tokens. */
 #ifndef TN_KERNELS_OPS_H
 #define TN_KERNELS_OPS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-/* ---- matrix products ---------------------------------------------------------------------------- */
+#include "quant/grid.h"
 
-/* y[N, out] = x[N, in] · W[out, in]ᵀ  (+ beta · y) */
-void tn_op_linear(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out, float beta);
-/* dx[N, in] = dy[N, out] · W[out, in]  (+ beta · dx) */
-void tn_op_linear_dx(float *dx, const float *dy, const float *W, int64_t N, int64_t in, int64_t out, float beta);
-/* dW[out, in] = dy[N, out]ᵀ · x[N, in]  (+ beta · dW) */
-void tn_op_linear_dw(float *dW, const float *dy, const float *x, int64_t N, int64_t in, int64_t out, float beta);
+/* Positions of a batch of N token ids grouped by id, for a deterministic embedding backward (the CUDA
+ * backend sums each group's rows in position order, as the CPU loop does). Group u is token id[u] at
+ * positions pos[start[u] .. start[u+1]), increasing; arrays in table memory. Built on the host by the
+ * model from its inputs (tn_token_groups_build in model/llama.c). */
+typedef struct {
+    int64_t n_groups;
+    const int32_t *id, *pos, *start; /* [n_groups], [N], [n_groups + 1] */
+} tn_token_groups;
 
-/* ---- RMSNorm (Hugging Face: y = w · x / sqrt(mean(x²) + eps)) ------------------------------------ */
+/* One PRIMAL ghost tensor as the ops see it (optim/primal.h tn_primal_tensor; the rule is there). */
+typedef struct {
+    int64_t rows, cols;      /* row-major [rows, cols] = [out, in] */
+    const tn_grid *grid;     /* host struct: values and snapping thresholds */
+    int packed;              /* idx holds 4-bit indices (quant/pack.h tn_pack4 layout) */
+    int scale_per_row;       /* scale has rows entries, else 1 */
+    uint8_t *idx;            /* [rows·cols] or [(rows·cols + 1) / 2] packed */
+    int8_t *vote;            /* [rows·cols], in [-127, 127] */
+    float *scale;            /* [rows] or [1] */
+} tn_ghost_view;
 
-/* y[N, D], rstd[N] (saved for backward) from x[N, D], w[D] */
-void tn_op_rmsnorm(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
-/* dx[N, D] += ..., dw[D] += ... from dy[N, D]. dx is accumulated (residual stream). */
-void tn_op_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                            const float *rstd, int64_t N, int64_t D);
+/* The flip rule's constants (optim/primal.h tn_primal_opts). */
+typedef struct {
+    double z, c, p_min, p_max, vote_decay;
+    int consensus;
+} tn_flip_rule;
 
-/* ---- RoPE, rotate-half convention (HF): for i < hd/2, (a, b) = (x[i], x[i + hd/2]),
- *      x[i] = a cos θ − b sin θ, x[i + hd/2] = b cos θ + a sin θ, θ = pos · theta^(−2i/hd) -------- */
+/* AdamW for one array at step t (optim/adamw.h): c1 = 1/(1 − β1^t), c2 = 1/(1 − β2^t) computed by the
+ * caller in float exactly as tn_adamw_update does; wd = 0 for arrays without decay. */
+typedef struct {
+    float lr, beta1, beta2, eps, wd, c1, c2;
+} tn_adamw_step;
 
-/* cos/sin tables [T, hd/2] for positions pos0 .. pos0+T-1 (computed in double, stored float). */
-void tn_op_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, double theta, int64_t pos0);
-/* In place on x[B, T, n_heads, hd] (row stride n_heads*hd). inverse = 1 applies the transpose
- * rotation (the backward of the forward rotation). */
-void tn_op_rope(float *x, const float *cos_t, const float *sin_t, int64_t B, int64_t T, int64_t n_heads,
-                int64_t hd, int inverse);
+typedef struct tn_ops tn_ops;
+struct tn_ops {
+    const char *name;  /* "cpu", "cuda" */
+    int device_memory; /* 1: table memory is not host-addressable */
 
-/* ---- causal self-attention with grouped-query heads ------------------------------------------------
- * q[B, T, H, hd], k/v[B, T, KV, hd]; q head h reads kv head h / (H / KV).
- * probs[B, H, T, T] (saved softmax, zero above the diagonal); out[B, T, H, hd]. */
-void tn_op_attention(float *out, float *probs, const float *q, const float *k, const float *v, int64_t B,
-                     int64_t T, int64_t H, int64_t KV, int64_t hd);
-/* dq[B,T,H,hd] =, dk/dv[B,T,KV,hd] = from dout[B,T,H,hd]. scratch: T*T floats per OpenMP thread. */
-void tn_op_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
-                              const float *q, const float *k, const float *v, int64_t B, int64_t T,
-                              int64_t H, int64_t KV, int64_t hd, float *scratch);
+    /* ---- memory ------------------------------------------------------------------------------------ */
+    void *(*alloc)(size_t bytes); /* NULL (and tn_err naming the bytes) on failure; contents undefined */
+    void (*free)(void *p);        /* NULL is fine */
+    int (*upload)(void *dst, const void *host_src, size_t bytes);
+    int (*download)(void *host_dst, const void *src, size_t bytes); /* waits for queued work */
+    int (*copy)(void *dst, const void *src, size_t bytes);
+    int (*zero)(void *p, size_t bytes);
+    int (*sync)(void);
+    /* Bytes allocated through alloc now and at most since start (the table's own accounting). */
+    void (*mem_usage)(int64_t *in_use, int64_t *peak);
 
-/* ---- SwiGLU: a = silu(g) · u ------------------------------------------------------------------- */
+    /* ---- the model: tn_op_* of kernels/cpu/ops_cpu.h, same arguments ------------------------------- */
+    int (*linear)(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out, float beta);
+    int (*linear_dx)(float *dx, const float *dy, const float *W, int64_t N, int64_t in, int64_t out, float beta);
+    int (*linear_dw)(float *dW, const float *dy, const float *x, int64_t N, int64_t in, int64_t out, float beta);
+    int (*rmsnorm)(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
+    int (*rmsnorm_backward)(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
+                            int64_t N, int64_t D);
+    /* cos_t/sin_t [T, hd/2] in table memory (tn_op_rope_table computes them on the host). */
+    int (*rope)(float *x, const float *cos_t, const float *sin_t, int64_t B, int64_t T, int64_t n_heads, int64_t hd,
+                int inverse);
+    /* Attention keeps attention_saved_floats(B, T, H) floats per layer for the backward (CPU: the
+     * probabilities [B, H, T, T]; CUDA: the row log-sum-exp [B, H, T], recomputing probabilities in the
+     * backward) and needs attention_scratch_floats(B, T, H, KV, hd) of scratch in the backward. */
+    int64_t (*attention_saved_floats)(int64_t B, int64_t T, int64_t H);
+    int64_t (*attention_scratch_floats)(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
+    int (*attention)(float *out, float *saved, const float *q, const float *k, const float *v, int64_t B, int64_t T,
+                     int64_t H, int64_t KV, int64_t hd);
+    /* out: the forward's output (the CUDA backward needs rowsum(dO ⊙ O)). */
+    int (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *saved,
+                              const float *q, const float *k, const float *v, int64_t B, int64_t T, int64_t H,
+                              int64_t KV, int64_t hd, float *scratch);
+    int (*swiglu)(float *a, const float *g, const float *u, int64_t n);
+    int (*swiglu_backward)(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
+    int (*embed)(float *x, const float *E, const int32_t *tokens, int64_t N, int64_t D);
+    int (*embed_backward)(float *dE, const float *dx, const int32_t *tokens, const tn_token_groups *groups, int64_t N,
+                          int64_t D);
+    /* nll[N] for every position (tn_op_cross_entropy without the mask count: the caller counts on the host). */
+    int (*cross_entropy)(float *nll, const float *logits, const int32_t *targets, int64_t N, int64_t V);
+    int (*cross_entropy_backward)(float *logits, const int32_t *targets, const uint8_t *mask, int64_t N, int64_t V,
+                                  float g);
+    /* out = x̂, the int8 per-row absmax fake quantization (quant/act.h tn_act_fake_quant); out may equal x. */
+    int (*act_fake_quant)(const float *x, int64_t rows, int64_t cols, float *out);
 
-void tn_op_swiglu(float *a, const float *g, const float *u, int64_t n);
-/* dg, du (=) from da, g, u */
-void tn_op_swiglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
+    /* ---- vectors and reductions ------------------------------------------------------------------------ */
+    int (*add)(float *y, const float *x, int64_t n);  /* y += x */
+    int (*scale)(float *x, float s, int64_t n);       /* x *= s */
+    /* *host_out = Σ x² in double (tn_op_sumsq); waits. */
+    int (*sumsq)(const float *x, int64_t n, double *host_out);
+    /* *host_out = Σ x[i] over mask[i] != 0 (mask NULL: all), in double; waits. */
+    int (*masked_sum)(const float *x, const uint8_t *mask, int64_t n, double *host_out);
+    /* *host_out = number of v[i] != 0; waits. */
+    int (*count_nonzero_i8)(const int8_t *v, int64_t n, int64_t *host_out);
 
-/* ---- embedding ----------------------------------------------------------------------------------- */
+    /* ---- optimizers ------------------------------------------------------------------------------------ */
+    int (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, const tn_adamw_step *h);
+    /* out[i] = W[i] + λ (Wq[i] − W[i]), exactly W at λ <= 0 (or NaN) and exactly Wq at λ >= 1 (tn_ste_blend). */
+    int (*ste_blend)(const float *W, const float *Wq, int64_t n, float lambda, float *out);
+    /* STE quantization of W[rows, cols] (quant/snap.h tn_quantize_tensor): scales (per row or one, by rule
+     * = tn_scale_rule) into `scales`, idx = nearest(W / s), Wq = s · grid[idx]; Wq or idx may be NULL.
+     * Fails, naming the element, on a non-finite weight; waits. */
+    int (*quantize)(const float *W, int64_t rows, int64_t cols, const tn_grid *g, int rule, int per_row, float *Wq,
+                    uint8_t *idx, float *scales);
 
-/* x[N, D] = E[tokens[n], :] */
-void tn_op_embed(float *x, const float *E, const int32_t *tokens, int64_t N, int64_t D);
-/* dE[tokens[n], :] += dx[n, :] (serial over n: tokens repeat) */
-void tn_op_embed_backward(float *dE, const float *dx, const int32_t *tokens, int64_t N, int64_t D);
+    /* ---- PRIMAL (optim/primal.h: the rule) -------------------------------------------------------------- */
+    /* W[rows, cols] = scale · grid[idx] (tn_primal_materialize). */
+    int (*primal_materialize)(const tn_ghost_view *t, float *W);
+    /* One micro-batch's votes and scale gradient from G = dL/dW (tn_primal_accumulate): scale_grad +=
+     * Σ G·grid[idx] (per row or per tensor), votes where |G| > mean|G| + z·std|G|. Fails, changing nothing,
+     * when G is not finite. *host_voters (may be NULL) = weights that voted; waits. */
+    int (*primal_accumulate)(const tn_ghost_view *t, const float *G, double z, float *scale_grad,
+                             int64_t *host_voters);
+    /* The flip step with the key the caller drew (tn_primal_step_keyed); the caller has checked that the
+     * scales are finite. *host_voted (weights with a vote before the step) and *host_flipped may be NULL;
+     * waits when either is asked for. */
+    int (*primal_flip)(const tn_ghost_view *t, uint64_t key, const tn_flip_rule *rule, int64_t *host_voted,
+                       int64_t *host_flipped);
+};
 
-/* ---- cross-entropy over masked positions ----------------------------------------------------------
- * nll[N] = logsumexp(logits[n]) − logits[n, target[n]] for every n (masked or not).
- * Returns the number of positions with mask[n] != 0 (mask NULL = all). */
-int64_t tn_op_cross_entropy(float *nll, const float *logits, const int32_t *targets, const uint8_t *mask,
-                            int64_t N, int64_t V);
-/* In place: logits[N, V] ← dLoss/dlogits = g · (softmax − onehot(target)) where mask[n] != 0, else 0.
- * g = scale / n_counted. */
-void tn_op_cross_entropy_backward(float *logits, const int32_t *targets, const uint8_t *mask, int64_t N,
-                                  int64_t V, float g);
-
-/* ---- reductions, vectors ------------------------------------------------------------------------- */
-
-void tn_op_add(float *y, const float *x, int64_t n);       /* y += x */
-double tn_op_sumsq(const float *x, int64_t n);             /* Σ x² in double */
-void tn_op_scale(float *x, float s, int64_t n);            /* x *= s */
-int tn_op_all_finite(const float *x, int64_t n);           /* 1 if no NaN/Inf */
+/* The CPU table (always available). */
+const tn_ops *tn_ops_cpu(void);
 
 #endif

@@ -1,14 +1,14 @@
 /* Llama forward/backward for training. Shapes: N = B·T tokens, D = dim, Hq = n_heads·hd,
- * KVd = n_kv_heads·hd, F = ffn_dim, V = vocab. Activations saved for backward are kept per layer in
- * one allocation; gradient scratch is one layer's worth, reused from the top layer down. */
+ * KVd = n_kv_heads·hd, F = ffn_dim, V = vocab. Activations saved for backward are kept per layer;
+ * gradient scratch is one layer's worth, reused from the top layer down. Every buffer lives in the ops
+ * table's memory (host or device) and every number is computed by a table op: this file is the layer
+ * sequence for both devices. */
 #include "model/llama.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
-#include "kernels/ops.h"
-#include "quant/act.h"
+#include "kernels/cpu/ops_cpu.h"
 
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +18,7 @@ typedef struct {
 } layer_offsets;
 
 struct tn_llama {
+    const tn_ops *ops;
     const tn_llama_layout *layout;
     tn_llama_config cfg;
     int B, T;
@@ -32,7 +33,8 @@ struct tn_llama {
     float *x;            /* [L+1, N, D] residual stream entering each layer; x[L] enters the final norm */
     float *h1, *rstd1;   /* [L, N, D], [L, N] */
     float *q, *k, *v;    /* [L, N, Hq], [L, N, KVd], [L, N, KVd]; q and k after RoPE */
-    float *probs;        /* [L, B, H, T, T] */
+    float *attn_saved;   /* [L, attention_saved_floats(B, T, H)]: CPU probabilities, CUDA log-sum-exp */
+    int64_t attn_saved_per_layer;
     float *att;          /* [L, N, Hq] attention output before o_proj */
     float *xmid;         /* [L, N, D] residual after attention */
     float *h2, *rstd2;   /* [L, N, D], [L, N] */
@@ -40,46 +42,93 @@ struct tn_llama {
     float *hf, *rstdf;   /* [N, D], [N] */
     float *logits;       /* [N, V]; overwritten by dlogits in backward */
     float *nll;          /* [N] */
-    int32_t *inputs, *targets;
-    uint8_t *mask;
+    int32_t *inputs, *targets; /* [N] table memory */
+    uint8_t *mask;             /* [N] table memory */
+    /* token groups for the embedding backward (device tables only): host arrays and their uploads */
+    int32_t *h_gid, *h_gpos, *h_gstart, *gid, *gpos, *gstart;
+    tn_token_groups groups;
     int have_targets, logits_valid;
     int64_t n_counted;
+    double nll_sum;
 
     /* one layer of gradient scratch */
     float *dx, *dh, *dq, *dk, *dv, *datt, *dg, *du, *da;
-    float *attn_scratch; /* [threads, T, T] */
+    float *attn_scratch; /* attention_scratch_floats(B, T, H, KV, hd) */
     float *wscratch, *gscratch; /* the largest weight matrix, for weight sources */
     float *aq;                  /* [N, max(D, Hq, F)] fake-quantized linear input (act_bits = 8) */
     float *rope_cos, *rope_sin; /* [T, hd/2] */
     int64_t bytes;
 };
 
-static float *grab(tn_llama *m, int64_t n) {
-    float *p = tn_alloc((size_t)n, sizeof(float));
-    if (p) m->bytes += n * (int64_t)sizeof(float);
-    return p;
-}
+/* Every buffer of the model, in allocation order: the pointer to set and its size in bytes. Used to
+ * allocate (tn_llama_create) and to plan without allocating (tn_llama_plan_bytes). */
+typedef struct {
+    void **p;
+    int64_t bytes;
+} buffer;
 
-void tn_llama_free(tn_llama *m) {
-    if (!m) return;
-    float *bufs[] = {m->x, m->h1, m->rstd1, m->q, m->k, m->v, m->probs, m->att, m->xmid, m->h2, m->rstd2,
-                     m->gate, m->up, m->act, m->hf, m->rstdf, m->logits, m->nll, m->dx, m->dh, m->dq, m->dk,
-                     m->dv, m->datt, m->dg, m->du, m->da, m->attn_scratch, m->wscratch, m->gscratch, m->aq,
-                     m->rope_cos, m->rope_sin};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tn_free(bufs[i]);
-    tn_free(m->inputs);
-    tn_free(m->targets);
-    tn_free(m->mask);
-    free(m->lo);
-    free(m);
+static int list_buffers(tn_llama *m, buffer *b) {
+    const int64_t N = m->N, D = m->D, L = m->L, H = m->cfg.n_heads, F = m->F, T = m->T;
+    int64_t largest = 0, widest = D > m->Hq ? D : m->Hq;
+    if (F > widest) widest = F;
+    for (int i = 0; i < m->layout->n_tensors; i++) {
+        const tn_tensor_info *t = &m->layout->tensors[i];
+        if (t->rank == 2 && (int64_t)t->numel > largest) largest = (int64_t)t->numel;
+    }
+    const int64_t f = (int64_t)sizeof(float), dev = m->ops->device_memory;
+    int n = 0;
+#define F32(field, count) b[n++] = (buffer){(void **)&m->field, (count) * f}
+#define RAW(field, bytes_) b[n++] = (buffer){(void **)&m->field, (bytes_)}
+    F32(x, (L + 1) * N * D);
+    F32(h1, L * N * D);
+    F32(rstd1, L * N);
+    F32(q, L * N * m->Hq);
+    F32(k, L * N * m->KVd);
+    F32(v, L * N * m->KVd);
+    F32(attn_saved, L * m->attn_saved_per_layer);
+    F32(att, L * N * m->Hq);
+    F32(xmid, L * N * D);
+    F32(h2, L * N * D);
+    F32(rstd2, L * N);
+    F32(gate, L * N * F);
+    F32(up, L * N * F);
+    F32(act, L * N * F);
+    F32(hf, N * D);
+    F32(rstdf, N);
+    F32(logits, N * m->V);
+    F32(nll, N);
+    F32(dx, N * D);
+    F32(dh, N * D);
+    F32(dq, N * m->Hq);
+    F32(dk, N * m->KVd);
+    F32(dv, N * m->KVd);
+    F32(datt, N * m->Hq);
+    F32(dg, N * F);
+    F32(du, N * F);
+    F32(da, N * F);
+    F32(attn_scratch, m->ops->attention_scratch_floats(m->B, T, H, m->cfg.n_kv_heads, m->hd));
+    F32(wscratch, largest);
+    F32(gscratch, largest);
+    F32(aq, N * widest);
+    F32(rope_cos, T * m->hd / 2);
+    F32(rope_sin, T * m->hd / 2);
+    RAW(inputs, N * 4);
+    RAW(targets, N * 4);
+    RAW(mask, N);
+    if (dev) {
+        RAW(gid, N * 4);
+        RAW(gpos, N * 4);
+        RAW(gstart, (N + 1) * 4);
+    }
+#undef F32
+#undef RAW
+    return n;
 }
+#define MAX_BUFFERS 48
 
-int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T) {
+static void set_dims(tn_llama *m, const tn_llama_layout *layout, int B, int T, const tn_ops *ops) {
     const tn_llama_config *c = &layout->cfg;
-    if (B <= 0 || T <= 0) return tn_err("model: batch %d and seq_len %d must be positive", B, T);
-    if (T > c->max_seq_len) return tn_err("model: seq_len %d exceeds max_seq_len %d", T, c->max_seq_len);
-    tn_llama *m = calloc(1, sizeof *m);
-    if (!m) return tn_err("model: out of memory");
+    m->ops = ops ? ops : tn_ops_cpu();
     m->layout = layout;
     m->cfg = *c;
     m->B = B;
@@ -92,15 +141,46 @@ int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T)
     m->F = c->ffn_dim;
     m->V = c->vocab_size;
     m->L = c->n_layers;
+    m->attn_saved_per_layer = m->ops->attention_saved_floats(B, T, c->n_heads);
+}
+
+int64_t tn_llama_plan_bytes(const tn_llama_layout *layout, int B, int T, const tn_ops *ops) {
+    tn_llama m;
+    memset(&m, 0, sizeof m);
+    set_dims(&m, layout, B, T, ops);
+    buffer b[MAX_BUFFERS];
+    const int n = list_buffers(&m, b);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += b[i].bytes;
+    return total;
+}
+
+void tn_llama_free(tn_llama *m) {
+    if (!m) return;
+    buffer b[MAX_BUFFERS];
+    const int n = list_buffers(m, b);
+    for (int i = 0; i < n; i++) m->ops->free(*b[i].p);
+    free(m->h_gid);
+    free(m->h_gpos);
+    free(m->h_gstart);
+    free(m->lo);
+    free(m);
+}
+
+int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T, const tn_ops *ops) {
+    const tn_llama_config *c = &layout->cfg;
+    if (B <= 0 || T <= 0) return tn_err("model: batch %d and seq_len %d must be positive", B, T);
+    if (T > c->max_seq_len) return tn_err("model: seq_len %d exceeds max_seq_len %d", T, c->max_seq_len);
+    tn_llama *m = calloc(1, sizeof *m);
+    if (!m) return tn_err("model: out of memory");
+    set_dims(m, layout, B, T, ops);
     m->lo = calloc((size_t)m->L, sizeof *m->lo);
     if (!m->lo) {
         free(m);
         return tn_err("model: out of memory");
     }
-    int64_t largest = 0;
     for (int i = 0; i < layout->n_tensors; i++) {
         const tn_tensor_info *t = &layout->tensors[i];
-        if (t->rank == 2 && (int64_t)t->numel > largest) largest = (int64_t)t->numel;
         if (t->layer < 0) {
             if (t->group == TN_GROUP_EMBED) m->off_embed = t->offset;
             else if (t->group == TN_GROUP_HEAD) m->off_head = t->offset;
@@ -115,54 +195,37 @@ int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T)
     }
     if (c->tied_embeddings) m->off_head = m->off_embed;
 
-    const int64_t N = m->N, D = m->D, L = m->L, H = c->n_heads;
-    const int threads = omp_get_max_threads();
+    buffer b[MAX_BUFFERS];
+    const int n = list_buffers(m, b);
     int ok = 1;
-#define A(field, n) ok = ok && (m->field = grab(m, (n))) != NULL
-    A(x, (L + 1) * N * D);
-    A(h1, L * N * D);
-    A(rstd1, L * N);
-    A(q, L * N * m->Hq);
-    A(k, L * N * m->KVd);
-    A(v, L * N * m->KVd);
-    A(probs, L * B * H * (int64_t)T * T);
-    A(att, L * N * m->Hq);
-    A(xmid, L * N * D);
-    A(h2, L * N * D);
-    A(rstd2, L * N);
-    A(gate, L * N * m->F);
-    A(up, L * N * m->F);
-    A(act, L * N * m->F);
-    A(hf, N * D);
-    A(rstdf, N);
-    A(logits, N * m->V);
-    A(nll, N);
-    A(dx, N * D);
-    A(dh, N * D);
-    A(dq, N * m->Hq);
-    A(dk, N * m->KVd);
-    A(dv, N * m->KVd);
-    A(datt, N * m->Hq);
-    A(dg, N * m->F);
-    A(du, N * m->F);
-    A(da, N * m->F);
-    A(attn_scratch, (int64_t)threads * T * T);
-    A(wscratch, largest);
-    A(gscratch, largest);
-    int64_t widest = D > m->Hq ? D : m->Hq;
-    if (m->F > widest) widest = m->F;
-    A(aq, N * widest);
-    A(rope_cos, (int64_t)T * m->hd / 2);
-    A(rope_sin, (int64_t)T * m->hd / 2);
-#undef A
-    ok = ok && (m->inputs = tn_alloc((size_t)N, sizeof(int32_t))) != NULL;
-    ok = ok && (m->targets = tn_alloc((size_t)N, sizeof(int32_t))) != NULL;
-    ok = ok && (m->mask = tn_alloc((size_t)N, 1)) != NULL;
+    for (int i = 0; i < n && ok; i++) {
+        *b[i].p = m->ops->alloc((size_t)(b[i].bytes > 0 ? b[i].bytes : 1));
+        ok = *b[i].p != NULL;
+        m->bytes += b[i].bytes;
+    }
+    if (ok && m->ops->device_memory) {
+        m->h_gid = malloc((size_t)m->N * sizeof(int32_t));
+        m->h_gpos = malloc((size_t)m->N * sizeof(int32_t));
+        m->h_gstart = malloc((size_t)(m->N + 1) * sizeof(int32_t));
+        ok = m->h_gid && m->h_gpos && m->h_gstart;
+        if (!ok) tn_err("out of memory");
+    }
+    float *cs = ok ? malloc((size_t)T * (size_t)m->hd * sizeof(float)) : NULL;
+    if (ok && cs) {
+        /* RoPE tables on the host, then into table memory. */
+        const int64_t half = (int64_t)T * m->hd / 2;
+        tn_op_rope_table(cs, cs + half, T, m->hd, c->rope_theta, 0);
+        ok = m->ops->upload(m->rope_cos, cs, (size_t)half * sizeof(float)) == 0 &&
+             m->ops->upload(m->rope_sin, cs + half, (size_t)half * sizeof(float)) == 0;
+    } else if (ok) {
+        ok = 0;
+        tn_err("out of memory");
+    }
+    free(cs);
     if (!ok) {
         tn_llama_free(m);
-        return tn_err_prefix("model: activations for batch %d x seq_len %d", B, T);
+        return tn_err_prefix("model: activations for batch %d x seq_len %d on %s", B, T, ops ? ops->name : "cpu");
     }
-    tn_op_rope_table(m->rope_cos, m->rope_sin, T, m->hd, c->rope_theta, 0);
     *out = m;
     return 0;
 }
@@ -182,39 +245,66 @@ int tn_llama_get_weight_source(const tn_llama *m, tn_weight_source *src, int *he
 
 const float *tn_llama_logits(const tn_llama *m) { return m->logits; }
 const float *tn_llama_nll(const tn_llama *m) { return m->nll; }
+double tn_llama_nll_sum(const tn_llama *m) { return m->nll_sum; }
 int tn_llama_batch(const tn_llama *m) { return m->B; }
 const tn_llama_config *tn_llama_cfg(const tn_llama *m) { return &m->cfg; }
 int tn_llama_seq_len(const tn_llama *m) { return m->T; }
 int64_t tn_llama_activation_bytes(const tn_llama *m) { return m->bytes; }
+const tn_ops *tn_llama_ops(const tn_llama *m) { return m->ops; }
 
-/* The matrix a linear layer uses: the parameter itself, or what the weight source supplies. */
+int tn_llama_logits_row(const tn_llama *m, int64_t n, float *host_out) {
+    if (!m->logits_valid) return tn_err("model: no logits (run a forward first)");
+    if (n < 0 || n >= m->N) return tn_err("model: logits row %lld outside [0, %lld)", (long long)n, (long long)m->N);
+    return m->ops->download(host_out, m->logits + n * m->V, (size_t)m->V * sizeof(float));
+}
+
+/* The matrix a linear layer uses: the parameter itself, or what the weight source supplies (NULL when
+ * the source failed; its message is set). */
 static const float *weight(tn_llama *m, const float *params, int layer, int kind) {
     int via = m->has_src && (layer >= 0 || m->head_via_src);
     if (via) return m->src.weight(m->src.ctx, layer, (tn_linear_kind)kind, m->wscratch);
     return params + (layer >= 0 ? m->lo[layer].w[kind] : m->off_head);
 }
 
-/* The input a linear layer sees: x itself, or its int8 fake-quantization (x[N, in] → m->aq). */
+/* The input a linear layer sees: x itself, or its int8 fake-quantization (x[N, in] → m->aq); NULL on error. */
 static const float *lin_input(tn_llama *m, int layer, int kind, const float *x, int64_t in) {
     int via = m->has_src && (layer >= 0 || m->head_via_src);
     if (!via || m->src.act_bits != 8 || !m->src.is_quantized || !m->src.is_quantized(m->src.ctx, layer, (tn_linear_kind)kind))
         return x;
-    tn_act_fake_quant(x, m->N, in, m->aq);
+    if (m->ops->act_fake_quant(x, m->N, in, m->aq) != 0) return NULL;
     return m->aq;
+}
+
+/* y[N, out] = input(x)[N, in] · W(layer, kind)ᵀ (+ beta · y). */
+static int linear(tn_llama *m, const float *params, int layer, int kind, float *y, const float *x, int64_t in,
+                  int64_t out, float beta) {
+    const float *xin = lin_input(m, layer, kind, x, in);
+    if (!xin) return -1;
+    const float *W = weight(m, params, layer, kind);
+    if (!W) return -1;
+    return m->ops->linear(y, xin, W, m->N, in, out, beta);
+}
+
+/* dx[N, in] = dy[N, out] · W(layer, kind) (+ beta · dx). */
+static int linear_dx(tn_llama *m, const float *params, int layer, int kind, float *dx, const float *dy, int64_t in,
+                     int64_t out, float beta) {
+    const float *W = weight(m, params, layer, kind);
+    if (!W) return -1;
+    return m->ops->linear_dx(dx, dy, W, m->N, in, out, beta);
 }
 
 /* dW for a linear layer: accumulated into grads, or handed to the weight source. */
 static int weight_grad(tn_llama *m, float *grads, int layer, int kind, const float *dy, const float *x_raw,
                        int64_t in, int64_t out) {
     const float *x = lin_input(m, layer, kind, x_raw, in);
+    if (!x) return -1;
     int via = m->has_src && m->src.weight_grad && (layer >= 0 || m->head_via_src);
     if (via) {
-        tn_op_linear_dw(m->gscratch, dy, x, m->N, in, out, 0.0f);
+        TN_CHECK(m->ops->linear_dw(m->gscratch, dy, x, m->N, in, out, 0.0f));
         return m->src.weight_grad(m->src.ctx, layer, (tn_linear_kind)kind, m->gscratch);
     }
     float *dW = grads + (layer >= 0 ? m->lo[layer].w[kind] : m->off_head);
-    tn_op_linear_dw(dW, dy, x, m->N, in, out, 1.0f);
-    return 0;
+    return m->ops->linear_dw(dW, dy, x, m->N, in, out, 1.0f);
 }
 
 static int check_tokens(const int32_t *t, int64_t n, int64_t V, const char *what) {
@@ -237,59 +327,108 @@ static int check_sources(const tn_llama *m) {
     return 0;
 }
 
+static int cmp_i64(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Group the N input positions by token id (sorting (id, position) pairs, so each group's positions stay in
+ * increasing order) and upload the groups: the device embedding backward adds each group's rows in the
+ * order the CPU loop does, without atomics. */
+static int build_token_groups(tn_llama *m, const int32_t *inputs) {
+    const int64_t N = m->N;
+    int64_t *key = malloc((size_t)N * sizeof *key);
+    if (!key) return tn_err("out of memory");
+    for (int64_t n = 0; n < N; n++) key[n] = ((int64_t)inputs[n] << 32) | n;
+    qsort(key, (size_t)N, sizeof *key, cmp_i64);
+    int64_t g = 0;
+    for (int64_t i = 0; i < N; i++) {
+        const int32_t id = (int32_t)(key[i] >> 32);
+        m->h_gpos[i] = (int32_t)(key[i] & 0xffffffff);
+        if (i == 0 || id != m->h_gid[g - 1]) {
+            m->h_gid[g] = id;
+            m->h_gstart[g++] = (int32_t)i;
+        }
+    }
+    m->h_gstart[g] = (int32_t)N;
+    free(key);
+    m->groups = (tn_token_groups){g, m->gid, m->gpos, m->gstart};
+    TN_CHECK(m->ops->upload(m->gid, m->h_gid, (size_t)g * sizeof(int32_t)));
+    TN_CHECK(m->ops->upload(m->gpos, m->h_gpos, (size_t)N * sizeof(int32_t)));
+    return m->ops->upload(m->gstart, m->h_gstart, (size_t)(g + 1) * sizeof(int32_t));
+}
+
 int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, const int32_t *targets,
                      const uint8_t *mask, float *loss, int64_t *n_counted) {
     const int64_t N = m->N, D = m->D, Hq = m->Hq, KVd = m->KVd, F = m->F, V = m->V;
     const tn_llama_config *c = &m->cfg;
+    const tn_ops *ops = m->ops;
     TN_CHECK(check_sources(m));
     TN_CHECK(check_tokens(inputs, N, V, "input"));
     if (targets) TN_CHECK(check_tokens(targets, N, V, "target"));
-    memcpy(m->inputs, inputs, (size_t)N * sizeof *inputs);
+    m->logits_valid = 0;
+    TN_CHECK(ops->upload(m->inputs, inputs, (size_t)N * sizeof *inputs));
     m->have_targets = targets != NULL;
-    if (targets) memcpy(m->targets, targets, (size_t)N * sizeof *targets);
-    if (mask) memcpy(m->mask, mask, (size_t)N);
-    else memset(m->mask, 1, (size_t)N);
+    int64_t counted = 0;
+    if (targets) {
+        TN_CHECK(ops->upload(m->targets, targets, (size_t)N * sizeof *targets));
+        if (mask) {
+            TN_CHECK(ops->upload(m->mask, mask, (size_t)N));
+            for (int64_t n = 0; n < N; n++) counted += mask[n] != 0;
+        } else {
+            uint8_t *ones = malloc((size_t)N);
+            if (!ones) return tn_err("out of memory");
+            memset(ones, 1, (size_t)N);
+            int rc = ops->upload(m->mask, ones, (size_t)N);
+            free(ones);
+            TN_CHECK(rc);
+            counted = N;
+        }
+        if (ops->device_memory) TN_CHECK(build_token_groups(m, inputs));
+    }
 
-    tn_op_embed(m->x, params + m->off_embed, inputs, N, D);
+    TN_CHECK(ops->embed(m->x, params + m->off_embed, m->inputs, N, D));
     for (int64_t l = 0; l < m->L; l++) {
         const layer_offsets *lo = &m->lo[l];
+        const int il = (int)l;
         float *x = m->x + l * N * D, *xnext = m->x + (l + 1) * N * D;
         float *h1 = m->h1 + l * N * D, *q = m->q + l * N * Hq, *k = m->k + l * N * KVd, *v = m->v + l * N * KVd;
         float *att = m->att + l * N * Hq, *xmid = m->xmid + l * N * D, *h2 = m->h2 + l * N * D;
         float *gate = m->gate + l * N * F, *up = m->up + l * N * F, *act = m->act + l * N * F;
-        float *probs = m->probs + l * (int64_t)m->B * c->n_heads * m->T * m->T;
+        float *saved = m->attn_saved + l * m->attn_saved_per_layer;
 
-        tn_op_rmsnorm(h1, m->rstd1 + l * N, x, params + lo->attn_norm, N, D, c->norm_eps);
-        tn_op_linear(q, lin_input(m, (int)l, TN_W_Q, h1, D), weight(m, params, (int)l, TN_W_Q), N, D, Hq, 0.0f);
-        tn_op_linear(k, lin_input(m, (int)l, TN_W_K, h1, D), weight(m, params, (int)l, TN_W_K), N, D, KVd, 0.0f);
-        tn_op_linear(v, lin_input(m, (int)l, TN_W_V, h1, D), weight(m, params, (int)l, TN_W_V), N, D, KVd, 0.0f);
-        tn_op_rope(q, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 0);
-        tn_op_rope(k, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 0);
-        tn_op_attention(att, probs, q, k, v, m->B, m->T, c->n_heads, c->n_kv_heads, m->hd);
-        memcpy(xmid, x, (size_t)(N * D) * sizeof *x);
-        tn_op_linear(xmid, lin_input(m, (int)l, TN_W_O, att, Hq), weight(m, params, (int)l, TN_W_O), N, Hq, D, 1.0f);
+        TN_CHECK(ops->rmsnorm(h1, m->rstd1 + l * N, x, params + lo->attn_norm, N, D, c->norm_eps));
+        TN_CHECK(linear(m, params, il, TN_W_Q, q, h1, D, Hq, 0.0f));
+        TN_CHECK(linear(m, params, il, TN_W_K, k, h1, D, KVd, 0.0f));
+        TN_CHECK(linear(m, params, il, TN_W_V, v, h1, D, KVd, 0.0f));
+        TN_CHECK(ops->rope(q, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 0));
+        TN_CHECK(ops->rope(k, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 0));
+        TN_CHECK(ops->attention(att, saved, q, k, v, m->B, m->T, c->n_heads, c->n_kv_heads, m->hd));
+        TN_CHECK(ops->copy(xmid, x, (size_t)(N * D) * sizeof *x));
+        TN_CHECK(linear(m, params, il, TN_W_O, xmid, att, Hq, D, 1.0f));
 
-        tn_op_rmsnorm(h2, m->rstd2 + l * N, xmid, params + lo->mlp_norm, N, D, c->norm_eps);
-        tn_op_linear(gate, lin_input(m, (int)l, TN_W_GATE, h2, D), weight(m, params, (int)l, TN_W_GATE), N, D, F, 0.0f);
-        tn_op_linear(up, lin_input(m, (int)l, TN_W_UP, h2, D), weight(m, params, (int)l, TN_W_UP), N, D, F, 0.0f);
-        tn_op_swiglu(act, gate, up, N * F);
-        memcpy(xnext, xmid, (size_t)(N * D) * sizeof *x);
-        tn_op_linear(xnext, lin_input(m, (int)l, TN_W_DOWN, act, F), weight(m, params, (int)l, TN_W_DOWN), N, F, D, 1.0f);
+        TN_CHECK(ops->rmsnorm(h2, m->rstd2 + l * N, xmid, params + lo->mlp_norm, N, D, c->norm_eps));
+        TN_CHECK(linear(m, params, il, TN_W_GATE, gate, h2, D, F, 0.0f));
+        TN_CHECK(linear(m, params, il, TN_W_UP, up, h2, D, F, 0.0f));
+        TN_CHECK(ops->swiglu(act, gate, up, N * F));
+        TN_CHECK(ops->copy(xnext, xmid, (size_t)(N * D) * sizeof *x));
+        TN_CHECK(linear(m, params, il, TN_W_DOWN, xnext, act, F, D, 1.0f));
     }
-    tn_op_rmsnorm(m->hf, m->rstdf, m->x + m->L * N * D, params + m->off_final_norm, N, D, c->norm_eps);
-    tn_op_linear(m->logits, lin_input(m, -1, TN_W_COUNT, m->hf, D), weight(m, params, -1, TN_W_COUNT), N, D, V, 0.0f);
+    TN_CHECK(ops->rmsnorm(m->hf, m->rstdf, m->x + m->L * N * D, params + m->off_final_norm, N, D, c->norm_eps));
+    TN_CHECK(linear(m, params, -1, TN_W_COUNT, m->logits, m->hf, D, V, 0.0f));
     m->logits_valid = 1;
 
+    m->nll_sum = 0;
+    m->n_counted = counted;
     if (!targets) {
         if (loss) *loss = 0;
         if (n_counted) *n_counted = 0;
         return 0;
     }
-    int64_t counted = tn_op_cross_entropy(m->nll, m->logits, m->targets, m->mask, N, V);
+    TN_CHECK(ops->cross_entropy(m->nll, m->logits, m->targets, N, V));
     double sum = 0;
-    for (int64_t n = 0; n < N; n++)
-        if (m->mask[n]) sum += m->nll[n];
-    m->n_counted = counted;
+    TN_CHECK(ops->masked_sum(m->nll, m->mask, N, &sum));
+    m->nll_sum = sum;
     if (loss) *loss = counted ? (float)(sum / (double)counted) : 0.0f;
     if (n_counted) *n_counted = counted;
     return 0;
@@ -301,14 +440,15 @@ int tn_llama_backward(tn_llama *m, const float *params, float *grads, float scal
     if (m->n_counted == 0) return 0; /* nothing in the loss: every gradient is zero */
     const int64_t N = m->N, D = m->D, Hq = m->Hq, KVd = m->KVd, F = m->F, V = m->V;
     const tn_llama_config *c = &m->cfg;
+    const tn_ops *ops = m->ops;
 
     float *dlogits = m->logits;
-    tn_op_cross_entropy_backward(dlogits, m->targets, m->mask, N, V, scale / (float)m->n_counted);
+    TN_CHECK(ops->cross_entropy_backward(dlogits, m->targets, m->mask, N, V, scale / (float)m->n_counted));
     TN_CHECK(weight_grad(m, grads, -1, TN_W_COUNT, dlogits, m->hf, D, V));
-    tn_op_linear_dx(m->dh, dlogits, weight(m, params, -1, TN_W_COUNT), N, D, V, 0.0f);
-    memset(m->dx, 0, (size_t)(N * D) * sizeof *m->dx);
-    tn_op_rmsnorm_backward(m->dx, grads + m->off_final_norm, m->dh, m->x + m->L * N * D,
-                           params + m->off_final_norm, m->rstdf, N, D);
+    TN_CHECK(linear_dx(m, params, -1, TN_W_COUNT, m->dh, dlogits, D, V, 0.0f));
+    TN_CHECK(ops->zero(m->dx, (size_t)(N * D) * sizeof *m->dx));
+    TN_CHECK(ops->rmsnorm_backward(m->dx, grads + m->off_final_norm, m->dh, m->x + m->L * N * D,
+                                   params + m->off_final_norm, m->rstdf, N, D));
 
     for (int64_t l = m->L - 1; l >= 0; l--) {
         const layer_offsets *lo = &m->lo[l];
@@ -317,35 +457,34 @@ int tn_llama_backward(tn_llama *m, const float *params, float *grads, float scal
         float *h1 = m->h1 + l * N * D, *q = m->q + l * N * Hq, *k = m->k + l * N * KVd, *v = m->v + l * N * KVd;
         float *att = m->att + l * N * Hq, *xmid = m->xmid + l * N * D, *h2 = m->h2 + l * N * D;
         float *gate = m->gate + l * N * F, *up = m->up + l * N * F, *act = m->act + l * N * F;
-        float *probs = m->probs + l * (int64_t)m->B * c->n_heads * m->T * m->T;
+        const float *saved = m->attn_saved + l * m->attn_saved_per_layer;
 
         /* MLP: m->dx holds dL/dx[l+1], which is also dL/dxmid through the residual. */
         TN_CHECK(weight_grad(m, grads, il, TN_W_DOWN, m->dx, act, F, D));
-        tn_op_linear_dx(m->da, m->dx, weight(m, params, il, TN_W_DOWN), N, F, D, 0.0f);
-        tn_op_swiglu_backward(m->dg, m->du, m->da, gate, up, N * F);
+        TN_CHECK(linear_dx(m, params, il, TN_W_DOWN, m->da, m->dx, F, D, 0.0f));
+        TN_CHECK(ops->swiglu_backward(m->dg, m->du, m->da, gate, up, N * F));
         TN_CHECK(weight_grad(m, grads, il, TN_W_GATE, m->dg, h2, D, F));
         TN_CHECK(weight_grad(m, grads, il, TN_W_UP, m->du, h2, D, F));
-        tn_op_linear_dx(m->dh, m->dg, weight(m, params, il, TN_W_GATE), N, D, F, 0.0f);
-        tn_op_linear_dx(m->dh, m->du, weight(m, params, il, TN_W_UP), N, D, F, 1.0f);
-        tn_op_rmsnorm_backward(m->dx, grads + lo->mlp_norm, m->dh, xmid, params + lo->mlp_norm,
-                               m->rstd2 + l * N, N, D);
+        TN_CHECK(linear_dx(m, params, il, TN_W_GATE, m->dh, m->dg, D, F, 0.0f));
+        TN_CHECK(linear_dx(m, params, il, TN_W_UP, m->dh, m->du, D, F, 1.0f));
+        TN_CHECK(ops->rmsnorm_backward(m->dx, grads + lo->mlp_norm, m->dh, xmid, params + lo->mlp_norm,
+                                       m->rstd2 + l * N, N, D));
 
         /* Attention: m->dx now holds dL/dxmid, which is also dL/dx[l] through the residual. */
         TN_CHECK(weight_grad(m, grads, il, TN_W_O, m->dx, att, Hq, D));
-        tn_op_linear_dx(m->datt, m->dx, weight(m, params, il, TN_W_O), N, Hq, D, 0.0f);
-        tn_op_attention_backward(m->dq, m->dk, m->dv, m->datt, probs, q, k, v, m->B, m->T, c->n_heads,
-                                 c->n_kv_heads, m->hd, m->attn_scratch);
-        tn_op_rope(m->dq, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 1);
-        tn_op_rope(m->dk, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 1);
+        TN_CHECK(linear_dx(m, params, il, TN_W_O, m->datt, m->dx, Hq, D, 0.0f));
+        TN_CHECK(ops->attention_backward(m->dq, m->dk, m->dv, m->datt, att, saved, q, k, v, m->B, m->T, c->n_heads,
+                                         c->n_kv_heads, m->hd, m->attn_scratch));
+        TN_CHECK(ops->rope(m->dq, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 1));
+        TN_CHECK(ops->rope(m->dk, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 1));
         TN_CHECK(weight_grad(m, grads, il, TN_W_Q, m->dq, h1, D, Hq));
         TN_CHECK(weight_grad(m, grads, il, TN_W_K, m->dk, h1, D, KVd));
         TN_CHECK(weight_grad(m, grads, il, TN_W_V, m->dv, h1, D, KVd));
-        tn_op_linear_dx(m->dh, m->dq, weight(m, params, il, TN_W_Q), N, D, Hq, 0.0f);
-        tn_op_linear_dx(m->dh, m->dk, weight(m, params, il, TN_W_K), N, D, KVd, 1.0f);
-        tn_op_linear_dx(m->dh, m->dv, weight(m, params, il, TN_W_V), N, D, KVd, 1.0f);
-        tn_op_rmsnorm_backward(m->dx, grads + lo->attn_norm, m->dh, x, params + lo->attn_norm,
-                               m->rstd1 + l * N, N, D);
+        TN_CHECK(linear_dx(m, params, il, TN_W_Q, m->dh, m->dq, D, Hq, 0.0f));
+        TN_CHECK(linear_dx(m, params, il, TN_W_K, m->dh, m->dk, D, KVd, 1.0f));
+        TN_CHECK(linear_dx(m, params, il, TN_W_V, m->dh, m->dv, D, KVd, 1.0f));
+        TN_CHECK(ops->rmsnorm_backward(m->dx, grads + lo->attn_norm, m->dh, x, params + lo->attn_norm,
+                                       m->rstd1 + l * N, N, D));
     }
-    tn_op_embed_backward(grads + m->off_embed, m->dx, m->inputs, N, D);
-    return 0;
+    return ops->embed_backward(grads + m->off_embed, m->dx, m->inputs, &m->groups, N, D);
 }

@@ -9,8 +9,10 @@
  *   loss = mean over {(b,t): mask[b,t] = 1} of -log softmax(logits[b,t])[targets[b,t]]
  *
  * Conventions are Hugging Face LlamaForCausalLM's (rotate-half RoPE with rope_theta, eps inside the rsqrt),
- * so an imported model gives the reference logits. Matrix products go through OpenBLAS sgemm; everything
- * else is OpenMP-parallel loops in kernels/cpu.
+ * so an imported model gives the reference logits. Every number is computed through an ops table
+ * (kernels/ops.h): the CPU's (OpenBLAS sgemm and OpenMP loops) or CUDA's. With a device table, params,
+ * grads, the weight source's matrices and the logits are device memory; token ids and masks are passed
+ * from the host and uploaded.
  *
  * Linear weights may come from somewhere other than the parameter buffer (quantized training): a
  * tn_weight_source supplies the matrix the forward/backward should use and receives its gradient. */
@@ -19,12 +21,14 @@
 
 #include <stdint.h>
 
+#include "kernels/ops.h"
 #include "model/params.h"
 
 /* Where linear-layer weights come from during forward/backward. NULL source = the dense parameters. */
 typedef struct {
-    /* Return the [out, in] matrix to use for (layer, kind). `scratch` has room for the largest matrix;
-     * the source may fill it and return it, or return any pointer valid until the next call. */
+    /* Return the [out, in] matrix to use for (layer, kind), in the model's table memory. `scratch` has room
+     * for the largest matrix; the source may fill it and return it, or return any pointer valid until the
+     * next call. NULL = failure (the source sets the message). */
     const float *(*weight)(void *ctx, int layer, tn_linear_kind kind, float *scratch);
     /* Receives dL/dW for (layer, kind), valid only during the call (it lives in scratch). If NULL, the
      * gradient is accumulated into the grads buffer passed to backward, as for dense training. */
@@ -39,9 +43,11 @@ typedef struct {
 
 typedef struct tn_llama tn_llama;
 
-/* Allocate activations for batch B and sequence length T (T <= cfg.max_seq_len). The layout is
- * borrowed and must outlive the model. */
-int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T);
+/* Allocate activations for batch B and sequence length T (T <= cfg.max_seq_len) in the memory of `ops`
+ * (NULL = the CPU table). The layout and the table are borrowed and must outlive the model. */
+int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T, const tn_ops *ops);
+/* The bytes tn_llama_create would allocate, without allocating (memory planning). */
+int64_t tn_llama_plan_bytes(const tn_llama_layout *layout, int B, int T, const tn_ops *ops);
 void tn_llama_free(tn_llama *m);
 /* Use `src` for linear weights (copied; NULL restores dense). */
 void tn_llama_set_weight_source(tn_llama *m, const tn_weight_source *src);
@@ -60,10 +66,15 @@ int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, co
  * over gradient-accumulation micro-batches. Requires forward with targets. */
 int tn_llama_backward(tn_llama *m, const float *params, float *grads, float scale);
 
-/* Logits of the last forward, [B, T, V]. */
+/* Logits of the last forward, [B, T, V], and the per-position NLL [B, T] (all positions, masked or
+ * not): table memory (host memory only for the CPU table). */
 const float *tn_llama_logits(const tn_llama *m);
-/* Per-position NLL of the last forward, [B, T] (computed for all positions, masked or not). */
 const float *tn_llama_nll(const tn_llama *m);
+/* Row n of the last forward's logits copied to host memory (V floats), on any device. */
+int tn_llama_logits_row(const tn_llama *m, int64_t n, float *host_out);
+/* Σ of the last forward's NLL over the counted positions, in double (loss · n_counted, unrounded). */
+double tn_llama_nll_sum(const tn_llama *m);
+const tn_ops *tn_llama_ops(const tn_llama *m);
 int tn_llama_batch(const tn_llama *m);
 const tn_llama_config *tn_llama_cfg(const tn_llama *m);
 int tn_llama_seq_len(const tn_llama *m);

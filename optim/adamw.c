@@ -1,13 +1,28 @@
 #include "optim/adamw.h"
-#include "kernels/ops.h"
+#include "kernels/cpu/ops_cpu.h"
 
 #include <math.h>
 
+tn_adamw_step tn_adamw_step_of(const tn_adamw_hparams *h, int64_t t, int decay) {
+    tn_adamw_step s;
+    s.lr = h->lr;
+    s.beta1 = h->beta1;
+    s.beta2 = h->beta2;
+    s.eps = h->eps;
+    s.wd = decay ? h->weight_decay : 0.0f;
+    s.c1 = 1.0f / (1.0f - powf(h->beta1, (float)t));
+    s.c2 = 1.0f / (1.0f - powf(h->beta2, (float)t));
+    return s;
+}
+
 void tn_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, const tn_adamw_hparams *h,
                      int64_t t, int decay) {
-    const float b1 = h->beta1, b2 = h->beta2;
-    const float c1 = 1.0f / (1.0f - powf(b1, (float)t)), c2 = 1.0f / (1.0f - powf(b2, (float)t));
-    const float lr = h->lr, eps = h->eps, wd = decay ? h->weight_decay : 0.0f;
+    const tn_adamw_step s = tn_adamw_step_of(h, t, decay);
+    tn_adamw_apply(p, g, m, v, n, &s);
+}
+
+void tn_adamw_apply(float *p, const float *g, float *m, float *v, int64_t n, const tn_adamw_step *s) {
+    const float b1 = s->beta1, b2 = s->beta2, c1 = s->c1, c2 = s->c2, lr = s->lr, eps = s->eps, wd = s->wd;
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i];

@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "kernels/ops.h"
+
 typedef struct {
     float lr, beta1, beta2, eps, weight_decay;
 } tn_adamw_hparams;
@@ -15,6 +17,10 @@ typedef struct {
 /* Update n parameters in place. decay: 1 applies weight decay to this array, 0 does not. */
 void tn_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, const tn_adamw_hparams *h,
                      int64_t t, int decay);
+/* The constants of step t for the ops table's adamw (c1, c2 in float, as tn_adamw_update computes them),
+ * and the CPU loop that applies them (the ops table's CPU adamw). */
+tn_adamw_step tn_adamw_step_of(const tn_adamw_hparams *h, int64_t t, int decay);
+void tn_adamw_apply(float *p, const float *g, float *m, float *v, int64_t n, const tn_adamw_step *s);
 
 /* Global L2 norm of g[n]; if max_norm > 0 and the norm exceeds it, g is scaled to max_norm.
  * Returns the norm before clipping. */

@@ -2,6 +2,7 @@
  * the top of optim/primal.h; this file implements exactly that, with a scalar and an AVX2 vote kernel. */
 #include "optim/primal.h"
 #include "core/alloc.h"
+#include "kernels/primal_math.h"
 #include "core/error.h"
 #include "core/h5.h"
 #include "quant/pack.h"
@@ -311,19 +312,7 @@ int tn_primal_accumulate(tn_primal_tensor *t, const float *G, const tn_primal_op
 /* ---- optimizer step ---------------------------------------------------------------------------------- */
 
 double tn_primal_flip_prob(const tn_primal_opts *o, float scale) {
-    double p = o->c / (fabs((double)scale) + 1e-6);
-    if (p < o->p_min) p = o->p_min;
-    if (p > o->p_max) p = o->p_max;
-    return p;
-}
-
-/* u_i: the i-th output (i from 0) of a SplitMix64 stream seeded with key, top 53 bits as a double in [0, 1). */
-static inline double stream_uniform(uint64_t key, int64_t i) {
-    uint64_t z = key + ((uint64_t)i + 1) * 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+    return tn_primal_prob(o->c, o->p_min, o->p_max, scale);
 }
 
 /* THE FLIP RULE, one optimizer step of one ghost tensor (votes were cast by tn_primal_vote):
@@ -333,20 +322,31 @@ static inline double stream_uniform(uint64_t key, int64_t i) {
  *       fine layers; primal15 and primal25 by default)
  *   then vote_i = 0, or trunc(vote_i * vote_decay) when vote_decay > 0 and weight i was not selected
  *   (a selected vote is spent even when the weight sits at its grid's end and cannot move).
- * The uniform draw for weight i is stream_uniform(key, i) with one key per call, so the result does not
- * depend on the thread count. */
+ * The uniform draw for weight i is tn_primal_uniform(key, i) (kernels/primal_math.h) with one key per call,
+ * so the result does not depend on the thread count, nor on the device. */
 int tn_primal_step(tn_primal_tensor *t, tn_rng *rng, const tn_primal_opts *o, int64_t *n_flipped) {
     TN_CHECK(tn_primal_opts_check(o));
-    for (int64_t r = 0; r < t->n_scales; r++)
-        if (!isfinite(t->scale[r])) return tn_err("primal: scale %lld is %g", (long long)r, (double)t->scale[r]);
+    TN_CHECK(tn_primal_check_scales(t->scale, t->n_scales));
     const uint64_t key = tn_rng_u64(rng); /* the one draw of this call */
+    tn_primal_step_keyed(t, key, o, NULL, n_flipped);
+    return 0;
+}
+
+int tn_primal_check_scales(const float *scale, int64_t n) {
+    for (int64_t r = 0; r < n; r++)
+        if (!isfinite(scale[r])) return tn_err("primal: scale %lld is %g", (long long)r, (double)scale[r]);
+    return 0;
+}
+
+void tn_primal_step_keyed(tn_primal_tensor *t, uint64_t key, const tn_primal_opts *o, int64_t *n_voted,
+                          int64_t *n_flipped) {
     const int64_t n = t->n, cols = t->cols, top = t->grid->n - 1;
     const int consensus = o->consensus;
     const double decay = o->vote_decay;
     const int64_t nchunks = (n + STEP_CHUNK - 1) / STEP_CHUNK;
-    int64_t flipped = 0;
+    int64_t flipped = 0, voted = 0;
 
-#pragma omp parallel for schedule(static) reduction(+ : flipped) if (nchunks > 2)
+#pragma omp parallel for schedule(static) reduction(+ : flipped, voted) if (nchunks > 2)
     for (int64_t c = 0; c < nchunks; c++) {
         const int64_t i0 = c * STEP_CHUNK, i1 = i0 + STEP_CHUNK < n ? i0 + STEP_CHUNK : n;
         int64_t r = i0 / cols, col = i0 % cols;
@@ -359,7 +359,8 @@ int tn_primal_step(tn_primal_tensor *t, tn_rng *rng, const tn_primal_opts *o, in
             }
             const int v = t->vote[i];
             int spent = 0;
-            if ((v < 0 ? -v : v) >= consensus && stream_uniform(key, i) < p) {
+            voted += v != 0;
+            if ((v < 0 ? -v : v) >= consensus && tn_primal_uniform(key, i) < p) {
                 spent = 1;
                 const int k = tn_primal_index(t, i);
                 int k2 = k + (v > 0 ? 1 : -1);
@@ -370,11 +371,53 @@ int tn_primal_step(tn_primal_tensor *t, tn_rng *rng, const tn_primal_opts *o, in
                 }
             }
             /* Clear, or decay with truncation toward zero; a selected vote is spent. */
-            t->vote[i] = (decay > 0 && !spent) ? (int8_t)(int)((double)v * decay) : 0;
+            t->vote[i] = tn_primal_vote_after(v, spent, decay);
         }
     }
+    if (n_voted) *n_voted = voted;
     if (n_flipped) *n_flipped = flipped;
-    return 0;
+}
+
+/* ---- views for the ops table -------------------------------------------------------------------------- */
+
+tn_ghost_view tn_primal_view(const tn_primal_tensor *t) {
+    tn_ghost_view v = {t->rows, t->cols, t->grid, t->packed, t->scale_per_row, t->idx, t->vote, t->scale};
+    return v;
+}
+
+tn_flip_rule tn_primal_rule(const tn_primal_opts *o) {
+    tn_flip_rule r = {o->z, o->c, o->p_min, o->p_max, o->vote_decay, o->consensus};
+    return r;
+}
+
+tn_primal_tensor tn_primal_tensor_of(const tn_ghost_view *v) {
+    tn_primal_tensor t;
+    memset(&t, 0, sizeof t);
+    t.rows = v->rows;
+    t.cols = v->cols;
+    t.n = v->rows * v->cols;
+    t.grid = v->grid;
+    t.packed = v->packed;
+    t.scale_per_row = v->scale_per_row;
+    t.n_scales = v->scale_per_row ? v->rows : 1;
+    t.idx = v->idx;
+    t.vote = v->vote;
+    t.scale = v->scale;
+    return t;
+}
+
+tn_primal_opts tn_primal_opts_of(const tn_flip_rule *r, double z) {
+    tn_primal_opts o;
+    tn_primal_opts_default(&o);
+    o.z = z;
+    if (r) {
+        o.c = r->c;
+        o.p_min = r->p_min;
+        o.p_max = r->p_max;
+        o.vote_decay = r->vote_decay;
+        o.consensus = r->consensus;
+    }
+    return o;
 }
 
 /* ---- save / load ------------------------------------------------------------------------------------- */

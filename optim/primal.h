@@ -27,8 +27,9 @@
  *  weight in row-major order. tn_primal_step draws exactly ONE tn_rng_u64 per call (a key K, drawn even when
  *  nothing votes); weight i (row-major flat index) then uses the uniform
  *      u_i = top 53 bits of splitmix64_mix(K + (i + 1) · 0x9e3779b97f4a7c15) / 2^53     (flip iff u_i < p)
- *  i.e. the i-th output of a SplitMix64 stream seeded with K: independent of thread count and of which other
- *  weights voted. The caller steps tensors in a fixed order (layout order) with one tn_rng.
+ *  i.e. the i-th output of a SplitMix64 stream seeded with K: independent of thread count, of which other
+ *  weights voted, and of the device (kernels/primal_math.h is the one definition the CPU and the CUDA flip
+ *  kernel share). The caller steps tensors in a fixed order (layout order) with one tn_rng.
  *  Reductions (|G| statistics, scale gradients) are per row in double, then summed row by row in order, so
  *  they do not depend on the number of threads either.
  *
@@ -44,6 +45,7 @@
 
 #include "core/config.h"
 #include "core/rng.h"
+#include "kernels/ops.h"
 #include "quant/grid.h"
 
 typedef struct {
@@ -106,6 +108,20 @@ double tn_primal_flip_prob(const tn_primal_opts *o, float scale);
  * *n_flipped (may be NULL) = weights whose index changed (a move clamped at a grid end is not counted).
  * Fails if a scale is not finite; nothing changes then and no random number is drawn. */
 int tn_primal_step(tn_primal_tensor *t, tn_rng *rng, const tn_primal_opts *o, int64_t *n_flipped);
+
+/* The step split for devices: the caller checks the scales (tn_primal_check_scales, host memory), draws
+ * the key with tn_rng_u64 and runs the flip loop (tn_primal_step_keyed on the CPU, the ops table's
+ * primal_flip on a device). *n_voted (may be NULL) = weights that had a vote before the step. */
+int tn_primal_check_scales(const float *scale, int64_t n);
+void tn_primal_step_keyed(tn_primal_tensor *t, uint64_t key, const tn_primal_opts *o, int64_t *n_voted,
+                          int64_t *n_flipped);
+
+/* The ops table's view of a tensor and of the rule's constants (kernels/ops.h), and back: a tensor struct
+ * over a view's arrays (owning nothing; for the CPU table's PRIMAL entries). */
+tn_ghost_view tn_primal_view(const tn_primal_tensor *t);
+tn_flip_rule tn_primal_rule(const tn_primal_opts *o);
+tn_primal_tensor tn_primal_tensor_of(const tn_ghost_view *v);
+tn_primal_opts tn_primal_opts_of(const tn_flip_rule *r, double z);
 
 /* Bytes held per state component (idx, vote, scales). */
 void tn_primal_bytes(const tn_primal_tensor *t, int64_t *idx_bytes, int64_t *vote_bytes, int64_t *scale_bytes);

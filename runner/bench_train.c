@@ -145,7 +145,7 @@ int tn_bench_train(int argc, char **argv) {
         tg = tn_alloc((size_t)B * T, 4);
         rc = (params && grads && mom && vel && in && tg) ? 0 : -1;
     }
-    if (rc == 0) rc = tn_llama_create(&m, &layout, B, T);
+    if (rc == 0) rc = tn_llama_create(&m, &layout, B, T, NULL);
     double t = 0, t_ste = 0;
     tn_ste_quantizer q;
     int have_q = 0;

@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "export/gguf_dequant.h"
-#include "kernels/ops.h"
+#include "kernels/cpu/ops_cpu.h"
 #include "kernels/packed.h"
 #include "model/params.h"
 #include "quant/act.h"

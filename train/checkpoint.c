@@ -4,7 +4,7 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/h5.h"
-#include "kernels/ops.h"
+#include "kernels/cpu/ops_cpu.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -46,7 +46,7 @@ int tn_eval_checkpoint(const char *ckpt, const char *shard_path, int seq_len, in
     tn_quant_spec spec;
     int ste = 0;
     if (rc == 0) rc = tn_snapshot_apply(ckpt, &ck, &spec, &ste);
-    if (rc == 0) rc = tn_llama_create(&m, &ck.layout, batch, seq_len);
+    if (rc == 0) rc = tn_llama_create(&m, &ck.layout, batch, seq_len, NULL);
     act_ctx actx = {&spec, &ck.layout, ck.params};
     if (rc == 0 && ste && spec.act_bits == 8) {
         tn_weight_source src = {act_weight, NULL, 8, act_selected, &actx};

@@ -11,7 +11,7 @@
 #include "core/h5.h"
 #include "core/json.h"
 #include "core/log.h"
-#include "kernels/ops.h"
+#include "kernels/cpu/ops_cpu.h"
 #include "optim/primal.h"
 
 #include <stdio.h>

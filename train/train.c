@@ -15,7 +15,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timer.h"
-#include "kernels/ops.h"
+#include "kernels/cpu/ops_cpu.h"
 
 #include <cblas.h>
 #include <dirent.h>
@@ -244,7 +244,7 @@ static int alloc_model(tn_run *r) {
     r->adam_m = tn_alloc(r->layout.numel, sizeof(float));
     r->adam_v = tn_alloc(r->layout.numel, sizeof(float));
     if (!r->grads || !r->adam_m || !r->adam_v) return -1;
-    return tn_llama_create(&r->model, &r->layout, (int)r->batch, (int)r->seq_len);
+    return tn_llama_create(&r->model, &r->layout, (int)r->batch, (int)r->seq_len, NULL);
 }
 
 void tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask) {
@@ -392,7 +392,7 @@ static int setup_tokenizer(tn_run *r) {
 
 static int salad_test(tn_run *r) {
     if (!r->sampler) {
-        TN_CHECK(tn_llama_create(&r->sampler, &r->layout, 1, (int)r->seq_len));
+        TN_CHECK(tn_llama_create(&r->sampler, &r->layout, 1, (int)r->seq_len, NULL));
         tn_weight_source src;
         int head;
         if (tn_llama_get_weight_source(r->model, &src, &head)) tn_llama_set_weight_source(r->sampler, &src);

@@ -1,5 +1,5 @@
 /* CPU implementations of kernels/ops.h. */
-#include "kernels/ops.h"
+#include "kernels/cpu/ops_cpu.h"
 #include "kernels/cpu/vexp.h"
 
 #include <cblas.h>
@@ -223,6 +223,8 @@ void tn_op_attention(float *out, float *probs, const float *q, const float *k, c
         }
     }
 }
+
+int64_t tn_op_attention_scratch_floats(int64_t T) { return (int64_t)omp_get_max_threads() * T * T; }
 
 /* Per (b, kv head): every q head of the group adds into the same dk, dv rows, so the group is one task.
  *   dP = dO Vᵀ;  dV += Pᵀ dO;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale;  dQ = dS K;  dK += dSᵀ Q

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/ops.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -30,6 +32,8 @@ int tn_cuda_upload(void *dev_dst, const void *host_src, size_t bytes);   /* wait
 int tn_cuda_download(void *host_dst, const void *dev_src, size_t bytes); /* waits for queued work */
 int tn_cuda_memset0(void *dev, size_t bytes);
 int tn_cuda_sync(void);
+/* Bytes allocated through tn_cuda_alloc now and at most since start. */
+void tn_cuda_mem_usage(int64_t *in_use, int64_t *peak);
 
 /* ---- int8 activations (kernels/packed.h tn_act_quant_i8_rows, bit-exact) ---------------------------
  * X [n_tok, n] float -> Q [n_tok, n] int8, scales [n_tok]. One thread block per token. */
@@ -57,6 +61,65 @@ int tn_cuda_set_precision(int precision);
 int tn_cuda_get_precision(void);
 /* Row-major y[N, out] = x[N, in] · W[out, in]ᵀ (+ beta · y) (kernels/ops.h tn_op_linear, to float rounding). */
 int tn_cuda_sgemm(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out, float beta);
+
+/* ---- the training ops (the CUDA side of kernels/ops.h; each is that table entry's CUDA implementation,
+ * same arguments and meaning, all arrays device memory unless marked host). One definition per file:
+ *   kernels/cuda/model.cu      norms, RoPE, SwiGLU, embedding, cross-entropy, activation fake-quant,
+ *                              vectors and reductions, AdamW
+ *   kernels/cuda/attention.cu  causal GQA attention, tiled with an online softmax; the backward recomputes
+ *                              the probabilities from the saved log-sum-exp [B, H, T]
+ *   kernels/cuda/quant.cu      STE quantization (scales, snap) and the λ blend
+ *   kernels/cuda/primal.cu     PRIMAL materialise, vote, flip
+ * Reductions that return a value to the host are deterministic (a fixed reduction tree, no float
+ * atomics), so a run repeats bit for bit on one GPU. ---------------------------------------------- */
+int tn_cuda_rmsnorm(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
+int tn_cuda_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
+                             int64_t N, int64_t D);
+int tn_cuda_rope(float *x, const float *cos_t, const float *sin_t, int64_t B, int64_t T, int64_t n_heads, int64_t hd,
+                 int inverse);
+int tn_cuda_swiglu(float *a, const float *g, const float *u, int64_t n);
+int tn_cuda_swiglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n);
+int tn_cuda_embed(float *x, const float *E, const int32_t *tokens, int64_t N, int64_t D);
+/* groups: host struct, its arrays device memory (kernels/ops.h tn_token_groups). */
+int tn_cuda_embed_backward(float *dE, const float *dx, const tn_token_groups *groups, int64_t N, int64_t D);
+int tn_cuda_cross_entropy(float *nll, const float *logits, const int32_t *targets, int64_t N, int64_t V);
+int tn_cuda_cross_entropy_backward(float *logits, const int32_t *targets, const uint8_t *mask, int64_t N, int64_t V,
+                                   float g);
+int tn_cuda_act_fake_quant(const float *x, int64_t rows, int64_t cols, float *out);
+int tn_cuda_add(float *y, const float *x, int64_t n);
+int tn_cuda_scale(float *x, float s, int64_t n);
+int tn_cuda_sumsq(const float *x, int64_t n, double *host_out);
+int tn_cuda_masked_sum(const float *x, const uint8_t *mask, int64_t n, double *host_out);
+int tn_cuda_count_nonzero_i8(const int8_t *v, int64_t n, int64_t *host_out);
+int tn_cuda_adamw(float *p, const float *g, float *m, float *v, int64_t n, const tn_adamw_step *h);
+
+int64_t tn_cuda_attention_saved_floats(int64_t B, int64_t T, int64_t H);
+int64_t tn_cuda_attention_scratch_floats(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
+int tn_cuda_attention(float *out, float *lse, const float *q, const float *k, const float *v, int64_t B, int64_t T,
+                      int64_t H, int64_t KV, int64_t hd);
+int tn_cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                               const float *q, const float *k, const float *v, int64_t B, int64_t T, int64_t H,
+                               int64_t KV, int64_t hd, float *scratch);
+
+/* g: host struct (passed to the kernels by value). */
+int tn_cuda_quantize(const float *W, int64_t rows, int64_t cols, const tn_grid *g, int rule, int per_row, float *Wq,
+                     uint8_t *idx, float *scales);
+int tn_cuda_ste_blend(const float *W, const float *Wq, int64_t n, float lambda, float *out);
+
+/* t: host struct, its idx/vote/scale arrays device memory; t->grid a host struct. */
+int tn_cuda_primal_materialize(const tn_ghost_view *t, float *W);
+int tn_cuda_primal_accumulate(const tn_ghost_view *t, const float *G, double z, float *scale_grad,
+                              int64_t *host_voters);
+int tn_cuda_primal_flip(const tn_ghost_view *t, uint64_t key, const tn_flip_rule *rule, int64_t *host_voted,
+                        int64_t *host_flipped);
+
+/* Device scratch shared by the ops above for their temporaries (partial sums, row statistics): a
+ * grow-only buffer of at least `bytes`, valid until the next call. Ops on the one stream run in order, so
+ * one op's kernels finish with it before the next op's start. NULL + message on failure. */
+void *tn_cuda_scratch(size_t bytes);
+
+/* The CUDA ops table (kernels/cuda/ops_table.cu). */
+const tn_ops *tn_cuda_ops(void);
 
 /* 1 when this build runs kernels on the CPU emulator (-DTN_CUDA_EMU=ON), 0 for a real CUDA build. */
 int tn_cuda_is_emulated(void);

@@ -1,6 +1,9 @@
 /* Device discovery and device memory (kernels/cuda/cuda_ops.h). */
 #include <stdio.h>
 
+#include <mutex>
+#include <unordered_map>
+
 #include "kernels/cuda/cuda_internal.h"
 
 #ifndef TN_CUDA_ARCHS
@@ -48,18 +51,63 @@ extern "C" int tn_cuda_available(const char **reason) {
 
 /* ---- memory ---------------------------------------------------------------------------------------- */
 
+/* Every allocation's size, for the in-use / peak accounting the memory report and the plan check use. */
+static std::mutex g_mem_mu;
+static std::unordered_map<void *, size_t> g_sizes;
+static int64_t g_in_use = 0, g_peak = 0;
+
 extern "C" void *tn_cuda_alloc(size_t bytes) {
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
     if (e != cudaSuccess) {
-        tn_err("cudaMalloc(%zu bytes): %s", bytes, cudaGetErrorString(e));
+        cudaGetLastError(); /* an allocation failure is not sticky */
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+            tn_err("cudaMalloc(%zu bytes): %s (%.1f MiB of %.1f MiB free)", bytes, cudaGetErrorString(e),
+                   (double)free_b / (1 << 20), (double)total_b / (1 << 20));
+        else
+            tn_err("cudaMalloc(%zu bytes): %s", bytes, cudaGetErrorString(e));
         return NULL;
     }
+    std::lock_guard<std::mutex> l(g_mem_mu);
+    g_sizes[p] = bytes;
+    g_in_use += (int64_t)bytes;
+    if (g_in_use > g_peak) g_peak = g_in_use;
     return p;
 }
 
 extern "C" void tn_cuda_free(void *dev) {
-    if (dev) cudaFree(dev);
+    if (!dev) return;
+    {
+        std::lock_guard<std::mutex> l(g_mem_mu);
+        auto it = g_sizes.find(dev);
+        if (it != g_sizes.end()) {
+            g_in_use -= (int64_t)it->second;
+            g_sizes.erase(it);
+        }
+    }
+    cudaFree(dev);
+}
+
+extern "C" void tn_cuda_mem_usage(int64_t *in_use, int64_t *peak) {
+    std::lock_guard<std::mutex> l(g_mem_mu);
+    if (in_use) *in_use = g_in_use;
+    if (peak) *peak = g_peak;
+}
+
+static void *g_scratch = NULL;
+static size_t g_scratch_bytes = 0;
+
+extern "C" void *tn_cuda_scratch(size_t bytes) {
+    if (bytes <= g_scratch_bytes && g_scratch) return g_scratch;
+    tn_cuda_free(g_scratch); /* cudaFree waits for kernels still using the old buffer */
+    g_scratch = NULL;
+    g_scratch_bytes = 0;
+    size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes; /* at least 1 MiB: few regrowths */
+    g_scratch = tn_cuda_alloc(want);
+    if (!g_scratch) return NULL;
+    g_scratch_bytes = want;
+    return g_scratch;
 }
 
 extern "C" int tn_cuda_upload(void *dev_dst, const void *host_src, size_t bytes) {
@@ -91,4 +139,9 @@ extern "C" int tn_cuda_is_emulated(void) {
 #endif
 }
 
-extern "C" void tn_cuda_shutdown(void) { tn_cuda_blas_shutdown(); }
+extern "C" void tn_cuda_shutdown(void) {
+    tn_cuda_free(g_scratch);
+    g_scratch = NULL;
+    g_scratch_bytes = 0;
+    tn_cuda_blas_shutdown();
+}

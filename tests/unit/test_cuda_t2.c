@@ -15,7 +15,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/cpu/cpu_features.h"
-#include "kernels/ops.h"
+#include "kernels/cpu/ops_cpu.h"
 #include "kernels/packed.h"
 #include "kernels/t2_math.h"
 

@@ -108,7 +108,7 @@ static int src_isq(void *vctx, int layer, tn_linear_kind kind) {
 
 static float *train_logits(const tn_llama_layout *l, const float *params, const tn_quant_spec *act8_spec) {
     tn_llama *m;
-    if (tn_llama_create(&m, l, 1, NT) != 0) return NULL;
+    if (tn_llama_create(&m, l, 1, NT, NULL) != 0) return NULL;
     src_ctx sc = {l, params, act8_spec};
     if (act8_spec) {
         tn_weight_source src = {src_weight, NULL, 8, src_isq, &sc};

@@ -81,7 +81,7 @@ static void check_config(const char *label, const tn_llama_config *cfg, float em
     CHECK(n_on > 0 && n_on < B * T);
 
     fd_ctx c = {NULL, inputs, targets, mask};
-    CHECK_OK(tn_llama_create(&c.m, &l, B, T));
+    CHECK_OK(tn_llama_create(&c.m, &l, B, T, NULL));
     if (!c.m) exit(tn_test_finish());
 
     float loss;

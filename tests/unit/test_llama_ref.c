@@ -68,7 +68,7 @@ static void run_fixture(const char *file) {
     for (size_t i = 0; i < BT; i++) n_mask += mask[i];
 
     tn_llama *m = NULL;
-    CHECK_OK(tn_llama_create(&m, &layout, B, T));
+    CHECK_OK(tn_llama_create(&m, &layout, B, T, NULL));
     if (!m) exit(tn_test_finish());
     CHECK(tn_llama_batch(m) == B && tn_llama_seq_len(m) == T);
 

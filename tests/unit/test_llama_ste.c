@@ -269,7 +269,7 @@ static void run_fixture(const char *file) {
     tn_h5_close(f);
 
     tn_llama *m = NULL;
-    CHECK_OK(tn_llama_create(&m, &layout, B, T));
+    CHECK_OK(tn_llama_create(&m, &layout, B, T, NULL));
     if (!m) exit(tn_test_finish());
     tn_weight_source ws = src_make(&src, qa.act_bits, 0);
     tn_llama_set_weight_source(m, &ws);

@@ -1,0 +1,268 @@
+/* The CPU ops table (kernels/ops.h): the functions of kernels/cpu, quant/ and optim/ behind the table's
+ * signatures. Host memory; nothing here fails but allocation, the quantizer on a non-finite weight and
+ * PRIMAL's accumulate on a non-finite gradient. */
+#include "kernels/ops.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "kernels/cpu/ops_cpu.h"
+#include "optim/adamw.h"
+#include "optim/primal.h"
+#include "optim/ste.h"
+#include "quant/act.h"
+#include "quant/snap.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* ---- memory ------------------------------------------------------------------------------------------ */
+
+static _Atomic int64_t g_in_use, g_peak;
+
+/* Host allocations carry their size in front, for the accounting. */
+typedef struct {
+    size_t bytes;
+    size_t pad[7]; /* keep the user block 64-byte aligned */
+} alloc_head;
+
+static void *cpu_alloc(size_t bytes) {
+    alloc_head *h = tn_alloc(sizeof(alloc_head) + bytes, 1);
+    if (!h) return NULL;
+    h->bytes = bytes;
+    int64_t now = atomic_fetch_add(&g_in_use, (int64_t)bytes) + (int64_t)bytes, peak = atomic_load(&g_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&g_peak, &peak, now)) {
+    }
+    return h + 1;
+}
+
+static void cpu_free(void *p) {
+    if (!p) return;
+    alloc_head *h = (alloc_head *)p - 1;
+    atomic_fetch_sub(&g_in_use, (int64_t)h->bytes);
+    tn_free(h);
+}
+
+static int cpu_upload(void *dst, const void *src, size_t n) {
+    if (n) memmove(dst, src, n);
+    return 0;
+}
+
+static int cpu_zero(void *p, size_t n) {
+    if (n) memset(p, 0, n);
+    return 0;
+}
+
+static int cpu_sync(void) { return 0; }
+
+static void cpu_mem_usage(int64_t *in_use, int64_t *peak) {
+    if (in_use) *in_use = atomic_load(&g_in_use);
+    if (peak) *peak = atomic_load(&g_peak);
+}
+
+/* ---- the model --------------------------------------------------------------------------------------- */
+
+static int cpu_linear(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out, float beta) {
+    tn_op_linear(y, x, W, N, in, out, beta);
+    return 0;
+}
+
+static int cpu_linear_dx(float *dx, const float *dy, const float *W, int64_t N, int64_t in, int64_t out, float beta) {
+    tn_op_linear_dx(dx, dy, W, N, in, out, beta);
+    return 0;
+}
+
+static int cpu_linear_dw(float *dW, const float *dy, const float *x, int64_t N, int64_t in, int64_t out, float beta) {
+    tn_op_linear_dw(dW, dy, x, N, in, out, beta);
+    return 0;
+}
+
+static int cpu_rmsnorm(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps) {
+    tn_op_rmsnorm(y, rstd, x, w, N, D, eps);
+    return 0;
+}
+
+static int cpu_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                                const float *rstd, int64_t N, int64_t D) {
+    tn_op_rmsnorm_backward(dx, dw, dy, x, w, rstd, N, D);
+    return 0;
+}
+
+static int cpu_rope(float *x, const float *cos_t, const float *sin_t, int64_t B, int64_t T, int64_t n_heads,
+                    int64_t hd, int inverse) {
+    tn_op_rope(x, cos_t, sin_t, B, T, n_heads, hd, inverse);
+    return 0;
+}
+
+static int64_t cpu_attention_saved(int64_t B, int64_t T, int64_t H) { return B * H * T * T; }
+
+static int64_t cpu_attention_scratch(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    (void)B, (void)H, (void)KV, (void)hd;
+    return tn_op_attention_scratch_floats(T);
+}
+
+static int cpu_attention(float *out, float *saved, const float *q, const float *k, const float *v, int64_t B, int64_t T,
+                         int64_t H, int64_t KV, int64_t hd) {
+    tn_op_attention(out, saved, q, k, v, B, T, H, KV, hd);
+    return 0;
+}
+
+static int cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                  const float *saved, const float *q, const float *k, const float *v, int64_t B,
+                                  int64_t T, int64_t H, int64_t KV, int64_t hd, float *scratch) {
+    (void)out;
+    tn_op_attention_backward(dq, dk, dv, dout, saved, q, k, v, B, T, H, KV, hd, scratch);
+    return 0;
+}
+
+static int cpu_swiglu(float *a, const float *g, const float *u, int64_t n) {
+    tn_op_swiglu(a, g, u, n);
+    return 0;
+}
+
+static int cpu_swiglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, int64_t n) {
+    tn_op_swiglu_backward(dg, du, da, g, u, n);
+    return 0;
+}
+
+static int cpu_embed(float *x, const float *E, const int32_t *tokens, int64_t N, int64_t D) {
+    tn_op_embed(x, E, tokens, N, D);
+    return 0;
+}
+
+static int cpu_embed_backward(float *dE, const float *dx, const int32_t *tokens, const tn_token_groups *groups,
+                              int64_t N, int64_t D) {
+    (void)groups;
+    tn_op_embed_backward(dE, dx, tokens, N, D);
+    return 0;
+}
+
+static int cpu_cross_entropy(float *nll, const float *logits, const int32_t *targets, int64_t N, int64_t V) {
+    tn_op_cross_entropy(nll, logits, targets, NULL, N, V);
+    return 0;
+}
+
+static int cpu_cross_entropy_backward(float *logits, const int32_t *targets, const uint8_t *mask, int64_t N, int64_t V,
+                                      float g) {
+    tn_op_cross_entropy_backward(logits, targets, mask, N, V, g);
+    return 0;
+}
+
+static int cpu_act_fake_quant(const float *x, int64_t rows, int64_t cols, float *out) {
+    tn_act_fake_quant(x, rows, cols, out);
+    return 0;
+}
+
+/* ---- vectors and reductions -------------------------------------------------------------------------- */
+
+static int cpu_add(float *y, const float *x, int64_t n) {
+    tn_op_add(y, x, n);
+    return 0;
+}
+
+static int cpu_scale(float *x, float s, int64_t n) {
+    tn_op_scale(x, s, n);
+    return 0;
+}
+
+static int cpu_sumsq(const float *x, int64_t n, double *out) {
+    *out = tn_op_sumsq(x, n);
+    return 0;
+}
+
+/* In position order, in double (the loss the training log has always shown). */
+static int cpu_masked_sum(const float *x, const uint8_t *mask, int64_t n, double *out) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!mask || mask[i]) s += x[i];
+    *out = s;
+    return 0;
+}
+
+static int cpu_count_nonzero_i8(const int8_t *v, int64_t n, int64_t *out) {
+    int64_t c = 0;
+#pragma omp parallel for simd reduction(+ : c) schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) c += v[i] != 0;
+    *out = c;
+    return 0;
+}
+
+/* ---- optimizers -------------------------------------------------------------------------------------- */
+
+static int cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, const tn_adamw_step *h) {
+    tn_adamw_apply(p, g, m, v, n, h);
+    return 0;
+}
+
+static int cpu_ste_blend(const float *W, const float *Wq, int64_t n, float lambda, float *out) {
+    tn_ste_blend(W, Wq, n, lambda, out);
+    return 0;
+}
+
+static int cpu_quantize(const float *W, int64_t rows, int64_t cols, const tn_grid *g, int rule, int per_row, float *Wq,
+                        uint8_t *idx, float *scales) {
+    return tn_quantize_tensor(W, rows, cols, g, (tn_scale_rule)rule, per_row, Wq, idx, scales);
+}
+
+static int cpu_primal_materialize(const tn_ghost_view *v, float *W) {
+    tn_primal_tensor t = tn_primal_tensor_of(v);
+    tn_primal_materialize(&t, W);
+    return 0;
+}
+
+static int cpu_primal_accumulate(const tn_ghost_view *v, const float *G, double z, float *scale_grad, int64_t *voters) {
+    tn_primal_tensor t = tn_primal_tensor_of(v);
+    tn_primal_opts o = tn_primal_opts_of(NULL, z);
+    return tn_primal_accumulate(&t, G, &o, scale_grad, voters);
+}
+
+static int cpu_primal_flip(const tn_ghost_view *v, uint64_t key, const tn_flip_rule *rule, int64_t *voted,
+                           int64_t *flipped) {
+    tn_primal_tensor t = tn_primal_tensor_of(v);
+    tn_primal_opts o = tn_primal_opts_of(rule, rule->z);
+    tn_primal_step_keyed(&t, key, &o, voted, flipped);
+    return 0;
+}
+
+static const tn_ops cpu_ops = {
+    .name = "cpu",
+    .device_memory = 0,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_upload,
+    .download = cpu_upload,
+    .copy = cpu_upload,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .mem_usage = cpu_mem_usage,
+    .linear = cpu_linear,
+    .linear_dx = cpu_linear_dx,
+    .linear_dw = cpu_linear_dw,
+    .rmsnorm = cpu_rmsnorm,
+    .rmsnorm_backward = cpu_rmsnorm_backward,
+    .rope = cpu_rope,
+    .attention_saved_floats = cpu_attention_saved,
+    .attention_scratch_floats = cpu_attention_scratch,
+    .attention = cpu_attention,
+    .attention_backward = cpu_attention_backward,
+    .swiglu = cpu_swiglu,
+    .swiglu_backward = cpu_swiglu_backward,
+    .embed = cpu_embed,
+    .embed_backward = cpu_embed_backward,
+    .cross_entropy = cpu_cross_entropy,
+    .cross_entropy_backward = cpu_cross_entropy_backward,
+    .act_fake_quant = cpu_act_fake_quant,
+    .add = cpu_add,
+    .scale = cpu_scale,
+    .sumsq = cpu_sumsq,
+    .masked_sum = cpu_masked_sum,
+    .count_nonzero_i8 = cpu_count_nonzero_i8,
+    .adamw = cpu_adamw,
+    .ste_blend = cpu_ste_blend,
+    .quantize = cpu_quantize,
+    .primal_materialize = cpu_primal_materialize,
+    .primal_accumulate = cpu_primal_accumulate,
+    .primal_flip = cpu_primal_flip,
+};
+
+const tn_ops *tn_ops_cpu(void) { return &cpu_ops; }
