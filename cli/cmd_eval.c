@@ -10,12 +10,14 @@
 #include <string.h>
 
 static void help(void) {
-    printf("usage: trinity eval MODEL --data SHARD.h5 [--seq-len N] [--batch B] [--max-windows W] [--fast] [--json]\n\n"
+    printf("usage: trinity eval MODEL --data SHARD.h5 [--seq-len N] [--batch B] [--max-windows W] [--fast]\n"
+           "                  [--device cpu|cuda|cuda:N] [--json]\n\n"
            "Mean masked negative log-likelihood and perplexity of MODEL (.h5 checkpoint or .trin) over the\n"
            "shard, in non-overlapping windows of N tokens (default min(512, max_seq_len)). Quantized\n"
            "checkpoints are evaluated with their snapped weights. A .trin runs through the inference engine:\n"
            "exactly (float activations, the checkpoint's loss) by default, or with --fast through the int8 /\n"
            "lookup kernels that `trinity run` uses.\n"
+           "--device evaluates a .h5 checkpoint on that device (default cpu; docs/CUDA.md).\n"
            "--json prints {\"loss\": L, \"ppl\": P, \"tokens\": T} on one line.\n");
 }
 
@@ -29,7 +31,7 @@ static int parse_pos(const char *flag, const char *s, long long max, long long *
 }
 
 int tn_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL;
+    const char *model = NULL, *data = NULL, *device = "cpu";
     long long seq = 0, batch = 4, maxw = 0;
     int json = 0, fast = 0;
     for (int i = 1; i < argc; i++) {
@@ -42,10 +44,11 @@ int tn_cmd_eval(int argc, char **argv) {
         } else if (!strcmp(a, "--fast")) {
             fast = 1;
         } else if (!strcmp(a, "--data") || !strcmp(a, "--seq-len") || !strcmp(a, "--batch") ||
-                   !strcmp(a, "--max-windows")) {
+                   !strcmp(a, "--max-windows") || !strcmp(a, "--device")) {
             if (i + 1 >= argc) return tn_cli_usage_error("eval", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--data")) data = v;
+            else if (!strcmp(a, "--device")) device = v;
             else if (!strcmp(a, "--seq-len") && parse_pos(a, v, 1 << 20, &seq) != 0)
                 return tn_cli_usage_error("eval", "--seq-len: '%s' is not a positive integer", v);
             else if (!strcmp(a, "--batch") && parse_pos(a, v, 4096, &batch) != 0)
@@ -67,11 +70,14 @@ int tn_cmd_eval(int argc, char **argv) {
     size_t ml = strlen(model);
     int rc;
     if (ml > 5 && !strcmp(model + ml - 5, ".trin")) {
+        if (strcmp(device, "cpu") != 0)
+            return tn_cli_usage_error("eval", "--device %s: a .trin runs on the CPU inference engine; --device applies "
+                                              "to .h5 checkpoints", device);
         rc = tn_trin_eval(model, data, (int)seq, (int)batch, maxw, fast ? TN_INFER_FAST : TN_INFER_EXACT, &loss,
                           &counted);
     } else {
         if (fast) return tn_cli_usage_error("eval", "--fast applies to .trin models");
-        rc = tn_eval_checkpoint(model, data, (int)seq, (int)batch, maxw, &loss, &counted);
+        rc = tn_eval_checkpoint(model, data, (int)seq, (int)batch, maxw, device, &loss, &counted);
     }
     if (rc != 0) return tn_cli_fail();
     if (json) {

@@ -6,9 +6,11 @@
 #include <string.h>
 
 static void help(void) {
-    printf("usage: trinity train CONFIG.ini [section.key=value ...] [--resume | --resume-from CKPT.h5]\n\n"
+    printf("usage: trinity train CONFIG.ini [section.key=value ...] [--device cpu|cuda|cuda:N]\n"
+           "                     [--resume | --resume-from CKPT.h5]\n\n"
            "Train a model as the config says (dense AdamW, STE evolution with [quant], or PRIMAL with\n"
            "[optim] method = primal). Keys: docs/CONFIG.md. Overrides replace config values.\n\n"
+           "  --device D          where to train (same as train.device=D; default [train] device, cpu)\n"
            "  --resume            continue from the newest ckpt-*.h5 in [train] out_dir\n"
            "  --resume-from PATH  continue from a given checkpoint\n\n"
            "The run directory gets config.ini, log.jsonl (one JSON object per step and per evaluation)\n"
@@ -17,7 +19,8 @@ static void help(void) {
 
 int tn_cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL;
-    char *overrides[256];
+    char *overrides[257];
+    char device_override[64];
     int n_over = 0;
     for (int i = 1; i < argc; i++) {
         if (tn_cli_is_help(argv[i])) {
@@ -25,6 +28,12 @@ int tn_cmd_train(int argc, char **argv) {
             return TN_EXIT_OK;
         } else if (!strcmp(argv[i], "--resume")) {
             resume = "";
+        } else if (!strcmp(argv[i], "--device")) {
+            if (i + 1 >= argc) return tn_cli_usage_error("train", "--device needs cpu, cuda or cuda:N");
+            if (strlen(argv[i + 1]) >= sizeof device_override - 16)
+                return tn_cli_usage_error("train", "--device: '%s' is too long", argv[i + 1]);
+            snprintf(device_override, sizeof device_override, "train.device=%s", argv[++i]);
+            overrides[n_over++] = device_override; /* applied like any override; a later one wins */
         } else if (!strcmp(argv[i], "--resume-from")) {
             if (i + 1 >= argc) return tn_cli_usage_error("train", "--resume-from needs a path");
             resume = argv[++i];

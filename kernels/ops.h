@@ -21,6 +21,10 @@
 
 #include "quant/grid.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Positions of a batch of N token ids grouped by id, for a deterministic embedding backward (the CUDA
  * backend sums each group's rows in position order, as the CPU loop does). Group u is token id[u] at
  * positions pos[start[u] .. start[u+1]), increasing; arrays in table memory. Built on the host by the
@@ -139,5 +143,9 @@ struct tn_ops {
 
 /* The CPU table (always available). */
 const tn_ops *tn_ops_cpu(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

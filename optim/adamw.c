@@ -1,4 +1,5 @@
 #include "optim/adamw.h"
+#include "core/error.h"
 #include "kernels/cpu/ops_cpu.h"
 
 #include <math.h>
@@ -32,6 +33,14 @@ void tn_adamw_apply(float *p, const float *g, float *m, float *v, int64_t n, con
         v[i] = vi;
         p[i] -= lr * ((mi * c1) / (sqrtf(vi * c2) + eps) + wd * p[i]);
     }
+}
+
+int tn_clip_grad_norm_ops(const tn_ops *ops, float *g, int64_t n, double max_norm, double *norm) {
+    double ss = 0;
+    TN_CHECK(ops->sumsq(g, n, &ss));
+    *norm = sqrt(ss);
+    if (max_norm > 0 && *norm > max_norm && isfinite(*norm)) TN_CHECK(ops->scale(g, (float)(max_norm / *norm), n));
+    return 0;
 }
 
 double tn_clip_grad_norm(float *g, int64_t n, double max_norm) {

@@ -25,5 +25,7 @@ void tn_adamw_apply(float *p, const float *g, float *m, float *v, int64_t n, con
 /* Global L2 norm of g[n]; if max_norm > 0 and the norm exceeds it, g is scaled to max_norm.
  * Returns the norm before clipping. */
 double tn_clip_grad_norm(float *g, int64_t n, double max_norm);
+/* The same through an ops table (g in its memory): *norm = the norm before clipping. */
+int tn_clip_grad_norm_ops(const tn_ops *ops, float *g, int64_t n, double max_norm, double *norm);
 
 #endif

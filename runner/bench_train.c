@@ -164,7 +164,7 @@ int tn_bench_train(int argc, char **argv) {
         rc = tn_grid_resolve(quant, &spec.grid);
         spec.rule = strcmp(spec.grid.name, "ternary") ? TN_SCALE_STD : TN_SCALE_ABSMEAN;
         spec.groups = (1u << TN_GROUP_ATTN) | (1u << TN_GROUP_MLP);
-        if (rc == 0) rc = tn_ste_quantizer_init(&q, &spec, &layout, params);
+        if (rc == 0) rc = tn_ste_quantizer_init(&q, &spec, &layout, params, NULL);
         have_q = rc == 0;
         if (rc == 0) {
             tn_ste_quantizer_attach(&q, m);

@@ -63,15 +63,30 @@ static int read_config(hid_t f, tn_llama_config *c) {
 
 /* ---- per-tensor float arrays under a group ---------------------------------------------------------- */
 
-static int write_tensors(hid_t f, const char *group, const tn_llama_layout *l, const float *base) {
+/* base is host memory, or (ops set) the table's memory, fetched one tensor at a time. */
+static int write_tensors(hid_t f, const char *group, const tn_llama_layout *l, const float *base, const tn_ops *ops) {
     char path[160];
-    for (int i = 0; i < l->n_tensors; i++) {
+    float *buf = NULL;
+    if (ops && ops->device_memory) {
+        size_t largest = 1;
+        for (int i = 0; i < l->n_tensors; i++)
+            if (!l->tensors[i].external && l->tensors[i].numel > largest) largest = l->tensors[i].numel;
+        if (!(buf = tn_alloc(largest, sizeof(float)))) return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < l->n_tensors && rc == 0; i++) {
         const tn_tensor_info *t = &l->tensors[i];
         if (t->external) continue;
         snprintf(path, sizeof path, "%s/%s", group, t->name);
-        TN_CHECK(tn_h5_write(f, path, TN_H5_F32, t->rank, t->shape, base + t->offset, 0));
+        const float *src = base + t->offset;
+        if (buf) {
+            rc = ops->download(buf, src, t->numel * sizeof(float));
+            src = buf;
+        }
+        if (rc == 0) rc = tn_h5_write(f, path, TN_H5_F32, t->rank, t->shape, src, 0);
     }
-    return 0;
+    tn_free(buf);
+    return rc;
 }
 
 /* A ghost tensor saved by optim/primal.c (tn_primal_save): W = scale · grid[idx], scale per tensor or row. */
@@ -139,10 +154,10 @@ static int save_body(hid_t f, const tn_checkpoint *ck, const tn_ckpt_hook *hooks
     TN_CHECK(tn_h5_attr_set_i64(f, ".", "version", TN_CKPT_VERSION));
     TN_CHECK(tn_h5_attr_set_i64(f, ".", "step", ck->step));
     TN_CHECK(write_config(f, &ck->layout.cfg));
-    TN_CHECK(write_tensors(f, "params", &ck->layout, ck->params));
+    TN_CHECK(write_tensors(f, "params", &ck->layout, ck->params, ck->ops));
     if (ck->adam_m && ck->adam_v) {
-        TN_CHECK(write_tensors(f, "optim/adam_m", &ck->layout, ck->adam_m));
-        TN_CHECK(write_tensors(f, "optim/adam_v", &ck->layout, ck->adam_v));
+        TN_CHECK(write_tensors(f, "optim/adam_m", &ck->layout, ck->adam_m, ck->ops));
+        TN_CHECK(write_tensors(f, "optim/adam_v", &ck->layout, ck->adam_v, ck->ops));
     }
     if (ck->has_rng) {
         int64_t n = 4;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/rng.h"
+#include "kernels/ops.h"
 #include "model/params.h"
 
 #define TN_CKPT_FORMAT "trinity-checkpoint"
@@ -34,6 +35,9 @@ typedef struct {
     /* Training state; zero/NULL in an imported model. */
     int64_t step;
     float *adam_m, *adam_v;  /* [layout.numel] each, or NULL */
+    /* Save only: when set, params / adam_m / adam_v are in this table's memory and are copied to the host
+     * one tensor at a time (a device run's checkpoint needs no second full copy in host memory). */
+    const tn_ops *ops;
     tn_rng rng;
     int has_rng;
     uint8_t *loader_state;   /* opaque cursor of the batch loader */

@@ -48,9 +48,7 @@ int tn_eval_shard(tn_llama *m, const float *params, const tn_shard *s, int64_t m
         int64_t n;
         rc = tn_llama_forward(m, params, in, tg, mk, &l, &n);
         if (rc == 0) {
-            const float *nll = tn_llama_nll(m);
-            for (int64_t i = 0; i < (int64_t)B * T; i++)
-                if (mk[i]) sum += nll[i];
+            sum += tn_llama_nll_sum(m);
             total += n;
         }
         tn_progress_update(&bar, w0 + B < nw ? w0 + B : nw);

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "device/device.h"
 
 /* The deployed STE model quantizes the inputs of its quantized layers too (act_bits = 8): evaluate
  * through a weight source that supplies the snapped params and flags those layers. */
@@ -26,7 +27,11 @@ static int act_selected(void *vctx, int layer, tn_linear_kind kind) {
 }
 
 int tn_eval_checkpoint(const char *ckpt, const char *shard_path, int seq_len, int batch, int64_t max_windows,
-                       double *loss, int64_t *counted) {
+                       const char *device, double *loss, int64_t *counted) {
+    tn_device dev;
+    TN_CHECK(tn_device_open(device, &dev));
+    if (dev.emulated)
+        tn_log_info("device %s is the CUDA emulator of a test build: every kernel runs on the CPU", dev.spec);
     tn_checkpoint ck;
     TN_CHECK(tn_ckpt_load(ckpt, &ck, NULL, 0));
     tn_shard s;
@@ -46,15 +51,23 @@ int tn_eval_checkpoint(const char *ckpt, const char *shard_path, int seq_len, in
     tn_quant_spec spec;
     int ste = 0;
     if (rc == 0) rc = tn_snapshot_apply(ckpt, &ck, &spec, &ste);
-    if (rc == 0) rc = tn_llama_create(&m, &ck.layout, batch, seq_len, NULL);
-    act_ctx actx = {&spec, &ck.layout, ck.params};
+    /* The (snapped) parameters in the device's memory. */
+    float *params = ck.params;
+    if (rc == 0 && dev.ops->device_memory) {
+        const size_t bytes = ck.layout.numel * sizeof(float);
+        params = dev.ops->alloc(bytes);
+        rc = params ? dev.ops->upload(params, ck.params, bytes) : -1;
+    }
+    if (rc == 0) rc = tn_llama_create(&m, &ck.layout, batch, seq_len, dev.ops);
+    act_ctx actx = {&spec, &ck.layout, params};
     if (rc == 0 && ste && spec.act_bits == 8) {
         tn_weight_source src = {act_weight, NULL, 8, act_selected, &actx};
         tn_llama_set_weight_source(m, &src);
         tn_llama_set_head_via_source(m, (spec.groups & (1u << TN_GROUP_HEAD)) != 0);
     }
-    if (rc == 0) rc = tn_eval_shard(m, ck.params, &s, max_windows, loss, counted);
+    if (rc == 0) rc = tn_eval_shard(m, params, &s, max_windows, loss, counted);
     tn_llama_free(m);
+    if (params != ck.params) dev.ops->free(params);
     tn_shard_free(&s);
     tn_ckpt_free(&ck);
     return rc;

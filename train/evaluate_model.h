@@ -5,8 +5,8 @@
 
 #include <stdint.h>
 
-/* seq_len 0 = min(512, max_seq_len). max_windows 0 = all. */
+/* seq_len 0 = min(512, max_seq_len). max_windows 0 = all. device: "cpu", "cuda" or "cuda:N" (device/device.h). */
 int tn_eval_checkpoint(const char *ckpt, const char *shard, int seq_len, int batch, int64_t max_windows,
-                       double *loss, int64_t *counted);
+                       const char *device, double *loss, int64_t *counted);
 
 #endif

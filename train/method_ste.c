@@ -33,14 +33,16 @@ static int ste_prepare_eval(tn_run *r, void *vctx) {
 
 static void ste_log(tn_run *r, void *vctx, cJSON *o) {
     ste_ctx *c = vctx;
-    const tn_ste_quantizer *q = &c->q;
+    tn_ste_quantizer *q = &c->q;
     tn_json_add_num(o, "lambda", q->lambda);
+    const uint8_t *idx = tn_ste_quantizer_indices(q); /* host memory, downloaded on a device */
+    if (!idx) return; /* a device error; the next step reports it */
     if (c->have_prev) {
         int64_t changed = 0;
-        for (size_t i = 0; i < q->total; i++) changed += q->idx[i] != c->prev[i];
+        for (size_t i = 0; i < q->total; i++) changed += idx[i] != c->prev[i];
         tn_json_add_num(o, "grid_changed", (double)changed / (double)q->total);
     }
-    memcpy(c->prev, q->idx, q->total);
+    memcpy(c->prev, idx, q->total);
     c->have_prev = 1;
     static const struct {
         tn_param_group g;
@@ -53,7 +55,7 @@ static void ste_log(tn_run *r, void *vctx, cJSON *o) {
             const tn_tensor_info *t = &r->layout.tensors[q->tensor[j]];
             if (t->group != groups[k].g) continue;
             any = 1;
-            const uint8_t *ix = q->idx + q->off[j];
+            const uint8_t *ix = idx + q->off[j];
             for (size_t i = 0; i < t->numel; i++) hist[ix[i]]++;
         }
         if (!any) continue;
@@ -94,15 +96,26 @@ static void ste_destroy(void *vctx) {
     free(c);
 }
 
+int tn_method_ste_plan(tn_run *r, tn_method *m) {
+    tn_quant_spec spec;
+    TN_CHECK(tn_quant_spec_from_config(r->ini, &spec));
+    memset(m, 0, sizeof *m);
+    m->name = "ste";
+    m->state_bytes = tn_ste_quantizer_plan_bytes(&spec, &r->layout);
+    return 0;
+}
+
 int tn_method_ste_init(tn_run *r, tn_method *m) {
     ste_ctx *c = calloc(1, sizeof *c);
     if (!c) return tn_err("out of memory");
+    const int64_t planned = m->state_bytes;
     memset(m, 0, sizeof *m);
     m->ctx = c;
     m->destroy = ste_destroy;
+    m->state_bytes = planned;
     tn_quant_spec spec;
     TN_CHECK(tn_quant_spec_from_config(r->ini, &spec));
-    TN_CHECK(tn_ste_quantizer_init(&c->q, &spec, &r->layout, r->params));
+    TN_CHECK(tn_ste_quantizer_init(&c->q, &spec, &r->layout, r->params, r->ops));
     if (!(c->prev = tn_alloc(c->q.total, 1))) return -1;
     m->name = "ste";
     m->begin_step = ste_begin_step;

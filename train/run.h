@@ -10,6 +10,7 @@
 #include "core/rng.h"
 #include "data/loader.h"
 #include "data/shard.h"
+#include "device/device.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
@@ -32,6 +33,11 @@ typedef struct {
     int (*prepare_eval)(tn_run *r, void *ctx);
     tn_ckpt_hook hook; /* group name NULL when the method saves nothing */
     void (*destroy)(void *ctx);
+    /* Bytes the method allocates in the device's memory beyond the float parameters, gradients and
+     * moments (PRIMAL: indices, votes, scales and their moments; STE: the quantized weights and indices),
+     * known before anything is allocated; and its entries for the memory report. */
+    int64_t state_bytes;
+    void (*memory_report)(tn_run *r, void *ctx, cJSON *mem);
 } tn_method;
 
 struct tn_run {
@@ -41,13 +47,19 @@ struct tn_run {
     int64_t seed, batch, seq_len, accum, steps, log_every, eval_every, eval_batches, ckpt_every, keep_ckpts;
     int64_t sample_every, sample_tokens;
     const char *sample_prompt;
+    const char *device_spec, *precision; /* [train] device and precision */
     tn_schedule sched;
     tn_adamw_hparams adam;
     double grad_clip;
 
+    tn_device dev;            /* where the run's buffers live; ops = dev.ops */
+    const tn_ops *ops;
     tn_llama_layout layout;
-    float *params, *grads, *adam_m, *adam_v;
+    float *params, *grads, *adam_m, *adam_v; /* [layout.numel] each, in the device's memory */
+    float *host_init;         /* parameters read from [model] init (host), uploaded by alloc_model */
     tn_llama *model;
+    int64_t planned_bytes;    /* the memory plan printed at start */
+    int64_t free_at_start, min_free; /* device memory free before allocating, and the least seen since */
 
     tn_loader *loader;
     tn_shard val;
@@ -71,11 +83,12 @@ struct tn_run {
 
 /* Dense AdamW over every parameter (decay on matrices only). Also used by the other methods for the
  * parameters they leave in float. skip_group_mask: bit (1 << tn_param_group) set = tensor skipped. */
-void tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask);
+int tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask);
 
 /* Method constructors (each reads its own config section). PRIMAL runs before the parameter buffers
  * exist (it makes ghost tensors external, so they get no fp32 storage) and attaches to the model in
  * tn_method_primal_attach; STE runs after the model exists. */
+int tn_method_ste_plan(tn_run *r, tn_method *m); /* state_bytes, before anything is allocated */
 int tn_method_ste_init(tn_run *r, tn_method *m);
 int tn_method_primal_init(tn_run *r, tn_method *m);
 int tn_method_primal_attach(tn_run *r, tn_method *m);

@@ -37,14 +37,15 @@ int tn_sample_greedy(tn_llama *m, const float *params, const tn_tokenizer *tok, 
     TN_CHECK(tn_tokenizer_encode(tok, prompt, strlen(prompt), tn_tokenizer_uses_bos(tok), &ids));
     const size_t n_prompt = ids.n;
     int32_t *in = tn_alloc((size_t)B * T, sizeof *in);
-    int rc = in ? 0 : -1;
+    float *lg = tn_alloc((size_t)Vm, sizeof *lg);
+    int rc = in && lg ? 0 : -1;
     for (int k = 0; k < n_new && rc == 0 && ids.n > 0; k++) {
         size_t start = ids.n > (size_t)T ? ids.n - (size_t)T : 0, len = ids.n - start;
         memset(in, 0, (size_t)B * T * sizeof *in);
         memcpy(in, ids.ids + start, len * sizeof *in); /* row 0 holds the context; the rest is ignored */
         rc = tn_llama_forward(m, params, in, NULL, NULL, NULL, NULL);
+        if (rc == 0) rc = tn_llama_logits_row(m, (int64_t)(len - 1), lg); /* host copy of the one row used */
         if (rc) break;
-        const float *lg = tn_llama_logits(m) + (int64_t)(len - 1) * Vm;
         int64_t best = 0;
         for (int64_t v = 1; v < V; v++)
             if (lg[v] > lg[best]) best = v;
@@ -57,6 +58,7 @@ int tn_sample_greedy(tn_llama *m, const float *params, const tn_tokenizer *tok, 
     if (rc == 0 && !(*text = utf8_sanitize(raw, out_len))) rc = tn_err("out of memory");
     free(raw);
     tn_free(in);
+    tn_free(lg);
     tn_tokens_free(&ids);
     return rc;
 }

@@ -2,8 +2,6 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
-#include "optim/ste.h"
-#include "quant/snap.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +19,30 @@ static int ste_is_quantized(void *vctx, int layer, tn_linear_kind kind) {
     return q->lookup[tn_llama_layout_index(q->layout, layer, (int)kind)] >= 0;
 }
 
+/* Quantized weights and the largest row count among them. */
+static void count(const tn_quant_spec *spec, const tn_llama_layout *l, size_t *total, int64_t *max_rows) {
+    *total = 0;
+    *max_rows = 1;
+    for (int i = 0; i < l->n_tensors; i++) {
+        const tn_tensor_info *t = &l->tensors[i];
+        if (!tn_quant_selects(spec, t)) continue;
+        *total += t->numel;
+        if (t->shape[0] > *max_rows) *max_rows = t->shape[0];
+    }
+}
+
+int64_t tn_ste_quantizer_plan_bytes(const tn_quant_spec *spec, const tn_llama_layout *l) {
+    size_t total;
+    int64_t max_rows;
+    count(spec, l, &total, &max_rows);
+    return (int64_t)total * (int64_t)(sizeof(float) + 1) + max_rows * (int64_t)sizeof(float);
+}
+
 int tn_ste_quantizer_init(tn_ste_quantizer *q, const tn_quant_spec *spec, const tn_llama_layout *l,
-                          const float *params) {
+                          const float *params, const tn_ops *ops) {
     memset(q, 0, sizeof *q);
     q->spec = *spec;
+    q->ops = ops ? ops : tn_ops_cpu();
     q->layout = l;
     q->params = params;
     if ((spec->groups & (1u << TN_GROUP_HEAD)) && l->cfg.tied_embeddings)
@@ -34,7 +52,6 @@ int tn_ste_quantizer_init(tn_ste_quantizer *q, const tn_quant_spec *spec, const 
     q->lookup = calloc((size_t)l->n_tensors, sizeof *q->lookup);
     q->off = calloc((size_t)l->n_tensors, sizeof *q->off);
     if (!q->tensor || !q->lookup || !q->off) return tn_err("out of memory");
-    int64_t max_rows = 1;
     for (int i = 0; i < l->n_tensors; i++) {
         const tn_tensor_info *t = &l->tensors[i];
         q->lookup[i] = -1;
@@ -44,22 +61,28 @@ int tn_ste_quantizer_init(tn_ste_quantizer *q, const tn_quant_spec *spec, const 
         q->off[q->n_q] = q->total;
         q->n_q++;
         q->total += t->numel;
-        if (t->shape[0] > max_rows) max_rows = t->shape[0];
     }
     if (q->n_q == 0) return tn_err("[quant] layers selects no tensor");
-    q->wq = tn_alloc(q->total, sizeof(float));
-    q->idx = tn_alloc(q->total, 1);
-    q->scales = tn_alloc((size_t)max_rows, sizeof(float));
-    return q->wq && q->idx && q->scales ? 0 : -1;
+    size_t total;
+    int64_t max_rows;
+    count(spec, l, &total, &max_rows);
+    q->wq = q->ops->alloc(q->total * sizeof(float));
+    q->idx = q->ops->alloc(q->total);
+    q->scales = q->ops->alloc((size_t)max_rows * sizeof(float));
+    if (q->ops->device_memory && q->wq && q->idx && q->scales) q->host_idx = tn_alloc(q->total, 1);
+    return q->wq && q->idx && q->scales && (q->host_idx || !q->ops->device_memory) ? 0 : -1;
 }
 
 void tn_ste_quantizer_free(tn_ste_quantizer *q) {
     free(q->tensor);
     free(q->lookup);
     free(q->off);
-    tn_free(q->wq);
-    tn_free(q->idx);
-    tn_free(q->scales);
+    if (q->ops) {
+        q->ops->free(q->wq);
+        q->ops->free(q->idx);
+        q->ops->free(q->scales);
+    }
+    tn_free(q->host_idx);
     memset(q, 0, sizeof *q);
 }
 
@@ -69,12 +92,18 @@ int tn_ste_quantizer_update(tn_ste_quantizer *q, float lambda) {
         const tn_tensor_info *t = &q->layout->tensors[q->tensor[k]];
         const float *W = q->params + t->offset;
         float *wq = q->wq + q->off[k];
-        if (tn_quantize_tensor(W, t->shape[0], t->shape[1], &q->spec.grid, q->spec.rule, q->spec.per_row, wq,
-                               q->idx + q->off[k], q->scales) != 0)
+        if (q->ops->quantize(W, t->shape[0], t->shape[1], &q->spec.grid, (int)q->spec.rule, q->spec.per_row, wq,
+                             q->idx + q->off[k], q->scales) != 0)
             return tn_err_prefix("%s", t->name);
-        tn_ste_blend(W, wq, (int64_t)t->numel, lambda, wq);
+        TN_CHECK(q->ops->ste_blend(W, wq, (int64_t)t->numel, lambda, wq));
     }
     return 0;
+}
+
+const uint8_t *tn_ste_quantizer_indices(tn_ste_quantizer *q) {
+    if (!q->host_idx) return q->idx;
+    if (q->ops->download(q->host_idx, q->idx, q->total) != 0) return NULL;
+    return q->host_idx;
 }
 
 void tn_ste_quantizer_attach(tn_ste_quantizer *q, tn_llama *m) {

@@ -99,6 +99,8 @@ static int read_train_config(tn_run *r) {
     TN_CHECK(tn_config_int(c, "train", "sample_every", 0, &r->sample_every));
     TN_CHECK(tn_config_int(c, "train", "sample_tokens", 32, &r->sample_tokens));
     r->sample_prompt = tn_config_str(c, "train", "sample_prompt", "The ");
+    r->device_spec = tn_config_str(c, "train", "device", "cpu");
+    r->precision = tn_config_str(c, "train", "precision", "fp32");
     int64_t threads;
     TN_CHECK(tn_config_int(c, "train", "threads", 0, &threads));
     if (threads > 0) {
@@ -203,7 +205,7 @@ static int build_layout(tn_run *r) {
         tn_checkpoint ck;
         TN_CHECK(tn_ckpt_load(init, &ck, NULL, 0));
         r->layout = ck.layout;
-        r->params = ck.params; /* dense, full layout; re-packed in alloc_model if tensors go external */
+        r->host_init = ck.params; /* dense, full layout; uploaded by alloc_model */
         if (ck.tokenizer) {
             r->tokenizer = ck.tokenizer;
             r->tokenizer_len = ck.tokenizer_len;
@@ -229,25 +231,94 @@ static int build_layout(tn_run *r) {
     return 0;
 }
 
-/* Parameter, gradient and moment buffers for the layout's float tensors, then the model. */
-static int alloc_model(tn_run *r) {
-    if (!r->params) {
-        double std;
-        TN_CHECK(tn_config_float(r->ini, "model", "init_std", 0.02, &std));
-        r->params = tn_alloc(r->layout.numel, sizeof(float));
-        if (!r->params) return -1;
-        tn_rng init_rng;
-        tn_rng_seed(&init_rng, (uint64_t)r->seed ^ 0x5eedULL);
-        tn_llama_init_random(&r->layout, r->params, &init_rng, (float)std);
-    }
-    r->grads = tn_alloc(r->layout.numel, sizeof(float));
-    r->adam_m = tn_alloc(r->layout.numel, sizeof(float));
-    r->adam_v = tn_alloc(r->layout.numel, sizeof(float));
-    if (!r->grads || !r->adam_m || !r->adam_v) return -1;
-    return tn_llama_create(&r->model, &r->layout, (int)r->batch, (int)r->seq_len, NULL);
+/* ---- memory ---------------------------------------------------------------------------------------------- */
+
+static void add_mem(cJSON *mem, const char *key, int64_t bytes) { cJSON_AddNumberToObject(mem, key, (double)bytes); }
+
+/* What the run will allocate on its device, component by component, known before anything is allocated;
+ * printed, written as the first line of log.jsonl, and checked against the device's free memory. */
+static int plan_memory(tn_run *r) {
+    const int64_t fb = (int64_t)r->layout.numel * (int64_t)sizeof(float);
+    const int64_t act = tn_llama_plan_bytes(&r->layout, (int)r->batch, (int)r->seq_len, r->ops);
+    const int64_t sampler = r->sample_every > 0 ? tn_llama_plan_bytes(&r->layout, 1, (int)r->seq_len, r->ops) : 0;
+    int64_t in_use = 0;
+    r->ops->mem_usage(&in_use, NULL); /* the CUDA backend's cuBLAS workspace, allocated when it opened */
+    r->planned_bytes = 4 * fb + act + sampler + r->method.state_bytes;
+    TN_CHECK(tn_device_mem_info(&r->dev, &r->free_at_start, &(int64_t){0}));
+    r->min_free = r->free_at_start;
+
+    cJSON *o = cJSON_CreateObject(), *mem = r->pending_log_line ? cJSON_DetachItemFromObject(r->pending_log_line, "memory")
+                                                                 : NULL;
+    if (!mem) mem = cJSON_CreateObject();
+    cJSON_AddStringToObject(mem, "device", r->dev.spec);
+    cJSON_AddStringToObject(mem, "device_name", r->dev.name);
+    add_mem(mem, "params_bytes", fb);
+    add_mem(mem, "grads_bytes", fb);
+    add_mem(mem, "adam_bytes", 2 * fb);
+    add_mem(mem, "activation_bytes", act);
+    if (sampler) add_mem(mem, "sampler_bytes", sampler);
+    add_mem(mem, "method_state_bytes", r->method.state_bytes);
+    add_mem(mem, "workspace_bytes", in_use);
+    add_mem(mem, "planned_bytes", r->planned_bytes + in_use);
+    add_mem(mem, "device_free_bytes", r->free_at_start);
+    cJSON_AddItemToObject(o, "memory", mem);
+    cJSON_Delete(r->pending_log_line);
+    r->pending_log_line = o; /* written once log.jsonl is open */
+
+    return tn_device_check_fit(&r->dev, r->planned_bytes);
 }
 
-void tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask) {
+/* The plan, one line per component, printed once the run is set up (an error before that is one line). */
+static void log_memory(const tn_run *r) {
+    const cJSON *mem = cJSON_GetObjectItemCaseSensitive(r->pending_log_line, "memory");
+    const double M = 1 << 20;
+    double v[8];
+    const char *keys[8] = {"params_bytes",     "grads_bytes",     "adam_bytes",     "activation_bytes",
+                           "sampler_bytes",    "method_state_bytes", "workspace_bytes", "planned_bytes"};
+    for (int i = 0; i < 8; i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(mem, keys[i]);
+        v[i] = cJSON_IsNumber(it) ? it->valuedouble / M : 0;
+    }
+    tn_log_info("memory on %s: params %.1f MiB, grads %.1f MiB, AdamW moments %.1f MiB, activations %.1f MiB, "
+                "sampler %.1f MiB, %s state %.1f MiB, workspace %.1f MiB; total %.1f MiB of %.1f MiB free",
+                r->dev.spec, v[0], v[1], v[2], v[3], v[4], r->method.name, v[5], v[6], v[7],
+                (double)r->free_at_start / M);
+    const cJSON *gw = cJSON_GetObjectItemCaseSensitive(mem, "ghost_weights"),
+                *bpw = cJSON_GetObjectItemCaseSensitive(mem, "ghost_bytes_per_weight");
+    if (cJSON_IsNumber(gw) && cJSON_IsNumber(bpw))
+        tn_log_info("primal state: %.0f ghost weights, %g bytes each (index + vote)", gw->valuedouble, bpw->valuedouble);
+}
+
+static float *dev_floats(tn_run *r, size_t n) { return r->ops->alloc(n * sizeof(float)); }
+
+/* Parameter, gradient and moment buffers for the layout's float tensors (in the device's memory), then
+ * the model. Parameters are initialised on the host (random, or [model] init) and uploaded. */
+static int alloc_model(tn_run *r) {
+    const size_t n = r->layout.numel;
+    float *host = r->host_init;
+    if (!host) {
+        double std;
+        TN_CHECK(tn_config_float(r->ini, "model", "init_std", 0.02, &std));
+        if (!(host = tn_alloc(n, sizeof(float)))) return -1;
+        tn_rng init_rng;
+        tn_rng_seed(&init_rng, (uint64_t)r->seed ^ 0x5eedULL);
+        tn_llama_init_random(&r->layout, host, &init_rng, (float)std);
+    }
+    r->params = dev_floats(r, n);
+    r->grads = dev_floats(r, n);
+    r->adam_m = dev_floats(r, n);
+    r->adam_v = dev_floats(r, n);
+    int rc = r->params && r->grads && r->adam_m && r->adam_v ? 0 : -1;
+    if (rc == 0) rc = r->ops->upload(r->params, host, n * sizeof(float));
+    if (rc == 0) rc = r->ops->zero(r->adam_m, n * sizeof(float));
+    if (rc == 0) rc = r->ops->zero(r->adam_v, n * sizeof(float));
+    tn_free(host);
+    r->host_init = NULL;
+    TN_CHECK(rc);
+    return tn_llama_create(&r->model, &r->layout, (int)r->batch, (int)r->seq_len, r->ops);
+}
+
+int tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask) {
     tn_adamw_hparams h = r->adam;
     h.lr = (float)lr;
     for (int i = 0; i < r->layout.n_tensors; i++) {
@@ -255,9 +326,11 @@ void tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask) {
         if (t->external || (skip_group_mask & (1u << t->group))) continue;
         /* Decay matrices only: norms and embeddings are not decayed (GPT-2/llm.c practice). */
         int decay = t->rank == 2 && t->group != TN_GROUP_EMBED;
-        tn_adamw_update(r->params + t->offset, r->grads + t->offset, r->adam_m + t->offset, r->adam_v + t->offset,
-                        (int64_t)t->numel, &h, r->step, decay);
+        const tn_adamw_step st = tn_adamw_step_of(&h, r->step, decay);
+        TN_CHECK(r->ops->adamw(r->params + t->offset, r->grads + t->offset, r->adam_m + t->offset,
+                               r->adam_v + t->offset, (int64_t)t->numel, &st));
     }
+    return 0;
 }
 
 /* ---- checkpoints -------------------------------------------------------------------------------------- */
@@ -290,6 +363,7 @@ static int save_checkpoint(tn_run *r) {
     ck.params = r->params;
     ck.adam_m = r->adam_m;
     ck.adam_v = r->adam_v;
+    ck.ops = r->ops; /* the arrays are in the device's memory: saved tensor by tensor through the host */
     ck.step = r->step;
     ck.rng = r->rng;
     ck.has_rng = 1;
@@ -339,10 +413,11 @@ static int resume_from(tn_run *r, const char *resume) {
     int rc = 0;
     if (!ck.adam_m || !ck.has_rng || !ck.loader_state)
         rc = tn_err("%s: not a training checkpoint (no optimizer, RNG or loader state)", path);
+    const size_t bytes = r->layout.numel * sizeof(float);
+    if (rc == 0) rc = r->ops->upload(r->params, ck.params, bytes);
+    if (rc == 0) rc = r->ops->upload(r->adam_m, ck.adam_m, bytes);
+    if (rc == 0) rc = r->ops->upload(r->adam_v, ck.adam_v, bytes);
     if (rc == 0) {
-        memcpy(r->params, ck.params, r->layout.numel * sizeof(float));
-        memcpy(r->adam_m, ck.adam_m, r->layout.numel * sizeof(float));
-        memcpy(r->adam_v, ck.adam_v, r->layout.numel * sizeof(float));
         r->step = ck.step;
         r->rng = ck.rng;
         rc = tn_loader_restore_state(r->loader, ck.loader_state, ck.loader_state_len);
@@ -392,7 +467,7 @@ static int setup_tokenizer(tn_run *r) {
 
 static int salad_test(tn_run *r) {
     if (!r->sampler) {
-        TN_CHECK(tn_llama_create(&r->sampler, &r->layout, 1, (int)r->seq_len, NULL));
+        TN_CHECK(tn_llama_create(&r->sampler, &r->layout, 1, (int)r->seq_len, r->ops));
         tn_weight_source src;
         int head;
         if (tn_llama_get_weight_source(r->model, &src, &head)) tn_llama_set_weight_source(r->sampler, &src);
@@ -437,7 +512,7 @@ static int evaluate(tn_run *r) {
  * would give a short answer's tokens the weight of a long one's (the gradient-accumulation bug that
  * Hugging Face transformers fixed in 4.46). So all micro-batches are read first, to know the total. */
 static int train_step(tn_run *r, double lr, double *loss_out, double *norm_out) {
-    memset(r->grads, 0, r->layout.numel * sizeof(float));
+    TN_CHECK(r->ops->zero(r->grads, r->layout.numel * sizeof(float)));
     if (r->method.begin_step) TN_CHECK(r->method.begin_step(r, r->method.ctx));
     const int64_t nb = r->batch * r->seq_len;
     int64_t total = 0;
@@ -457,10 +532,10 @@ static int train_step(tn_run *r, double lr, double *loss_out, double *norm_out) 
         loss += l * w;
     }
     if (!isfinite(loss)) return tn_err("loss is %f at step %lld: training diverged", loss, (long long)r->step + 1);
-    *norm_out = tn_clip_grad_norm(r->grads, (int64_t)r->layout.numel, r->grad_clip);
+    TN_CHECK(tn_clip_grad_norm_ops(r->ops, r->grads, (int64_t)r->layout.numel, r->grad_clip, norm_out));
     r->step++;
     if (r->method.optimizer_step) TN_CHECK(r->method.optimizer_step(r, r->method.ctx, lr));
-    else tn_run_adamw_params(r, lr, 0);
+    else TN_CHECK(tn_run_adamw_params(r, lr, 0));
     *loss_out = loss;
     return 0;
 }
@@ -473,7 +548,12 @@ static int train_loop(tn_run *r) {
         double lr = tn_schedule_lr(&r->sched, r->step + 1);
         double t0 = tn_time_s(), loss = 0, norm = 0;
         TN_CHECK(train_step(r, lr, &loss, &norm));
+        TN_CHECK(r->ops->sync()); /* the step's time includes its device work */
         double dt = tn_time_s() - t0;
+        if (r->dev.is_cuda) {
+            int64_t free_b, total_b;
+            if (tn_device_mem_info(&r->dev, &free_b, &total_b) == 0 && free_b < r->min_free) r->min_free = free_b;
+        }
         if (r->step % r->log_every == 0 || r->step == r->steps) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddNumberToObject(o, "step", (double)r->step);
@@ -507,10 +587,13 @@ static void run_free(tn_run *r) {
     tn_llama_free(r->model);
     tn_llama_free(r->sampler);
     if (r->tok) tn_tokenizer_free(r->tok);
-    tn_free(r->params);
-    tn_free(r->grads);
-    tn_free(r->adam_m);
-    tn_free(r->adam_v);
+    if (r->ops) {
+        r->ops->free(r->params);
+        r->ops->free(r->grads);
+        r->ops->free(r->adam_m);
+        r->ops->free(r->adam_v);
+    }
+    tn_free(r->host_init);
     tn_llama_layout_free(&r->layout);
     if (r->loader) tn_loader_close(r->loader);
     if (r->has_val) tn_shard_free(&r->val);
@@ -524,22 +607,34 @@ static void run_free(tn_run *r) {
     tn_config_free(r->ini);
 }
 
+/* [train] device and precision; an emulated CUDA device says so (kernels run on the CPU). */
+static int open_device(tn_run *r) {
+    if (tn_device_open(r->device_spec, &r->dev) != 0) return tn_err_prefix("[train] device");
+    r->ops = r->dev.ops;
+    if (tn_device_set_precision(&r->dev, r->precision) != 0) return tn_err_prefix("[train] precision");
+    return 0;
+}
+
 static int setup(tn_run *r, const char *config_path, char *const *overrides, int n_overrides, const char *resume) {
     if (!(r->ini = tn_config_new())) return -1;
     TN_CHECK(tn_config_load(r->ini, config_path));
     for (int i = 0; i < n_overrides; i++) TN_CHECK(tn_config_set(r->ini, overrides[i]));
     if (!(r->config_text = config_to_text(r->ini))) return tn_err("out of memory");
     TN_CHECK(read_train_config(r));
+    TN_CHECK(open_device(r));
     TN_CHECK(open_data(r));
     TN_CHECK(build_layout(r));
     const char *method = tn_config_str(r->ini, "optim", "method", "adamw");
     int primal = !strcmp(method, "primal");
     if (!primal && strcmp(method, "adamw") != 0) return tn_err("[optim] method: '%s' is not adamw or primal", method);
+    int ste = !primal && tn_config_has(r->ini, "quant", "grid");
     if (primal) TN_CHECK(tn_method_primal_init(r, &r->method));
+    else if (ste) TN_CHECK(tn_method_ste_plan(r, &r->method));
+    else r->method.name = "dense";
+    TN_CHECK(plan_memory(r));
     TN_CHECK(alloc_model(r));
     if (primal) TN_CHECK(tn_method_primal_attach(r, &r->method));
-    else if (tn_config_has(r->ini, "quant", "grid")) TN_CHECK(tn_method_ste_init(r, &r->method));
-    else r->method.name = "dense";
+    else if (ste) TN_CHECK(tn_method_ste_init(r, &r->method));
     TN_CHECK(setup_tokenizer(r));
     TN_CHECK(tn_config_check_unused(r->ini));
     const char *init = tn_config_str(r->ini, "model", "init", NULL);
@@ -553,6 +648,11 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     TN_CHECK(tn_write_file_atomic(path, r->config_text, strlen(r->config_text)));
     snprintf(path, sizeof path, "%s/log.jsonl", r->out_dir);
     if (!(r->log = fopen(path, resume ? "a" : "w"))) return tn_err("%s: cannot open for writing", path);
+    tn_log_info("device %s: %s, precision %s", r->dev.spec, r->dev.name, tn_precision_name(r->dev.precision));
+    if (r->dev.emulated)
+        tn_log_info("device %s is the CUDA emulator of a test build (-DTN_CUDA_EMU=ON): every kernel runs on the CPU",
+                    r->dev.spec);
+    log_memory(r);
     if (r->pending_log_line) {
         TN_CHECK(tn_json_print_line(r->log, r->pending_log_line));
         cJSON_Delete(r->pending_log_line);
@@ -572,11 +672,21 @@ int tn_train_run(const char *config_path, char *const *overrides, int n_override
     if (rc == 0) rc = train_loop(&r);
     if (rc == 0) {
         cJSON *o = cJSON_CreateObject();
+        int64_t dev_peak = 0;
+        r.ops->mem_usage(NULL, &dev_peak);
         cJSON_AddNumberToObject(o, "step", (double)r.step);
         cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)tn_peak_rss_bytes());
+        if (r.dev.is_cuda) {
+            /* allocated: the backend's own count; measured: the drop of the device's free memory */
+            cJSON_AddNumberToObject(o, "peak_device_allocated_bytes", (double)dev_peak);
+            cJSON_AddNumberToObject(o, "peak_device_measured_bytes", (double)(r.free_at_start - r.min_free));
+        }
         tn_json_print_line(r.log, o);
         cJSON_Delete(o);
         tn_log_info("done: %lld steps, peak RSS %.1f MiB", (long long)r.step, (double)tn_peak_rss_bytes() / (1 << 20));
+        if (r.dev.is_cuda)
+            tn_log_info("peak device memory on %s: %.1f MiB allocated, %.1f MiB measured (free memory drop)",
+                        r.dev.spec, (double)dev_peak / (1 << 20), (double)(r.free_at_start - r.min_free) / (1 << 20));
     }
     run_free(&r);
     return rc;

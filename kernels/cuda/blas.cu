@@ -80,22 +80,44 @@ extern "C" int tn_cuda_gemm(int transa, int transb, int64_t m, int64_t n, int64_
     return 0;
 }
 
-extern "C" void tn_cuda_blas_shutdown(void) {}
+static void *g_workspace = NULL;
+
+extern "C" int tn_cuda_blas_init(size_t workspace_bytes) {
+    if (g_workspace) return 0;
+    g_workspace = tn_cuda_alloc(workspace_bytes); /* what cuBLAS would hold on a card, for the same arithmetic */
+    return g_workspace ? 0 : -1;
+}
+
+extern "C" void tn_cuda_blas_shutdown(void) {
+    tn_cuda_free(g_workspace);
+    g_workspace = NULL;
+}
 
 #else
 
 static cublasHandle_t g_blas = NULL;
+static void *g_workspace = NULL;
 
 static int blas_err(const char *what, cublasStatus_t s) { return tn_err("%s: %s", what, cublasGetStatusString(s)); }
 
-static int blas_handle(cublasHandle_t *h) {
-    if (!g_blas) {
-        cublasStatus_t s = cublasCreate(&g_blas);
-        if (s != CUBLAS_STATUS_SUCCESS) {
-            g_blas = NULL;
-            return blas_err("cublasCreate", s);
-        }
+/* The handle with a workspace of our own allocation (cublasSetWorkspace), so that cuBLAS allocates
+ * nothing behind the memory plan's back. */
+extern "C" int tn_cuda_blas_init(size_t workspace_bytes) {
+    if (g_blas) return 0;
+    cublasStatus_t s = cublasCreate(&g_blas);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        g_blas = NULL;
+        return blas_err("cublasCreate", s);
     }
+    g_workspace = tn_cuda_alloc(workspace_bytes);
+    if (!g_workspace) return -1;
+    s = cublasSetWorkspace(g_blas, g_workspace, workspace_bytes);
+    if (s != CUBLAS_STATUS_SUCCESS) return blas_err("cublasSetWorkspace", s);
+    return 0;
+}
+
+static int blas_handle(cublasHandle_t *h) {
+    if (!g_blas) TN_CHECK(tn_cuda_blas_init((size_t)4 << 20));
     *h = g_blas;
     return 0;
 }
@@ -120,6 +142,8 @@ extern "C" int tn_cuda_gemm(int transa, int transb, int64_t m, int64_t n, int64_
 extern "C" void tn_cuda_blas_shutdown(void) {
     if (g_blas) cublasDestroy(g_blas);
     g_blas = NULL;
+    tn_cuda_free(g_workspace);
+    g_workspace = NULL;
 }
 
 #endif

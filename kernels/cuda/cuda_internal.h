@@ -25,7 +25,9 @@ static inline int tn_cuda_err(const char *what, cudaError_t e) {
 /* After a kernel launch: report a launch error (bad configuration, no kernel image, ...). */
 #define TN_CU_LAUNCHED(what) TN_CU(cudaGetLastError(), what)
 
-/* Release resources of the cuBLAS wrapper (blas.cu). */
+/* The cuBLAS wrapper's handle and its workspace of `workspace_bytes` (allocated with tn_cuda_alloc, so it
+ * is in the memory accounting), and their release (blas.cu). */
+extern "C" int tn_cuda_blas_init(size_t workspace_bytes);
 extern "C" void tn_cuda_blas_shutdown(void);
 
 #endif

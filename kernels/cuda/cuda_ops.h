@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "device/device.h"
 #include "kernels/ops.h"
 
 #ifdef __cplusplus
@@ -118,8 +119,10 @@ int tn_cuda_primal_flip(const tn_ghost_view *t, uint64_t key, const tn_flip_rule
  * one op's kernels finish with it before the next op's start. NULL + message on failure. */
 void *tn_cuda_scratch(size_t bytes);
 
-/* The CUDA ops table (kernels/cuda/ops_table.cu). */
+/* The CUDA ops table (kernels/cuda/ops_table.cu), and the backend the device layer opens devices through
+ * (kernels/cuda/backend.cu; a `const tn_cuda_backend *` of device/device.h, for tn_device_register_cuda). */
 const tn_ops *tn_cuda_ops(void);
+const tn_cuda_backend *tn_cuda_backend_get(void);
 
 /* 1 when this build runs kernels on the CPU emulator (-DTN_CUDA_EMU=ON), 0 for a real CUDA build. */
 int tn_cuda_is_emulated(void);

@@ -15,6 +15,14 @@ __global__ void tn_cuda_probe_kernel(int *p) {
     if (p) *p = 0;
 }
 
+/* 0 when this build has code the current device can run. */
+extern "C" int tn_cuda_probe(void) {
+    cudaFuncAttributes fa;
+    cudaError_t e = cudaFuncGetAttributes(&fa, tn_cuda_probe_kernel);
+    cudaGetLastError();
+    return e == cudaSuccess ? 0 : -1;
+}
+
 static int g_avail = -1; /* -1 unknown, 0 no, 1 yes */
 static char g_reason[512];
 

@@ -693,6 +693,19 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device) {
     return cudaSuccess;
 }
 
+cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device) {
+    if (device != 0) return set_error(cudaErrorInvalidDevice);
+    switch (attr) {
+    case cudaDevAttrClockRate: *value = 0; break; /* unknown: no peak FLOP/s for the emulator */
+    case cudaDevAttrMultiProcessorCount: *value = omp_get_max_threads(); break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = (int)smem_optin_limit(cfg().cc); break;
+    case cudaDevAttrComputeCapabilityMajor: *value = cfg().cc / 10; break;
+    case cudaDevAttrComputeCapabilityMinor: *value = cfg().cc % 10; break;
+    default: *value = 0; break;
+    }
+    return cudaSuccess;
+}
+
 cudaError_t cudaDriverGetVersion(int *v) {
     *v = 13000;
     return cudaSuccess;

@@ -350,7 +350,7 @@ static inline double max(double a, double b) { return fmax(a, b); }
 /* ---- runtime API -----------------------------------------------------------------------------------
  * The declarations are the toolkit's (cuda_runtime_api.h); cuda_emu.cpp defines the subset trinity calls:
  * cudaGetDeviceCount, cudaSetDevice, cudaGetDevice, cudaGetDeviceProperties, cudaDriverGetVersion,
- * cudaRuntimeGetVersion, cudaMalloc, cudaFree, cudaMemcpy(Async), cudaMemset(Async), cudaMemGetInfo,
+ * cudaRuntimeGetVersion, cudaDeviceGetAttribute, cudaMalloc, cudaFree, cudaMemcpy(Async), cudaMemset(Async), cudaMemGetInfo,
  * cudaDeviceSynchronize, cudaStreamSynchronize, cudaDeviceReset, cudaGetLastError, cudaPeekAtLastError,
  * cudaGetErrorString, cudaGetErrorName, cudaFuncGetAttributes, cudaFuncSetAttribute and the cudaEvent
  * calls. Anything else fails to link, which is the point. Below: the C++ overloads of cuda_runtime.h. */
