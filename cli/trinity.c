@@ -1,6 +1,10 @@
 /* trinity: one binary, subcommands. Dispatch only. */
 #include "cli/commands.h"
 #include "core/error.h"
+#include "device/device.h"
+#ifdef TN_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,6 +58,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+#ifdef TN_HAVE_CUDA
+    tn_device_register_cuda(tn_cuda_backend_get()); /* `device = cuda` (real, or the emulator of a test build) */
+#endif
     if (argc < 2) {
         usage(stderr);
         return TN_EXIT_USAGE;

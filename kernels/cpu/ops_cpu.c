@@ -1,6 +1,6 @@
 /* CPU implementations of kernels/ops.h. */
 #include "kernels/cpu/ops_cpu.h"
-#include "kernels/cpu/vexp.h"
+#include "kernels/vexp.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -33,6 +33,18 @@ TN_VEC_CLONES static double vec_sum_exp(const float *x, int64_t n, float shift) 
     double sum = 0;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < n; j++) sum += (double)tn_expf(x[j] - shift);
+    return sum;
+}
+
+/* x[j] = exp(x[j] - shift) in place; returns Σ x[j] in double (the cross-entropy backward: a double sum
+ * rounds to the same float whatever order the CUDA backend adds in) */
+TN_VEC_CLONES static double vec_exp_sum_d(float *x, int64_t n, float shift) {
+    double sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) {
+        x[j] = tn_expf(x[j] - shift);
+        sum += (double)x[j];
+    }
     return sum;
 }
 
@@ -338,7 +350,7 @@ void tn_op_cross_entropy_backward(float *logits, const int32_t *targets, const u
             continue;
         }
         const float mx = vec_max(row, V);
-        const float sum = vec_exp_sum(row, V, mx);
+        const float sum = (float)vec_exp_sum_d(row, V, mx);
         vec_scale(row, V, g / sum);
         row[targets[n]] -= g;
     }

@@ -1,6 +1,6 @@
-/* tn_expf (kernels/cpu/vexp.h) against exp() in double: relative error over a dense sweep of the whole
+/* tn_expf (kernels/vexp.h) against exp() in double: relative error over a dense sweep of the whole
  * finite range, the edge cases, and the same results from a vectorized loop as from scalar calls. */
-#include "kernels/cpu/vexp.h"
+#include "kernels/vexp.h"
 #include "tn_test.h"
 
 #include <float.h>

@@ -6,7 +6,8 @@
  *   TN_CUDA_EMU_CC=<major><minor>       compute capability reported and whose limits apply (default 61)
  *   TN_CUDA_EMU_FAULT=<n>               the n-th kernel launch faults: it does not run, and every later
  *                                       call returns cudaErrorIllegalAddress (a sticky error, as on a card)
- *   TN_CUDA_EMU_FIBERS=boost|ucontext   how CUDA threads switch (kernels/cuda/emu/fiber.h; default boost) */
+ *   TN_CUDA_EMU_FIBERS=boost|ucontext   how CUDA threads switch (kernels/cuda/emu/fiber.h; default boost)
+ *   TN_CUDA_EMU_STATS=1                 print the number of kernel launches and the peak device memory at exit */
 #include "kernels/cuda/emu/fiber.h"
 
 #include <omp.h>
@@ -97,6 +98,8 @@ static size_t parse_bytes(const char *s, const char *var) {
     return (size_t)v * mul;
 }
 
+static void print_stats(void);
+
 static const config &cfg(void) {
     static config c;
     static std::once_flag once;
@@ -122,6 +125,8 @@ static const config &cfg(void) {
         }
         const char *f = getenv("TN_CUDA_EMU_FAULT");
         if (f && *f) c.fault_at = atoll(f);
+        const char *st = getenv("TN_CUDA_EMU_STATS");
+        if (st && *st && strcmp(st, "0") != 0) atexit(print_stats);
     });
     return c;
 }
@@ -554,6 +559,12 @@ static void run_block(block_run *b, int reverse, fiber_kind kind) {
 
 static long long g_launches = 0;
 static std::mutex g_launch_mu;
+
+static void print_stats(void) {
+    size_t peak = 0;
+    mem_stats(nullptr, &peak);
+    fprintf(stderr, "cuda-emu: %lld kernel launches, peak device memory %zu bytes\n", g_launches, peak);
+}
 static std::map<const void *, size_t> g_optin; /* kernel -> opted-in dynamic shared memory */
 
 static int limits_ok(const char *name, const void *kernel, dim3 g, dim3 b, size_t smem) {

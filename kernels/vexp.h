@@ -1,4 +1,6 @@
-/* tn_expf: exp(x) in float, written so that the compiler vectorizes it inside `#pragma omp simd` loops.
+/* tn_expf: exp(x) in float, written so that the compiler vectorizes it inside `#pragma omp simd` loops,
+ * and shared with the CUDA kernels (__host__ __device__ under nvcc), so that the CPU and the GPU take the
+ * same exponentials in SwiGLU and cross-entropy.
  *
  * Why: libm's expf is an opaque call, and glibc only declares its vector variants (libmvec) under
  * -ffast-math, which trinity does not use. Softmax over a 49k vocabulary and the SiLU of every MLP
@@ -15,8 +17,8 @@
  * (tests/unit/test_vexp.c checks 1e-6 on a dense sweep).
  * Edge cases: x < -87.3365 (e^x below FLT_MIN) gives 0; x > 88.7228 (ln FLT_MAX) gives +inf; NaN gives NaN.
  */
-#ifndef TN_KERNELS_CPU_VEXP_H
-#define TN_KERNELS_CPU_VEXP_H
+#ifndef TN_KERNELS_VEXP_H
+#define TN_KERNELS_VEXP_H
 
 #include <math.h>
 #include <stdint.h>
@@ -24,7 +26,9 @@
 
 /* always_inline: GCC does not inline a function into a caller compiled for another -march (the
  * target_clones of kernels/cpu/ops_cpu.c) unless told to, and a call per element defeats the point. */
-#if defined(__GNUC__)
+#if defined(__CUDACC__)
+#define TN_VEXP_INLINE static inline __host__ __device__ __attribute__((always_inline))
+#elif defined(__GNUC__)
 #define TN_VEXP_INLINE static inline __attribute__((always_inline))
 #else
 #define TN_VEXP_INLINE static inline
