@@ -74,6 +74,8 @@ struct tn_run {
     size_t tokenizer_len;
 
     tn_rng rng;
+    int bench;          /* a benchmark: synthetic tokens, no run directory (tn_train_bench) */
+    tn_rng bench_rng;
     int64_t step;
     FILE *log;
     cJSON *pending_log_line; /* a line a method produced before log.jsonl was opened */

@@ -200,7 +200,7 @@ static int open_data(tn_run *r) {
 /* The model's shape: from [model] init (a checkpoint) or the [model] keys. */
 static int build_layout(tn_run *r) {
     const char *init = tn_config_str(r->ini, "model", "init", NULL);
-    int64_t data_vocab = tn_loader_vocab_size(r->loader);
+    int64_t data_vocab = r->loader ? tn_loader_vocab_size(r->loader) : 0;
     if (init && *init) {
         tn_checkpoint ck;
         TN_CHECK(tn_ckpt_load(init, &ck, NULL, 0));
@@ -517,7 +517,16 @@ static int train_step(tn_run *r, double lr, double *loss_out, double *norm_out) 
     const int64_t nb = r->batch * r->seq_len;
     int64_t total = 0;
     for (int64_t a = 0; a < r->accum; a++) {
-        TN_CHECK(tn_loader_next(r->loader, r->inputs + a * nb, r->targets + a * nb, r->mask + a * nb));
+        if (r->bench) {
+            const uint64_t V = (uint64_t)r->layout.cfg.vocab_size;
+            for (int64_t i = 0; i < nb; i++) {
+                r->inputs[a * nb + i] = (int32_t)tn_rng_below(&r->bench_rng, V);
+                r->targets[a * nb + i] = (int32_t)tn_rng_below(&r->bench_rng, V);
+                r->mask[a * nb + i] = 1;
+            }
+        } else {
+            TN_CHECK(tn_loader_next(r->loader, r->inputs + a * nb, r->targets + a * nb, r->mask + a * nb));
+        }
         for (int64_t i = 0; i < nb; i++) total += r->mask[a * nb + i] != 0;
     }
     double loss = 0;
@@ -547,8 +556,9 @@ static int train_loop(tn_run *r) {
     while (r->step < r->steps) {
         double lr = tn_schedule_lr(&r->sched, r->step + 1);
         double t0 = tn_time_s(), loss = 0, norm = 0;
-        TN_CHECK(train_step(r, lr, &loss, &norm));
-        TN_CHECK(r->ops->sync()); /* the step's time includes its device work */
+        const long long this_step = (long long)r->step + 1;
+        if (train_step(r, lr, &loss, &norm) != 0 || r->ops->sync() != 0) /* the step's time includes its device work */
+            return tn_err_prefix("step %lld", this_step);
         double dt = tn_time_s() - t0;
         if (r->dev.is_cuda) {
             int64_t free_b, total_b;
@@ -615,14 +625,26 @@ static int open_device(tn_run *r) {
     return 0;
 }
 
+/* Benchmark runs have no shards: every micro-batch is uniform random tokens, all counted. */
+static int open_synthetic_data(tn_run *r) {
+    size_t nb = (size_t)(r->batch * r->seq_len * r->accum);
+    r->inputs = tn_alloc(nb, sizeof(int32_t));
+    r->targets = tn_alloc(nb, sizeof(int32_t));
+    r->mask = tn_alloc(nb, 1);
+    if (!r->inputs || !r->targets || !r->mask) return -1;
+    tn_rng_seed(&r->bench_rng, (uint64_t)r->seed ^ 0xbe7cULL);
+    return 0;
+}
+
+/* config_path NULL: the configuration is the overrides alone (benchmarks). */
 static int setup(tn_run *r, const char *config_path, char *const *overrides, int n_overrides, const char *resume) {
     if (!(r->ini = tn_config_new())) return -1;
-    TN_CHECK(tn_config_load(r->ini, config_path));
+    if (config_path) TN_CHECK(tn_config_load(r->ini, config_path));
     for (int i = 0; i < n_overrides; i++) TN_CHECK(tn_config_set(r->ini, overrides[i]));
     if (!(r->config_text = config_to_text(r->ini))) return tn_err("out of memory");
     TN_CHECK(read_train_config(r));
     TN_CHECK(open_device(r));
-    TN_CHECK(open_data(r));
+    TN_CHECK(r->bench ? open_synthetic_data(r) : open_data(r));
     TN_CHECK(build_layout(r));
     const char *method = tn_config_str(r->ini, "optim", "method", "adamw");
     int primal = !strcmp(method, "primal");
@@ -635,6 +657,10 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     TN_CHECK(alloc_model(r));
     if (primal) TN_CHECK(tn_method_primal_attach(r, &r->method));
     else if (ste) TN_CHECK(tn_method_ste_init(r, &r->method));
+    if (r->bench) {
+        tn_rng_seed(&r->rng, (uint64_t)r->seed);
+        return tn_config_check_unused(r->ini);
+    }
     TN_CHECK(setup_tokenizer(r));
     TN_CHECK(tn_config_check_unused(r->ini));
     const char *init = tn_config_str(r->ini, "model", "init", NULL);
@@ -688,6 +714,54 @@ int tn_train_run(const char *config_path, char *const *overrides, int n_override
             tn_log_info("peak device memory on %s: %.1f MiB allocated, %.1f MiB measured (free memory drop)",
                         r.dev.spec, (double)dev_peak / (1 << 20), (double)(r.free_at_start - r.min_free) / (1 << 20));
     }
+    run_free(&r);
+    return rc;
+}
+
+/* ---- benchmark ----------------------------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int tn_train_bench(char *const *assignments, int n, int steps, tn_train_bench_result *res) {
+    tn_run r;
+    memset(&r, 0, sizeof r);
+    memset(res, 0, sizeof *res);
+    r.bench = 1;
+    r.t_start = tn_time_s();
+    if (steps < 1 || steps > 1000) return tn_err("bench: steps must be in [1, 1000]");
+    double *times = malloc((size_t)steps * sizeof *times);
+    int rc = times ? setup(&r, NULL, assignments, n, NULL) : tn_err("out of memory");
+    for (int s = 0; rc == 0 && s <= steps; s++) { /* step 0 warms up (cuBLAS heuristics, caches, pages) */
+        double loss = 0, norm = 0;
+        const double lr = tn_schedule_lr(&r.sched, r.step + 1), t0 = tn_time_s();
+        rc = train_step(&r, lr, &loss, &norm);
+        if (rc == 0) rc = r.ops->sync();
+        if (rc == 0 && s > 0) times[s - 1] = tn_time_s() - t0;
+        if (rc == 0 && s == 0) res->loss_first = loss;
+        if (rc == 0) res->loss_last = loss;
+        int64_t free_b, total_b;
+        if (rc == 0 && r.dev.is_cuda && tn_device_mem_info(&r.dev, &free_b, &total_b) == 0 && free_b < r.min_free)
+            r.min_free = free_b;
+    }
+    if (rc == 0) {
+        qsort(times, (size_t)steps, sizeof *times, cmp_double);
+        res->step_s = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+        res->tokens_per_step = r.batch * r.seq_len * r.accum;
+        res->batch = r.batch;
+        res->seq_len = r.seq_len;
+        res->accum = r.accum;
+        res->cfg = r.layout.cfg;
+        res->dev = r.dev;
+        snprintf(res->method, sizeof res->method, "%s", r.method.name ? r.method.name : "dense");
+        int64_t in_use = 0;
+        r.ops->mem_usage(&in_use, &res->peak_allocated_bytes);
+        res->planned_bytes = r.planned_bytes;
+        res->peak_measured_bytes = r.dev.is_cuda ? r.free_at_start - r.min_free : 0;
+    }
+    free(times);
     run_free(&r);
     return rc;
 }
