@@ -11,6 +11,8 @@ static void help(void) {
            "Train a model as the config says (dense AdamW, STE evolution with [quant], or PRIMAL with\n"
            "[optim] method = primal). Keys: docs/CONFIG.md. Overrides replace config values.\n\n"
            "  --device D          where to train (same as train.device=D; default [train] device, cpu)\n"
+           "  --plan              print the run's memory plan on its device as JSON and stop (nothing is\n"
+           "                      allocated and the shards are not read); exit 1 when it does not fit\n"
            "  --resume            continue from the newest ckpt-*.h5 in [train] out_dir\n"
            "  --resume-from PATH  continue from a given checkpoint\n\n"
            "The run directory gets config.ini, log.jsonl (one JSON object per step and per evaluation)\n"
@@ -19,6 +21,7 @@ static void help(void) {
 
 int tn_cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL;
+    int plan = 0;
     char *overrides[257];
     char device_override[64];
     int n_over = 0;
@@ -28,6 +31,8 @@ int tn_cmd_train(int argc, char **argv) {
             return TN_EXIT_OK;
         } else if (!strcmp(argv[i], "--resume")) {
             resume = "";
+        } else if (!strcmp(argv[i], "--plan")) {
+            plan = 1;
         } else if (!strcmp(argv[i], "--device")) {
             if (i + 1 >= argc) return tn_cli_usage_error("train", "--device needs cpu, cuda or cuda:N");
             if (strlen(argv[i + 1]) >= sizeof device_override - 16)
@@ -49,6 +54,10 @@ int tn_cmd_train(int argc, char **argv) {
         }
     }
     if (!config) return tn_cli_usage_error("train", "missing CONFIG.ini");
+    if (plan) {
+        if (resume) return tn_cli_usage_error("train", "--plan and --resume do not go together");
+        return tn_train_plan(config, overrides, n_over) != 0 ? tn_cli_fail() : TN_EXIT_OK;
+    }
     if (tn_train_run(config, overrides, n_over, resume) != 0) return tn_cli_fail();
     return TN_EXIT_OK;
 }

@@ -75,6 +75,7 @@ struct tn_run {
 
     tn_rng rng;
     int bench;          /* a benchmark: synthetic tokens, no run directory (tn_train_bench) */
+    int plan_only;      /* print the memory plan and stop (tn_train_plan) */
     tn_rng bench_rng;
     int64_t step;
     FILE *log;

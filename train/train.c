@@ -242,7 +242,7 @@ static int plan_memory(tn_run *r) {
     const int64_t act = tn_llama_plan_bytes(&r->layout, (int)r->batch, (int)r->seq_len, r->ops);
     const int64_t sampler = r->sample_every > 0 ? tn_llama_plan_bytes(&r->layout, 1, (int)r->seq_len, r->ops) : 0;
     int64_t in_use = 0;
-    r->ops->mem_usage(&in_use, NULL); /* the CUDA backend's cuBLAS workspace, allocated when it opened */
+    r->ops->mem_usage(&in_use, NULL); /* the CUDA backend's cuBLAS workspace and op scratch, from its opening */
     r->planned_bytes = 4 * fb + act + sampler + r->method.state_bytes;
     TN_CHECK(tn_device_mem_info(&r->dev, &r->free_at_start, &(int64_t){0}));
     r->min_free = r->free_at_start;
@@ -644,7 +644,10 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     if (!(r->config_text = config_to_text(r->ini))) return tn_err("out of memory");
     TN_CHECK(read_train_config(r));
     TN_CHECK(open_device(r));
-    TN_CHECK(r->bench ? open_synthetic_data(r) : open_data(r));
+    /* A plan needs the shards only for the vocabulary size, when neither [model] nor an init model gives it. */
+    const int need_shards = !r->bench && !(r->plan_only && (tn_config_has(r->ini, "model", "vocab_size") ||
+                                                             tn_config_has(r->ini, "model", "init")));
+    TN_CHECK(need_shards ? open_data(r) : open_synthetic_data(r));
     TN_CHECK(build_layout(r));
     const char *method = tn_config_str(r->ini, "optim", "method", "adamw");
     int primal = !strcmp(method, "primal");
@@ -653,6 +656,13 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     if (primal) TN_CHECK(tn_method_primal_init(r, &r->method));
     else if (ste) TN_CHECK(tn_method_ste_plan(r, &r->method));
     else r->method.name = "dense";
+    if (r->plan_only) {
+        const int fits = plan_memory(r) == 0;
+        cJSON *mem = cJSON_GetObjectItemCaseSensitive(r->pending_log_line, "memory");
+        cJSON_AddBoolToObject(mem, "fits", fits);
+        TN_CHECK(tn_json_print_line(stdout, r->pending_log_line));
+        return fits ? 0 : -1;
+    }
     TN_CHECK(plan_memory(r));
     TN_CHECK(alloc_model(r));
     if (primal) TN_CHECK(tn_method_primal_attach(r, &r->method));
@@ -688,6 +698,15 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
                 r->method.name, (long long)r->steps, (long long)r->batch, (long long)r->seq_len,
                 (long long)r->accum, (double)tn_llama_activation_bytes(r->model) / (1 << 20));
     return 0;
+}
+
+int tn_train_plan(const char *config_path, char *const *overrides, int n_overrides) {
+    tn_run r;
+    memset(&r, 0, sizeof r);
+    r.plan_only = 1;
+    int rc = setup(&r, config_path, overrides, n_overrides, NULL);
+    run_free(&r);
+    return rc;
 }
 
 int tn_train_run(const char *config_path, char *const *overrides, int n_overrides, const char *resume) {

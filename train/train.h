@@ -11,6 +11,11 @@
 /* resume: NULL = fresh run; "" = newest checkpoint in the run directory; otherwise a checkpoint path. */
 int tn_train_run(const char *config_path, char *const *overrides, int n_overrides, const char *resume);
 
+/* `trinity train CONFIG --plan`: the memory plan of the run on its device, printed as one JSON object
+ * {"memory": {..., "fits": true|false}} on stdout, without reading the shards or allocating the model;
+ * fails (after printing) when the plan does not fit the device's free memory. */
+int tn_train_plan(const char *config_path, char *const *overrides, int n_overrides);
+
 /* A timed training run for `trinity bench train`: the configuration is the `section.key=value`
  * assignments alone (later ones win; [train] out_dir is required but nothing is written), the data
  * uniform random tokens. One warm-up optimizer step, then `steps` timed ones (wall clock, the device

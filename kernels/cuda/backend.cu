@@ -36,8 +36,11 @@ static int open_device(int index, char *name, int name_cap, int *cc, int *emulat
     *emulated = tn_cuda_is_emulated();
     snprintf(name, (size_t)name_cap, "%s, sm_%d%d, %d SMs, %.1f GiB", g_prop.name, g_prop.major, g_prop.minor,
              g_prop.multiProcessorCount, (double)g_prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
-    /* cuBLAS's recommended workspace: 32 MiB on Hopper, 4 MiB before (allocated by us, so it is counted). */
-    return tn_cuda_blas_init(*cc >= 90 ? (size_t)32 << 20 : (size_t)4 << 20);
+    /* cuBLAS's recommended workspace: 32 MiB on Hopper, 4 MiB before (allocated by us, so it is counted), and
+     * the ops' scratch at the largest any of them asks for with the shapes of real models (RMSNorm's dw
+     * partials: 16 MiB), so that neither grows after the memory plan was made. */
+    TN_CHECK(tn_cuda_blas_init(*cc >= 90 ? (size_t)32 << 20 : (size_t)4 << 20));
+    return tn_cuda_scratch((size_t)16 << 20) ? 0 : -1;
 }
 
 static int mem_info(int64_t *free_bytes, int64_t *total_bytes) {

@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# The one prepared run for a GPU machine (docs/CUDA.md, "GPU check"). Two halves:
+#
+#   scripts/gpu-check.sh prepare [--arch 90]
+#       here, on a development machine: build the CUDA backend for the target architecture (build-gpu/),
+#       and pack the binaries with every shared library they need except the CUDA ones (the GPU machine
+#       has CUDA 13's libcudart, libcublas and the driver) into build-gpu/gpu-bundle.tar.xz (< 64 MiB).
+#
+#   scripts/gpu-check.sh [--only tests|sanitize|train|bench] [--bundle FILE]
+#       there, on the GPU machine (e.g. the device tool: command "scripts/gpu-check.sh", carry
+#       ["build-gpu/gpu-bundle.tar.xz"]): unpack, then in sections that can run alone, printing a summary
+#       line as each finishes, so that a cut-off run still reports:
+#         tests     every CUDA test binary on the card (the same tests CI runs through the emulator)
+#         sanitize  the same under compute-sanitizer memcheck and racecheck (says so where it refuses)
+#         train     ghost-tiny shape, 200 steps each of dense, STE and PRIMAL on the GPU and on the CPU
+#                   (fp32): losses agree within 1e-4 relative (dense, STE); PRIMAL: the first step whose
+#                   grid indices differ, if any (checkpoints every 25 steps)
+#         bench     bench train --device cuda for smollm2-135m and ghost-0.1b (tokens/s, MFU against the
+#                   card's FP32 peak, memory planned and measured), fp32, and smollm2 with tf32
+#       About 5 minutes on an H100. Exit status: 0 when every section that ran passed.
+#       GPU_CHECK_STEPS (default 200) shortens the train section for a dry run of the script itself
+#       (e.g. with a bundle of a TN_CUDA_EMU build, where `cuda` is the CPU emulator).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+# ---- prepare (development machine) -------------------------------------------------------------------------
+if [ "${1:-}" = prepare ]; then
+  set -e
+  arch=90
+  [ "${2:-}" = --arch ] && arch=$3
+  ./scripts/setup.sh
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTN_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" \
+        -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
+  tests=$(cd tests/unit && ls test_cuda*.c | sed 's/\.c$//')
+  # shellcheck disable=SC2086
+  cmake --build build-gpu -j "$(nproc)" --target trinity $tests
+  b=build-gpu/bundle
+  rm -rf "$b" && mkdir -p "$b/bin" "$b/lib" "$b/lib/glibc"
+  for t in trinity $tests; do cp "build-gpu/$t" "$b/bin/"; strip --strip-unneeded "$b/bin/$t"; done
+  # Every shared library the binaries load, but the CUDA ones (taken from the GPU machine) and glibc (kept
+  # apart, used only if the machine's own glibc is older than this one's).
+  for t in "$b"/bin/*; do ldd "$t"; done | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
+    case $(basename "$lib") in
+      libcuda.so*|libcudart.so*|libcublas*.so*|libnccl.so*|libnvidia*) ;;
+      libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*) cp -L "$lib" "$b/lib/glibc/" ;;
+      *) cp -L "$lib" "$b/lib/" ;;
+    esac
+  done
+  cp -L /lib64/ld-linux-x86-64.so.2 "$b/lib/glibc/"
+  strip --strip-unneeded "$b"/lib/*.so* 2>/dev/null || true
+  tar -C build-gpu -cJf build-gpu/gpu-bundle.tar.xz bundle
+  size=$(stat -c %s build-gpu/gpu-bundle.tar.xz)
+  echo "gpu-check: build-gpu/gpu-bundle.tar.xz, $((size / 1048576)) MiB (sm_$arch; $(ls "$b/bin" | wc -l) binaries," \
+       "$(ls "$b/lib" | grep -c so) libraries)"
+  [ "$size" -lt $((60 * 1048576)) ] || { echo "gpu-check: the bundle is over 60 MiB"; exit 1; }
+  echo "gpu-check: on the GPU machine run: scripts/gpu-check.sh   (carry build-gpu/gpu-bundle.tar.xz)"
+  exit 0
+fi
+
+# ---- run (GPU machine) --------------------------------------------------------------------------------------
+only=""
+bundle=build-gpu/gpu-bundle.tar.xz
+while [ $# -gt 0 ]; do
+  case $1 in
+    --only) only=$2; shift 2;;
+    --bundle) bundle=$2; shift 2;;
+    *) echo "usage: $0 prepare [--arch N] | $0 [--only tests|sanitize|train|bench] [--bundle FILE]"; exit 2;;
+  esac
+done
+[ -f "$bundle" ] || { echo "gpu-check: no $bundle (run 'scripts/gpu-check.sh prepare' where the project builds)"; exit 2; }
+work=$(mktemp -d /tmp/gpu-check.XXXXXX)
+tar -C "$work" -xJf "$bundle"
+B=$work/bundle
+OUT=${OUT:-$work/out}
+mkdir -p "$OUT"
+summary=$OUT/gpu-check-summary.txt
+: > "$summary"
+say() { echo "== $*" | tee -a "$summary"; }
+status=0
+
+# The CUDA libraries of this machine: the toolkit's, else the pip wheels' (nvidia-cublas, nvidia-cuda-runtime).
+cuda_dirs=""
+for pat in libcudart.so.13 libcublas.so.13 libcublasLt.so.13; do
+  d=$( (ls /usr/local/cuda/lib64/$pat* /usr/local/cuda/targets/*/lib/$pat* 2>/dev/null;
+        python3 -c "import glob, site; [print(p) for s in site.getsitepackages() for p in glob.glob(s + '/nvidia/**/$pat*', recursive=True)]" 2>/dev/null) \
+      | head -1 | xargs -r dirname)
+  [ -n "$d" ] && case ":$cuda_dirs:" in *":$d:"*) ;; *) cuda_dirs=$cuda_dirs:$d;; esac
+done
+export LD_LIBRARY_PATH=$B/lib$cuda_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+loader=()  # empty: the machine's own glibc runs the binaries
+if ! "$B/bin/trinity" --version >/dev/null 2>&1; then
+  # The machine's glibc is older than the build machine's: run through the bundled loader and glibc.
+  loader=("$B/lib/glibc/ld-linux-x86-64.so.2" --library-path "$B/lib/glibc:$LD_LIBRARY_PATH")
+  "${loader[@]}" "$B/bin/trinity" --version >/dev/null 2>&1 || { echo "gpu-check: the bundled binaries do not start here:";
+    "$B/bin/trinity" --version; exit 1; }
+fi
+run() { "${loader[@]}" "$@"; }
+T="run $B/bin/trinity"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null \
+  | sed 's/^/gpu: /' | tee -a "$summary"
+say "CUDA libraries from:${cuda_dirs//:/ }"
+
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+
+# ---- tests ----------------------------------------------------------------------------------------------------
+if want tests; then
+  for t in "$B"/bin/test_cuda*; do
+    n=$(basename "$t")
+    start=$(date +%s%N)
+    run "$t" > "$OUT/$n.log" 2>&1
+    rc=$?
+    ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    case $rc in
+      0) say "tests: $n passed ($(tail -1 "$OUT/$n.log"), $ms ms)";;
+      77) say "tests: $n SKIPPED: $(grep -m1 SKIPPED "$OUT/$n.log")"; status=1;;
+      *) say "tests: $n FAILED (exit $rc):"; tail -20 "$OUT/$n.log" | tee -a "$summary"; status=1;;
+    esac
+  done
+fi
+
+# ---- compute-sanitizer --------------------------------------------------------------------------------------------
+if want sanitize; then
+  if ! command -v compute-sanitizer >/dev/null; then
+    say "sanitize: compute-sanitizer is not on this machine; skipped"
+  else
+    for tool in memcheck racecheck; do
+      for t in "$B"/bin/test_cuda*; do
+        n=$(basename "$t")
+        compute-sanitizer --tool "$tool" --error-exitcode 9 "${loader[@]}" "$t" > "$OUT/$n.$tool.log" 2>&1
+        rc=$?
+        if grep -q "Device not supported\|not supported on this" "$OUT/$n.$tool.log"; then
+          say "sanitize: $tool refused the device ($(grep -m1 'not supported' "$OUT/$n.$tool.log")); going on"
+          break
+        fi
+        errs=$(grep -m1 "ERROR SUMMARY" "$OUT/$n.$tool.log" || echo "no summary")
+        case $rc in
+          0) say "sanitize: $tool $n: $errs";;
+          *) say "sanitize: $tool $n FAILED (exit $rc): $errs"; grep -m5 "Error\|Race\|Invalid" "$OUT/$n.$tool.log" \
+               | tee -a "$summary"; status=1;;
+        esac
+      done
+    done
+  fi
+fi
+
+# ---- train: GPU against CPU -----------------------------------------------------------------------------------------
+if want train; then
+  d=$work/train
+  mkdir -p "$d"
+  steps=${GPU_CHECK_STEPS:-200}
+  every=$(( steps >= 200 ? 25 : (steps + 1) / 2 ))
+  # Training text: this repository's own documentation and sources, bytes tokenizer (no network there).
+  $T prepare text --tokenizer bytes --in README.md docs/*.md optim/*.c train/*.c model/*.c -o "$d/train.h5" >/dev/null 2>&1
+  $T prepare text --tokenizer bytes --in kernels/cpu/*.c quant/*.c -o "$d/val.h5" >/dev/null 2>&1
+  cat > "$d/base.ini" <<INI
+[model]
+dim = 256
+n_layers = 4
+n_heads = 4
+n_kv_heads = 4
+ffn_dim = 704
+[data]
+train = $d/train.h5
+val = $d/val.h5
+tokenizer = bytes
+[train]
+batch = 16
+seq_len = 128
+steps = $steps
+log_every = 1
+eval_every = 0
+ckpt_every = $every
+keep_ckpts = 8
+threads = 16
+precision = fp32
+[optim]
+lr = 3e-3
+INI
+  declare -A extra=([dense]="" [ste]="quant.grid=ternary quant.scale=absmean quant.layers=attn,mlp"
+                    [primal]="optim.method=primal primal.init_std=0.05 primal.c=0.01")
+  for m in dense ste primal; do
+    for dev in cuda cpu; do
+      s0=$(date +%s)
+      # shellcheck disable=SC2086
+      $T train "$d/base.ini" "train.out_dir=$d/$m-$dev" "train.device=$dev" ${extra[$m]} > /dev/null 2> "$OUT/train-$m-$dev.log" \
+        || { say "train: $m on $dev FAILED:"; tail -5 "$OUT/train-$m-$dev.log" | tee -a "$summary"; status=1; continue 2; }
+      say "train: $m on $dev: $steps steps in $(( $(date +%s) - s0 )) s; $(grep -m1 'peak device memory' "$OUT/train-$m-$dev.log" | sed 's/^trinity: //')"
+    done
+    python3 - "$d/$m-cpu" "$d/$m-cuda" "$m" "$steps" "$every" <<'PY' | tee -a "$summary" || status=1
+import json, sys
+a_dir, b_dir, m = sys.argv[1:4]
+steps, every = int(sys.argv[4]), int(sys.argv[5])
+def rows(d): return [json.loads(l) for l in open(d + "/log.jsonl")]
+a = {r["step"]: r["loss"] for r in rows(a_dir) if "loss" in r}
+b = {r["step"]: r["loss"] for r in rows(b_dir) if "loss" in r}
+rel = {s: abs(a[s] - b[s]) / abs(a[s]) for s in a if s in b}
+worst = max(rel.values())
+first_over = next((s for s in sorted(rel) if rel[s] > 1e-4), None)
+ok = m == "primal" or worst <= 1e-4
+mem = [r for r in rows(b_dir) if "peak_device_measured_bytes" in r]
+plan = [r["memory"] for r in rows(b_dir) if "memory" in r]
+line = f"train: {m}: losses GPU vs CPU worst {worst:.2e} relative over {len(rel)} steps"
+if first_over: line += f" (first over 1e-4 at step {first_over})"
+if mem and plan:
+    # measured: the drop of free memory after the device opened (cuBLAS's workspace and the op scratch
+    # were allocated by then), so it compares with the plan without them
+    p = plan[0]["planned_bytes"] - plan[0]["workspace_bytes"]
+    q = mem[-1]["peak_device_measured_bytes"]
+    line += f"; memory planned {p / 2**20:.1f} MiB, measured peak {q / 2**20:.1f} MiB ({100 * (q - p) / p:+.1f}%)"
+if m == "primal":
+    import h5py
+    first = None
+    for s in range(every, steps + 1, every):
+        try:
+            fa, fb = h5py.File(f"{a_dir}/ckpt-{s:06d}.h5"), h5py.File(f"{b_dir}/ckpt-{s:06d}.h5")
+        except OSError:
+            continue
+        names = []
+        fa["primal"].visit(lambda n: names.append(n) if n.endswith("/idx") else None)
+        diff = sum(int((fa["primal"][n][()] != fb["primal"][n][()]).sum()) for n in names)
+        if diff and first is None:
+            first = (s, diff)
+    line += "; grid indices identical at every checkpoint" if first is None else \
+            f"; grid indices first differ at checkpoint step {first[0]} ({first[1]} weights)"
+print(line + ("" if ok else "  FAILED"))
+sys.exit(0 if ok else 1)
+PY
+  done
+fi
+
+# ---- bench --------------------------------------------------------------------------------------------------------
+if want bench; then
+  for spec in "smollm2-135m fp32" "ghost-0.1b fp32" "smollm2-135m tf32"; do
+    set -- $spec
+    j=$($T bench train --preset "$1" --device cuda --steps 5 --json "train.precision=$2" 2> "$OUT/bench-$1-$2.log")
+    if [ -z "$j" ]; then say "bench: $1 $2 FAILED:"; tail -3 "$OUT/bench-$1-$2.log" | tee -a "$summary"; status=1; continue; fi
+    echo "$j" >> "$OUT/bench.jsonl"
+    python3 -c "
+import json, sys
+j = json.loads(sys.argv[1])
+mfu = f\"MFU {100 * j['mfu']:.1f}% of {j['peak_tflops']:.1f} TFLOP/s\" if 'mfu' in j else 'MFU unknown (no clock rate)'
+print(f\"bench: {j['preset']} {j['precision']} {j['method']} B{j['batch']}xT{j['seq_len']}: {j['tokens_per_s']:.0f} tokens/s, \"
+      f\"{j['tflops']:.2f} TFLOP/s, {mfu}; memory planned {j['planned_bytes'] / 2**30:.2f} GiB, \"
+      f\"peak measured {j['peak_measured_bytes'] / 2**30:.2f} GiB\")" "$j" | tee -a "$summary"
+  done
+fi
+
+say "gpu-check: done, status $status (summary in $summary)"
+exit $status
