@@ -9,14 +9,13 @@
  * backward runs twice on one shape and must repeat bit for bit (no atomics). Then the size checks: odd,
  * too large or zero head dims, H not a multiple of KV, too long T, NULL arrays, and B = 0 doing nothing.
  * The largest errors per output are printed. Without CUDA (or its emulator) or a device it is skipped. */
-#include "tn_test.h"
+#include "cuda_test.h"
 
 #include "core/error.h"
 #include "core/rng.h"
 
 #ifdef TN_HAVE_CUDA
 #include "kernels/cpu/ops_cpu.h"
-#include "kernels/cuda/cuda_ops.h"
 #endif
 
 #include <math.h>
@@ -37,15 +36,6 @@ static const char *const g_names[5] = {"out", "lse", "dq", "dk", "dv"};
 static void note(int which, const char *shape, double err, double tol) {
     if (!(err <= g_max_err[which])) g_max_err[which] = err;
     CHECKF(err <= tol, "%s %s: error %.3g > %.3g", shape, g_names[which], err, tol);
-}
-
-static void *dev_from(const void *host, size_t bytes) {
-    void *d = tn_cuda_alloc(bytes);
-    if (d && tn_cuda_upload(d, host, bytes) != 0) {
-        tn_cuda_free(d);
-        return NULL;
-    }
-    return d;
 }
 
 static float *randn(tn_rng *g, int64_t n, float s) {
@@ -102,8 +92,8 @@ static void test_shape(tn_rng *g, int64_t B, int64_t T, int64_t H, int64_t KV, i
 
     /* GPU */
     const int64_t ns = tn_cuda_attention_scratch_floats(B, T, H, KV, hd);
-    float *d_q = dev_from(q, sizeof(float) * (size_t)nq), *d_k = dev_from(k, sizeof(float) * (size_t)nk),
-          *d_v = dev_from(v, sizeof(float) * (size_t)nk), *d_dout = dev_from(dout, sizeof(float) * (size_t)nq);
+    float *d_q = tn_test_dev_copy(q, sizeof(float) * (size_t)nq), *d_k = tn_test_dev_copy(k, sizeof(float) * (size_t)nk),
+          *d_v = tn_test_dev_copy(v, sizeof(float) * (size_t)nk), *d_dout = tn_test_dev_copy(dout, sizeof(float) * (size_t)nq);
     float *d_out = tn_cuda_alloc(sizeof(float) * (size_t)nq), *d_lse = tn_cuda_alloc(sizeof(float) * (size_t)nl);
     float *d_dq = tn_cuda_alloc(sizeof(float) * (size_t)nq), *d_dk = tn_cuda_alloc(sizeof(float) * (size_t)nk),
           *d_dv = tn_cuda_alloc(sizeof(float) * (size_t)nk), *d_scratch = tn_cuda_alloc(sizeof(float) * (size_t)ns);
@@ -183,11 +173,8 @@ static void test_refusals(void) {
 #endif
 
 int main(void) {
-#ifndef TN_HAVE_CUDA
-    TN_SKIP("built without CUDA or its emulator (-DTN_CUDA_EMU=ON)");
-#else
-    const char *why = NULL;
-    if (!tn_cuda_available(&why)) TN_SKIP("%s", why);
+    TN_CUDA_TEST_REQUIRE();
+#ifdef TN_HAVE_CUDA
     tn_rng g;
     tn_rng_seed(&g, 11);
     printf("normwise errors against the CPU (lse: against double):\n");

@@ -6,13 +6,12 @@
  * the broken kernel is run in the order given and must fail in forward order), launch limits (1025
  * threads, 48 KiB + 4 of dynamic shared memory, a host pointer argument) are refused, a copy that leaves its
  * allocation is refused, and TN_CUDA_EMU_MEM caps allocations. Without CUDA the test is skipped. */
-#include "tn_test.h"
+#include "cuda_test.h"
 
 #include "core/error.h"
 #include "core/rng.h"
 
 #ifdef TN_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
 #include "tests/cuda/emu_selftest.h"
 #endif
 
@@ -22,15 +21,6 @@
 #include <string.h>
 
 #ifdef TN_HAVE_CUDA
-
-static void *dev_from(const void *host, size_t bytes) {
-    void *d = tn_cuda_alloc(bytes);
-    if (d && tn_cuda_upload(d, host, bytes) != 0) {
-        tn_cuda_free(d);
-        return NULL;
-    }
-    return d;
-}
 
 static void rand_floats(tn_rng *g, float *x, int64_t n, float s) {
     for (int64_t i = 0; i < n; i++) x[i] = s * tn_rng_normal(g);
@@ -47,7 +37,7 @@ static void test_softmax(tn_rng *g) {
         for (int j = 0; j < n; j++) s += exp((double)x[r * n + j] - m);
         for (int j = 0; j < n; j++) ref[r * n + j] = (float)(exp((double)x[r * n + j] - m) / s);
     }
-    float *dx = dev_from(x, sizeof x), *dy = tn_cuda_alloc(sizeof y);
+    float *dx = tn_test_dev_copy(x, sizeof x), *dy = tn_cuda_alloc(sizeof y);
     CHECK_OK(tn_selftest_softmax(dx, dy, rows, n));
     CHECK_OK(tn_cuda_download(y, dy, sizeof y));
     double err = tn_test_rel_err(y, ref, (size_t)(rows * n));
@@ -67,7 +57,7 @@ static void test_rmsnorm(tn_rng *g) {
         double rs = 1.0 / sqrt(ss / n + 1e-5);
         for (int j = 0; j < n; j++) ref[r * n + j] = (float)(x[r * n + j] * rs);
     }
-    float *dx = dev_from(x, sizeof(float) * rows * n), *dy = tn_cuda_alloc(sizeof(float) * rows * n);
+    float *dx = tn_test_dev_copy(x, sizeof(float) * rows * n), *dy = tn_cuda_alloc(sizeof(float) * rows * n);
     for (int threads = 32; threads <= 1024; threads *= 4) {
         CHECK_OK(tn_selftest_rmsnorm(dx, dy, rows, n, 1e-5f, threads));
         CHECK_OK(tn_cuda_download(y, dy, sizeof(float) * rows * n));
@@ -92,7 +82,7 @@ static void test_sgemm(tn_rng *g) {
             for (int k = 0; k < K; k++) s += (double)A[i * K + k] * B[k * N + j];
             ref[i * N + j] = (float)s;
         }
-    float *dA = dev_from(A, sizeof A), *dB = dev_from(B, sizeof B), *dC = tn_cuda_alloc(sizeof C);
+    float *dA = tn_test_dev_copy(A, sizeof A), *dB = tn_test_dev_copy(B, sizeof B), *dC = tn_cuda_alloc(sizeof C);
     CHECK_OK(tn_selftest_sgemm(dA, dB, dC, M, N, K));
     CHECK_OK(tn_cuda_download(C, dC, sizeof C));
     double err = tn_test_rel_err(C, ref, (size_t)(M * N));
@@ -112,7 +102,7 @@ static void test_dp4a(tn_rng *g) {
         ref[r] = 0;
         for (int j = 0; j < n; j++) ref[r] += w[r * n + j] * x[j];
     }
-    int8_t *dw = dev_from(w, sizeof w), *dx = dev_from(x, sizeof x);
+    int8_t *dw = tn_test_dev_copy(w, sizeof w), *dx = tn_test_dev_copy(x, sizeof x);
     int32_t *dy = tn_cuda_alloc(sizeof y);
     CHECK_OK(tn_selftest_dp4a_gemv(dw, dx, dy, rows, n));
     CHECK_OK(tn_cuda_download(y, dy, sizeof y));
@@ -137,10 +127,10 @@ static void test_vote(tn_rng *g) {
             ref_flags[i / 32] |= 1u << (i % 32);
             ref_count++;
         }
-    float *dg = dev_from(gr, sizeof gr);
-    int8_t *dv = dev_from(vote, sizeof vote);
+    float *dg = tn_test_dev_copy(gr, sizeof gr);
+    int8_t *dv = tn_test_dev_copy(vote, sizeof vote);
     unsigned *df = tn_cuda_alloc(sizeof flags);
-    unsigned long long *dc = dev_from(&count, sizeof count);
+    unsigned long long *dc = tn_test_dev_copy(&count, sizeof count);
     CHECK_OK(tn_selftest_vote(dg, dv, df, dc, n, thr));
     CHECK_OK(tn_cuda_download(vote, dv, sizeof vote));
     CHECK_OK(tn_cuda_download(flags, df, sizeof flags));
@@ -171,7 +161,7 @@ static void test_half(tn_rng *g) {
     const int n = 300;
     float x[300], yh[300], yb[300];
     rand_floats(g, x, n, 10.0f);
-    float *dx = dev_from(x, sizeof x), *dh = tn_cuda_alloc(sizeof yh), *db = tn_cuda_alloc(sizeof yb);
+    float *dx = tn_test_dev_copy(x, sizeof x), *dh = tn_cuda_alloc(sizeof yh), *db = tn_cuda_alloc(sizeof yb);
     CHECK_OK(tn_selftest_half(dx, dh, db, n));
     CHECK_OK(tn_cuda_download(yh, dh, sizeof yh));
     CHECK_OK(tn_cuda_download(yb, db, sizeof yb));
@@ -195,7 +185,7 @@ static void test_reduce(tn_rng *g, int emulated) {
         x[i] = (float)((int)tn_rng_below(g, 9) - 4);
         ref += x[i];
     }
-    float *dx = dev_from(x, sizeof x), *dout = tn_cuda_alloc(sizeof(float));
+    float *dx = tn_test_dev_copy(x, sizeof x), *dout = tn_cuda_alloc(sizeof(float));
     for (int threads = 64; threads <= 256; threads *= 2) {
         CHECK_OK(tn_selftest_reduce(dx, dout, n, threads, 0));
         CHECK_OK(tn_cuda_download(&out, dout, sizeof out));
@@ -215,7 +205,7 @@ static void test_reduce(tn_rng *g, int emulated) {
 /* Launch limits and copy checks: each refused with an error (the CUDA error, as on a card). */
 static void test_refusals(void) {
     float x[64] = {0}, y[64];
-    float *dx = dev_from(x, sizeof x), *dy = tn_cuda_alloc(sizeof y);
+    float *dx = tn_test_dev_copy(x, sizeof x), *dy = tn_cuda_alloc(sizeof y);
     CHECK(tn_selftest_launch_raw(1025, 64 * sizeof(float), dx, dy, 64) != 0);
     CHECK(tn_selftest_launch_raw(64, 48 * 1024 + 4, dx, dy, 64) != 0);
     CHECK(tn_selftest_launch_raw(64, 64 * sizeof(float), x, dy, 64) != 0); /* host pointer argument */
@@ -243,11 +233,8 @@ static void test_mem_cap(void) {
 #endif
 
 int main(void) {
-#ifndef TN_HAVE_CUDA
-    TN_SKIP("built without CUDA or its emulator (-DTN_CUDA_EMU=ON)");
-#else
-    const char *why = NULL;
-    if (!tn_cuda_available(&why)) TN_SKIP("%s", why);
+    TN_CUDA_TEST_REQUIRE();
+#ifdef TN_HAVE_CUDA
     const int emulated = tn_cuda_is_emulated();
     tn_rng g;
     tn_rng_seed(&g, 7);

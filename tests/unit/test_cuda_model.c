@@ -10,14 +10,13 @@
  * embed_backward, rope, add, scale, count_nonzero; 1e-6 for rmsnorm and adamw; 1e-5 for swiglu and
  * cross-entropy (the CPU's own vectorised exp); 1e-12 relative for the double reductions. The largest error
  * seen per op is printed at the end. Without CUDA (or its emulator) or a device the test is skipped. */
-#include "tn_test.h"
+#include "cuda_test.h"
 
 #include "core/error.h"
 #include "core/rng.h"
 
 #ifdef TN_HAVE_CUDA
 #include "kernels/cpu/ops_cpu.h"
-#include "kernels/cuda/cuda_ops.h"
 #include "optim/adamw.h"
 #include "quant/act.h"
 #endif
@@ -59,15 +58,6 @@ static void report(void) {
         printf("  %-24s %.3g (tolerance %.3g)\n", g_stats[k].op, g_stats[k].err, g_stats[k].tol);
 }
 
-static void *dev_from(const void *host, size_t bytes) {
-    void *d = tn_cuda_alloc(bytes);
-    if (d && tn_cuda_upload(d, host, bytes) != 0) {
-        tn_cuda_free(d);
-        return NULL;
-    }
-    return d;
-}
-
 static void download(void *host, const void *dev, size_t bytes) { CHECK_OK(tn_cuda_download(host, dev, bytes)); }
 
 static float *randn(tn_rng *g, int64_t n, float s) {
@@ -106,8 +96,8 @@ static void test_rmsnorm_case(tn_rng *g, int64_t N, int64_t D) {
     tn_op_rmsnorm_backward(dxr, dwr, dy, x, w, rstdr, N, D);
 
     const size_t nd = sizeof(float) * (size_t)(N * D);
-    float *d_x = dev_from(x, nd), *d_w = dev_from(w, sizeof(float) * (size_t)D), *d_dy = dev_from(dy, nd);
-    float *d_dx = dev_from(dx0, nd), *d_dw = dev_from(dw0, sizeof(float) * (size_t)D);
+    float *d_x = tn_test_dev_copy(x, nd), *d_w = tn_test_dev_copy(w, sizeof(float) * (size_t)D), *d_dy = tn_test_dev_copy(dy, nd);
+    float *d_dx = tn_test_dev_copy(dx0, nd), *d_dw = tn_test_dev_copy(dw0, sizeof(float) * (size_t)D);
     float *d_y = tn_cuda_alloc(nd), *d_rstd = tn_cuda_alloc(sizeof(float) * (size_t)N);
     CHECK_OK(tn_cuda_rmsnorm(d_y, d_rstd, d_x, d_w, N, D, eps));
     CHECK_OK(tn_cuda_rmsnorm_backward(d_dx, d_dw, d_dy, d_x, d_w, d_rstd, N, D));
@@ -146,12 +136,12 @@ static void test_rope(tn_rng *g) {
         const int64_t B = shapes[k][0], T = shapes[k][1], H = shapes[k][2], hd = shapes[k][3], n = B * T * H * hd;
         float *cs = malloc(sizeof(float) * (size_t)(T * hd / 2)), *sn = malloc(sizeof(float) * (size_t)(T * hd / 2));
         tn_op_rope_table(cs, sn, T, hd, 10000.0, 3);
-        float *d_c = dev_from(cs, sizeof(float) * (size_t)(T * hd / 2));
-        float *d_s = dev_from(sn, sizeof(float) * (size_t)(T * hd / 2));
+        float *d_c = tn_test_dev_copy(cs, sizeof(float) * (size_t)(T * hd / 2));
+        float *d_s = tn_test_dev_copy(sn, sizeof(float) * (size_t)(T * hd / 2));
         for (int inverse = 0; inverse <= 1; inverse++) {
             float *x = randn(g, n, 1.0f), *ref = copy_floats(x, n), *out = malloc(sizeof(float) * (size_t)n);
             tn_op_rope(ref, cs, sn, B, T, H, hd, inverse);
-            float *d_x = dev_from(x, sizeof(float) * (size_t)n);
+            float *d_x = tn_test_dev_copy(x, sizeof(float) * (size_t)n);
             CHECK_OK(tn_cuda_rope(d_x, d_c, d_s, B, T, H, hd, inverse));
             download(out, d_x, sizeof(float) * (size_t)n);
             note("rope (differing elems)", inverse ? "inverse" : "forward", bit_diffs(out, ref, n), 0);
@@ -239,11 +229,11 @@ static void test_embed_case(tn_rng *g, int64_t N, int64_t D) {
     tn_op_embed(xr, E, tokens, N, D);
     tn_op_embed_backward(dEr, dx, tokens, N, D);
 
-    float *d_E = dev_from(E, sizeof(float) * (size_t)(V * D)), *d_dE = dev_from(dE0, sizeof(float) * (size_t)(V * D));
-    float *d_dx = dev_from(dx, sizeof(float) * (size_t)(N * D)), *d_x = tn_cuda_alloc(sizeof(float) * (size_t)(N * D));
-    int32_t *d_tok = dev_from(tokens, sizeof(int32_t) * (size_t)N), *d_id = dev_from(id, sizeof(int32_t) * (size_t)G);
-    int32_t *d_pos = dev_from(pos, sizeof(int32_t) * (size_t)N);
-    int32_t *d_start = dev_from(start, sizeof(int32_t) * (size_t)(G + 1));
+    float *d_E = tn_test_dev_copy(E, sizeof(float) * (size_t)(V * D)), *d_dE = tn_test_dev_copy(dE0, sizeof(float) * (size_t)(V * D));
+    float *d_dx = tn_test_dev_copy(dx, sizeof(float) * (size_t)(N * D)), *d_x = tn_cuda_alloc(sizeof(float) * (size_t)(N * D));
+    int32_t *d_tok = tn_test_dev_copy(tokens, sizeof(int32_t) * (size_t)N), *d_id = tn_test_dev_copy(id, sizeof(int32_t) * (size_t)G);
+    int32_t *d_pos = tn_test_dev_copy(pos, sizeof(int32_t) * (size_t)N);
+    int32_t *d_start = tn_test_dev_copy(start, sizeof(int32_t) * (size_t)(G + 1));
     const tn_token_groups groups = {G, d_id, d_pos, d_start};
     CHECK_OK(tn_cuda_embed(d_x, d_E, d_tok, N, D));
     CHECK_OK(tn_cuda_embed_backward(d_dE, d_dx, &groups, N, D));
@@ -282,9 +272,9 @@ static void test_cross_entropy_case(tn_rng *g, int64_t N, int64_t V) {
     float *nll = malloc(sizeof(float) * (size_t)N), *nllr = malloc(sizeof(float) * (size_t)N);
     tn_op_cross_entropy(nllr, logits, targets, NULL, N, V);
     const size_t lb = sizeof(float) * (size_t)(N * V);
-    float *d_logits = dev_from(logits, lb), *d_nll = tn_cuda_alloc(sizeof(float) * (size_t)N);
-    int32_t *d_t = dev_from(targets, sizeof(int32_t) * (size_t)N);
-    uint8_t *d_mask = dev_from(mask, (size_t)N);
+    float *d_logits = tn_test_dev_copy(logits, lb), *d_nll = tn_cuda_alloc(sizeof(float) * (size_t)N);
+    int32_t *d_t = tn_test_dev_copy(targets, sizeof(int32_t) * (size_t)N);
+    uint8_t *d_mask = tn_test_dev_copy(mask, (size_t)N);
     CHECK_OK(tn_cuda_cross_entropy(d_nll, d_logits, d_t, N, V));
     download(nll, d_nll, sizeof(float) * (size_t)N);
     char what[64];
@@ -330,7 +320,7 @@ static void test_act_fake_quant(tn_rng *g) {
         x[4 * cols] = 1e-30f;                              /* row 4: tiny values next to normal ones */
         for (int64_t j = 0; j < cols; j++) x[5 * cols + j] = (float)((int)j % 5 - 2) * 0.5f; /* row 5: ties */
         tn_act_fake_quant(x, rows, cols, ref);
-        float *d_x = dev_from(x, sizeof(float) * (size_t)n), *d_out = tn_cuda_alloc(sizeof(float) * (size_t)n);
+        float *d_x = tn_test_dev_copy(x, sizeof(float) * (size_t)n), *d_out = tn_cuda_alloc(sizeof(float) * (size_t)n);
         CHECK_OK(tn_cuda_act_fake_quant(d_x, rows, cols, d_out));
         download(out, d_out, sizeof(float) * (size_t)n);
         note("act_fake_quant (diff elems)", "out", bit_diffs(out, ref, n), 0);
@@ -384,9 +374,9 @@ static void test_reductions(tn_rng *g) {
             mask[i] = (uint8_t)(tn_rng_below(g, 3) != 0 ? 1 + tn_rng_below(g, 255) : 0); /* any nonzero byte counts */
             v[i] = tn_rng_below(g, 3) == 0 ? 0 : (int8_t)((int)tn_rng_below(g, 255) - 127);
         }
-        float *d_x = dev_from(x, sizeof(float) * (size_t)(n > 0 ? n : 1));
-        uint8_t *d_mask = dev_from(mask, (size_t)(n > 0 ? n : 1));
-        int8_t *d_v = dev_from(v, (size_t)(n > 0 ? n : 1));
+        float *d_x = tn_test_dev_copy(x, sizeof(float) * (size_t)(n > 0 ? n : 1));
+        uint8_t *d_mask = tn_test_dev_copy(mask, (size_t)(n > 0 ? n : 1));
+        int8_t *d_v = tn_test_dev_copy(v, (size_t)(n > 0 ? n : 1));
         char what[64];
         snprintf(what, sizeof what, "n=%lld", (long long)n);
 
@@ -499,11 +489,8 @@ static void test_refusals(void) {
 #endif
 
 int main(void) {
-#ifndef TN_HAVE_CUDA
-    TN_SKIP("built without CUDA or its emulator (-DTN_CUDA_EMU=ON)");
-#else
-    const char *why = NULL;
-    if (!tn_cuda_available(&why)) TN_SKIP("%s", why);
+    TN_CUDA_TEST_REQUIRE();
+#ifdef TN_HAVE_CUDA
     tn_rng g;
     tn_rng_seed(&g, 11);
     test_rmsnorm(&g);

@@ -5,15 +5,12 @@
  * on odd shapes: bit for bit through the emulator (it calls the same OpenBLAS the CPU does), within 1e-5 on
  * a GPU. TF32 and BF16 compute: the emulator's result equals FP32 products of inputs rounded to 10 / 7
  * mantissa bits, and differs from FP32. */
-#include "tn_test.h"
+#include "cuda_test.h"
 
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/cpu/ops_cpu.h"
 
-#ifdef TN_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
 
 #include <math.h>
 #include <stdlib.h>
@@ -171,11 +168,8 @@ static void test_precision(tn_rng *g) {
 #endif
 
 int main(void) {
-#ifndef TN_HAVE_CUDA
-    TN_SKIP("built without CUDA or its emulator (-DTN_CUDA_EMU=ON)");
-#else
-    const char *why = NULL;
-    if (!tn_cuda_available(&why)) TN_SKIP("%s", why);
+    TN_CUDA_TEST_REQUIRE();
+#ifdef TN_HAVE_CUDA
     g_emulated = tn_cuda_is_emulated();
     tn_rng g;
     tn_rng_seed(&g, 11);

@@ -11,7 +11,7 @@
  *                               and flipped counts), and once more without counts;
  *   a gradient with a NaN or an infinity fails on both and changes nothing on the device (votes,
  *   scale_grad). Without CUDA (or its emulator) or a device: skipped. */
-#include "tn_test.h"
+#include "cuda_test.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -20,25 +20,12 @@
 #include "quant/grid.h"
 #include "quant/pack.h"
 
-#ifdef TN_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #ifdef TN_HAVE_CUDA
-
-static void *dev_copy(const void *host, size_t bytes) {
-    void *d = tn_cuda_alloc(bytes);
-    if (d && tn_cuda_upload(d, host, bytes) != 0) {
-        tn_cuda_free(d);
-        d = NULL;
-    }
-    CHECKF(d != NULL, "device copy of %zu bytes: %s", bytes, tn_errmsg());
-    return d;
-}
 
 static int64_t count_diff(const void *a, const void *b, size_t n, size_t elem) {
     int64_t d = 0;
@@ -62,9 +49,9 @@ typedef struct {
 static int dev_tensor_make(dev_tensor *d, const tn_primal_tensor *t) {
     memset(d, 0, sizeof *d);
     d->idx_bytes = t->packed ? tn_pack4_bytes(t->n) : (size_t)t->n;
-    d->idx = dev_copy(t->idx, d->idx_bytes);
-    d->vote = dev_copy(t->vote, (size_t)t->n);
-    d->scale = dev_copy(t->scale, (size_t)t->n_scales * sizeof(float));
+    d->idx = tn_test_dev_copy(t->idx, d->idx_bytes);
+    d->vote = tn_test_dev_copy(t->vote, (size_t)t->n);
+    d->scale = tn_test_dev_copy(t->scale, (size_t)t->n_scales * sizeof(float));
     d->view = tn_primal_view(t);
     d->view.idx = d->idx;
     d->view.vote = d->vote;
@@ -158,7 +145,7 @@ static void run_config(const tn_grid *grid, int64_t rows, int64_t cols, int pack
     float *G = tn_alloc((size_t)n, sizeof(float));
     float *sg = tn_alloc((size_t)t.n_scales, sizeof(float)), *sg_g = tn_alloc((size_t)t.n_scales, sizeof(float));
     for (int64_t r = 0; r < t.n_scales; r++) sg[r] = 0.01f * (float)(r + 1);
-    float *dG = tn_cuda_alloc((size_t)n * sizeof(float)), *dsg = dev_copy(sg, (size_t)t.n_scales * sizeof(float));
+    float *dG = tn_cuda_alloc((size_t)n * sizeof(float)), *dsg = tn_test_dev_copy(sg, (size_t)t.n_scales * sizeof(float));
     int64_t vd = 0, id = 0;
     for (int mb = 0; mb < 2; mb++) {
         const double z = mb == 0 ? 1.0 : 0.3;
@@ -288,7 +275,7 @@ static void test_order(void) {
         if (per_row) G[2] = G[3] = h;
         for (int r = 1; r < 4; r++) G[r * 8] = h;
         dev_tensor d;
-        float *dG = dev_copy(G, sizeof G), *dsg = dev_copy(sg, sizeof sg);
+        float *dG = tn_test_dev_copy(G, sizeof G), *dsg = tn_test_dev_copy(sg, sizeof sg);
         if (dev_tensor_make(&d, &t) == 0 && dG && dsg) {
             CHECK_OK(tn_primal_accumulate(&t, G, &o, sg, NULL));
             CHECKF(sg[0] == (per_row ? 1.0f + 2.0f * u : 1.0f), "CPU order probe: %.9g", (double)sg[0]);
@@ -338,12 +325,8 @@ static void test_all(void) {
 #endif
 
 int main(void) {
-#ifndef TN_HAVE_CUDA
-    TN_SKIP("built without CUDA or its emulator (-DTN_CUDA_EMU=ON)");
-#else
-    const char *why = NULL;
-    if (!tn_cuda_available(&why)) TN_SKIP("%s", why);
-    printf("CUDA device: %s%s\n", why, tn_cuda_is_emulated() ? " (emulated)" : "");
+    TN_CUDA_TEST_REQUIRE();
+#ifdef TN_HAVE_CUDA
     test_order();
     test_all();
     tn_cuda_shutdown();

@@ -5,7 +5,7 @@
  * outputs (Wq only, idx only, no scales); a NaN / inf weight fails naming the first bad row and column and
  * leaves every output untouched. tn_cuda_ste_blend against tn_ste_blend for λ in {−1, 0, 0.3, 1, 2, NaN},
  * out of place and in place, bit for bit. Without CUDA (or its emulator) or a device: skipped. */
-#include "tn_test.h"
+#include "cuda_test.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -14,25 +14,12 @@
 #include "quant/grid.h"
 #include "quant/snap.h"
 
-#ifdef TN_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #ifdef TN_HAVE_CUDA
-
-static void *dev_copy(const void *host, size_t bytes) {
-    void *d = tn_cuda_alloc(bytes);
-    if (d && tn_cuda_upload(d, host, bytes) != 0) {
-        tn_cuda_free(d);
-        d = NULL;
-    }
-    CHECKF(d != NULL, "device copy of %zu bytes: %s", bytes, tn_errmsg());
-    return d;
-}
 
 static int64_t count_diff_bytes(const void *a, const void *b, size_t n, size_t elem) {
     int64_t d = 0;
@@ -120,7 +107,7 @@ static void test_quantize_all(void) {
         const int64_t n = rows * cols;
         float *W = tn_alloc((size_t)n, sizeof(float));
         make_weights(&g, W, rows, cols);
-        float *dW = dev_copy(W, (size_t)n * sizeof(float));
+        float *dW = tn_test_dev_copy(W, (size_t)n * sizeof(float));
         for (int gi = 0; gi < N_GRIDS && dW; gi++) {
             if (s == N_SHAPES && gi % 2) continue; /* the big shape on three grids */
             for (int rule = 0; rule < 3; rule++)
@@ -135,7 +122,7 @@ static void test_quantize_all(void) {
         const int64_t rows = 9001, cols = 3;
         float *W = tn_alloc((size_t)(rows * cols), sizeof(float));
         make_weights(&g, W, rows, cols);
-        float *dW = dev_copy(W, (size_t)(rows * cols) * sizeof(float));
+        float *dW = tn_test_dev_copy(W, (size_t)(rows * cols) * sizeof(float));
         if (dW) {
             compare_one(W, dW, rows, cols, &grids[3], TN_SCALE_STD, 0, &qs);
             compare_one(W, dW, rows, cols, &grids[2], TN_SCALE_ABSMEAN, 1, &qs);
@@ -158,7 +145,7 @@ static void test_quantize_optional(void) {
     float *Wq_g = tn_alloc((size_t)n, sizeof(float)), sc[11], sc_g[11];
     uint8_t *ix = tn_alloc((size_t)n, 1), *ix_g = tn_alloc((size_t)n, 1);
     make_weights(&g, W, rows, cols);
-    float *dW = dev_copy(W, (size_t)n * sizeof(float)), *dWq = tn_cuda_alloc((size_t)n * sizeof(float));
+    float *dW = tn_test_dev_copy(W, (size_t)n * sizeof(float)), *dWq = tn_cuda_alloc((size_t)n * sizeof(float));
     float *dsc = tn_cuda_alloc(sizeof sc);
     uint8_t *dix = tn_cuda_alloc((size_t)n);
     CHECK_OK(tn_quantize_tensor(W, rows, cols, &grid, TN_SCALE_ABSMEAN, 1, Wq, ix, sc));
@@ -206,7 +193,7 @@ static void test_quantize_nonfinite(void) {
     W[4 * cols + 0] = INFINITY; /* later in row order than the NaN below */
     W[2 * cols + 9] = -INFINITY;
     W[2 * cols + 5] = NAN;
-    float *dW = dev_copy(W, (size_t)n * sizeof(float)), *dWq = tn_cuda_alloc((size_t)n * sizeof(float));
+    float *dW = tn_test_dev_copy(W, (size_t)n * sizeof(float)), *dWq = tn_cuda_alloc((size_t)n * sizeof(float));
     float *dsc = tn_cuda_alloc(sizeof sc_back);
     uint8_t *dix = tn_cuda_alloc((size_t)n);
     CHECK_OK(tn_cuda_memset0(dWq, (size_t)n * sizeof(float)));
@@ -273,7 +260,7 @@ static void test_quantize_order(void) {
     CHECK_OK(tn_quantize_tensor(W2, 4, 8, &grid, TN_SCALE_ABSMEAN, 0, NULL, NULL, &s2));
     CHECKF(s1 == (1.0f + 2.0f * u) / 8.0f && s2 == 1.0f / 32.0f, "CPU order probes: %.9g %.9g", (double)s1,
            (double)s2); /* the probes mean what the comment says */
-    float *d1 = dev_copy(W1, sizeof W1), *d2 = dev_copy(W2, sizeof W2), *ds = tn_cuda_alloc(sizeof(float));
+    float *d1 = tn_test_dev_copy(W1, sizeof W1), *d2 = tn_test_dev_copy(W2, sizeof W2), *ds = tn_cuda_alloc(sizeof(float));
     CHECK_OK(tn_cuda_quantize(d1, 1, 8, &grid, TN_SCALE_ABSMEAN, 1, NULL, NULL, ds));
     CHECK_OK(tn_cuda_download(&g1, ds, sizeof g1));
     CHECK_OK(tn_cuda_quantize(d2, 4, 8, &grid, TN_SCALE_ABSMEAN, 0, NULL, NULL, ds));
@@ -300,7 +287,7 @@ static void test_blend(void) {
             W[i] = tn_rng_normal(&g);
             Wq[i] = i % 5 == 0 ? W[i] : 0.5f * roundf(2.0f * W[i]);
         }
-        float *dW = dev_copy(W, bytes), *dWq = dev_copy(Wq, bytes), *dout = tn_cuda_alloc(bytes);
+        float *dW = tn_test_dev_copy(W, bytes), *dWq = tn_test_dev_copy(Wq, bytes), *dout = tn_cuda_alloc(bytes);
         for (size_t k = 0; k < sizeof lambdas / sizeof lambdas[0] && dW && dWq && dout; k++) {
             const float lam = lambdas[k];
             tn_ste_blend(W, Wq, n, lam, out);
@@ -333,12 +320,8 @@ static void test_blend(void) {
 #endif
 
 int main(void) {
-#ifndef TN_HAVE_CUDA
-    TN_SKIP("built without CUDA or its emulator (-DTN_CUDA_EMU=ON)");
-#else
-    const char *why = NULL;
-    if (!tn_cuda_available(&why)) TN_SKIP("%s", why);
-    printf("CUDA device: %s%s\n", why, tn_cuda_is_emulated() ? " (emulated)" : "");
+    TN_CUDA_TEST_REQUIRE();
+#ifdef TN_HAVE_CUDA
     test_quantize_all();
     test_quantize_order();
     test_quantize_optional();

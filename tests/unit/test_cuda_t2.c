@@ -9,7 +9,7 @@
  * GPU part (TN_HAVE_CUDA and a device): tn_cuda_t2_gemv / gemm, tn_cuda_act_quant_i8 and a quantize ->
  * gemv chain equal to the CPU bit for bit on odd shapes; tn_cuda_sgemm against tn_op_linear. Without a
  * device the test exits 77 (skipped) after the CPU part passed; a failing CPU part always fails. */
-#include "tn_test.h"
+#include "cuda_test.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -19,9 +19,6 @@
 #include "kernels/packed.h"
 #include "kernels/t2_math.h"
 
-#ifdef TN_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
 
 #include <math.h>
 #include <stdint.h>
@@ -270,16 +267,6 @@ static void test_act(void) {
 /* ---- GPU: against the CPU backend --------------------------------------------------------------------- */
 
 #ifdef TN_HAVE_CUDA
-static void *dev_copy(const void *host, size_t bytes) {
-    void *d = tn_cuda_alloc(bytes);
-    if (d && tn_cuda_upload(d, host, bytes) != 0) {
-        tn_cuda_free(d);
-        d = NULL;
-    }
-    CHECKF(d != NULL, "device copy of %zu bytes: %s", bytes, tn_errmsg());
-    return d;
-}
-
 static void gpu_t2(void) {
     tn_rng g;
     tn_rng_seed(&g, 21);
@@ -300,8 +287,8 @@ static void gpu_t2(void) {
         for (int64_t r = 0; r < rows; r++) rs[r] = 0.5f + tn_rng_uniform(&g);
         tn_act_quant_i8_rows(X, N_TOK, cols, Xq, xs);
 
-        uint8_t *dW = dev_copy(p, psize);
-        float *drs = dev_copy(rs, (size_t)rows * sizeof(float)), *dX = dev_copy(X, (size_t)(N_TOK * cols) * sizeof(float));
+        uint8_t *dW = tn_test_dev_copy(p, psize);
+        float *drs = tn_test_dev_copy(rs, (size_t)rows * sizeof(float)), *dX = tn_test_dev_copy(X, (size_t)(N_TOK * cols) * sizeof(float));
         float *dxs = tn_cuda_alloc(N_TOK * sizeof(float)), *dY = tn_cuda_alloc((size_t)(N_TOK * rows) * sizeof(float));
         int8_t *dq = tn_cuda_alloc((size_t)(N_TOK * cols) + 1);
         if (!dW || !drs || !dX || !dxs || !dY || !dq) {
@@ -349,7 +336,7 @@ static void gpu_t2(void) {
     float z[300] = {0};
     int8_t qz[300];
     float sz = 1.0f;
-    float *dz = dev_copy(z, sizeof z), *ds = tn_cuda_alloc(sizeof(float));
+    float *dz = tn_test_dev_copy(z, sizeof z), *ds = tn_cuda_alloc(sizeof(float));
     int8_t *dqz = tn_cuda_alloc(sizeof qz);
     if (dz && ds && dqz) {
         memset(qz, 1, sizeof qz);
@@ -376,8 +363,8 @@ static void gpu_sgemm(void) {
         rand_floats(&g, x, N * in);
         rand_floats(&g, W, out * in);
         rand_floats(&g, y, N * out);
-        float *dx = dev_copy(x, (size_t)(N * in) * sizeof(float)), *dW = dev_copy(W, (size_t)(out * in) * sizeof(float));
-        float *dy = dev_copy(y, (size_t)(N * out) * sizeof(float));
+        float *dx = tn_test_dev_copy(x, (size_t)(N * in) * sizeof(float)), *dW = tn_test_dev_copy(W, (size_t)(out * in) * sizeof(float));
+        float *dy = tn_test_dev_copy(y, (size_t)(N * out) * sizeof(float));
         if (dx && dW && dy) {
             for (int b = 0; b < 2; b++) {
                 float beta = b ? 0.5f : 0.0f;
