@@ -5,7 +5,8 @@
  * wrong sum in at least one thread order (ctest runs this test with TN_CUDA_EMU_ORDER forward and reverse;
  * the broken kernel is run in the order given and must fail in forward order), launch limits (1025
  * threads, 48 KiB + 4 of dynamic shared memory, a host pointer argument) are refused, a copy that leaves its
- * allocation is refused, and TN_CUDA_EMU_MEM caps allocations. Without CUDA the test is skipped. */
+ * allocation is refused, TN_CUDA_EMU_MEM caps allocations, and a host read of device memory kills the
+ * process. Without CUDA the test is skipped. */
 #include "cuda_test.h"
 
 #include "core/error.h"
@@ -16,9 +17,12 @@
 #endif
 
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #ifdef TN_HAVE_CUDA
 
@@ -217,6 +221,26 @@ static void test_refusals(void) {
     tn_cuda_free(dy);
 }
 
+/* Device memory is not host memory: a host read of a device pointer outside a launch or a copy kills the
+ * process, as on a card (a child process does the read). */
+static void test_host_read_faults(void) {
+    float x[4] = {1, 2, 3, 4};
+    float *dx = tn_test_dev_copy(x, sizeof x);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        volatile float v = dx[1]; /* must fault */
+        (void)v;
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFSIGNALED(status) && (WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGABRT ||
+                                   WTERMSIG(status) == SIGBUS),
+           "a host read of device memory did not fault (status 0x%x)", status);
+    tn_cuda_free(dx);
+}
+
 /* TN_CUDA_EMU_MEM (set to 64M by the test's environment): an allocation past it fails with a message. */
 static void test_mem_cap(void) {
     const char *cap = getenv("TN_CUDA_EMU_MEM");
@@ -248,6 +272,7 @@ int main(void) {
     if (emulated) {
         test_refusals();
         test_mem_cap();
+        test_host_read_faults();
     }
     tn_cuda_shutdown();
     return tn_test_finish();
