@@ -11,8 +11,9 @@ static void help(void) {
            "Train a model as the config says (dense AdamW, STE evolution with [quant], or PRIMAL with\n"
            "[optim] method = primal). Keys: docs/CONFIG.md. Overrides replace config values.\n\n"
            "  --device D          where to train (same as train.device=D; default [train] device, cpu)\n"
-           "  --plan              print the run's memory plan on its device as JSON and stop (nothing is\n"
-           "                      allocated and the shards are not read); exit 1 when it does not fit\n"
+           "  --plan              print the run's memory plan on its device as JSON and stop (the model is not\n"
+           "                      allocated, the shards are not read and unknown keys are not checked); exit 1\n"
+           "                      when it does not fit\n"
            "  --resume            continue from the newest ckpt-*.h5 in [train] out_dir\n"
            "  --resume-from PATH  continue from a given checkpoint\n\n"
            "The run directory gets config.ini, log.jsonl (one JSON object per step and per evaluation)\n"
@@ -22,9 +23,9 @@ static void help(void) {
 int tn_cmd_train(int argc, char **argv) {
     const char *config = NULL, *resume = NULL;
     int plan = 0;
-    char *overrides[257];
+    char *overrides[257]; /* 256 section.key=value, and the --device one */
     char device_override[64];
-    int n_over = 0;
+    int n_over = 0, have_device = 0;
     for (int i = 1; i < argc; i++) {
         if (tn_cli_is_help(argv[i])) {
             help();
@@ -38,7 +39,7 @@ int tn_cmd_train(int argc, char **argv) {
             if (strlen(argv[i + 1]) >= sizeof device_override - 16)
                 return tn_cli_usage_error("train", "--device: '%s' is too long", argv[i + 1]);
             snprintf(device_override, sizeof device_override, "train.device=%s", argv[++i]);
-            overrides[n_over++] = device_override; /* applied like any override; a later one wins */
+            have_device = 1; /* applied after the section.key=value overrides; the last --device wins */
         } else if (!strcmp(argv[i], "--resume-from")) {
             if (i + 1 >= argc) return tn_cli_usage_error("train", "--resume-from needs a path");
             resume = argv[++i];
@@ -54,6 +55,7 @@ int tn_cmd_train(int argc, char **argv) {
         }
     }
     if (!config) return tn_cli_usage_error("train", "missing CONFIG.ini");
+    if (have_device) overrides[n_over++] = device_override;
     if (plan) {
         if (resume) return tn_cli_usage_error("train", "--plan and --resume do not go together");
         return tn_train_plan(config, overrides, n_over) != 0 ? tn_cli_fail() : TN_EXIT_OK;

@@ -55,6 +55,11 @@ static int cpu_zero(void *p, size_t n) {
 
 static int cpu_sync(void) { return 0; }
 
+static int cpu_reserve(size_t bytes) {
+    (void)bytes;
+    return 0;
+}
+
 static void cpu_mem_usage(int64_t *in_use, int64_t *peak) {
     if (in_use) *in_use = atomic_load(&g_in_use);
     if (peak) *peak = atomic_load(&g_peak);
@@ -228,6 +233,7 @@ static const tn_ops cpu_ops = {
     .name = "cpu",
     .device_memory = 0,
     .alloc = cpu_alloc,
+    .reserve = cpu_reserve,
     .free = cpu_free,
     .upload = cpu_upload,
     .download = cpu_upload,

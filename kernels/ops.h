@@ -1,6 +1,6 @@
 /* The ops table: every numeric operation of training (the model's forward and backward, AdamW, the
  * gradient norm, STE quantization, PRIMAL's materialise / vote / flip) behind one table of function
- * pointers, with a CPU implementation (device/ops_table_cpu.c, over kernels/cpu, quant/ and optim/) and a
+ * pointers, with a CPU implementation (device/ops_cpu.c, over kernels/cpu, quant/ and optim/) and a
  * CUDA one (kernels/cuda/ops_table.cu). The layer sequence (model/llama.c) and the training loop call
  * only the table, so a device changes where buffers live and which table is called, never the sequence.
  *
@@ -57,6 +57,12 @@ typedef struct {
     float lr, beta1, beta2, eps, wd, c1, c2;
 } tn_adamw_step;
 
+/* Allocations are aligned to (and planned in spans of) TN_OPS_ALIGN bytes. */
+#define TN_OPS_ALIGN 256
+static inline int64_t tn_ops_span(int64_t bytes) {
+    return (bytes + TN_OPS_ALIGN - 1) / TN_OPS_ALIGN * TN_OPS_ALIGN;
+}
+
 typedef struct tn_ops tn_ops;
 struct tn_ops {
     const char *name;  /* "cpu", "cuda" */
@@ -64,6 +70,11 @@ struct tn_ops {
 
     /* ---- memory ------------------------------------------------------------------------------------ */
     void *(*alloc)(size_t bytes); /* NULL (and tn_err naming the bytes) on failure; contents undefined */
+    /* Reserve `bytes` (a sum of tn_ops_span) for the allocations to come, as one block that alloc then
+     * carves: the device's free memory drops by exactly the plan, and a run that does not fit fails here,
+     * before any of it is allocated. Allocations past the reservation fall back to separate ones. CPU (and
+     * the CUDA emulator, which keeps a red zone around every allocation): nothing. */
+    int (*reserve)(size_t bytes);
     void (*free)(void *p);        /* NULL is fine */
     int (*upload)(void *dst, const void *host_src, size_t bytes);
     int (*download)(void *host_dst, const void *src, size_t bytes); /* waits for queued work */

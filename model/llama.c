@@ -151,7 +151,7 @@ int64_t tn_llama_plan_bytes(const tn_llama_layout *layout, int B, int T, const t
     buffer b[MAX_BUFFERS];
     const int n = list_buffers(&m, b);
     int64_t total = 0;
-    for (int i = 0; i < n; i++) total += b[i].bytes;
+    for (int i = 0; i < n; i++) total += tn_ops_span(b[i].bytes > 0 ? b[i].bytes : 1);
     return total;
 }
 

@@ -46,7 +46,8 @@ typedef struct tn_llama tn_llama;
 /* Allocate activations for batch B and sequence length T (T <= cfg.max_seq_len) in the memory of `ops`
  * (NULL = the CPU table). The layout and the table are borrowed and must outlive the model. */
 int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T, const tn_ops *ops);
-/* The bytes tn_llama_create would allocate, without allocating (memory planning). */
+/* The bytes tn_llama_create would allocate, in allocation spans (kernels/ops.h tn_ops_span), without
+ * allocating (memory planning). */
 int64_t tn_llama_plan_bytes(const tn_llama_layout *layout, int B, int T, const tn_ops *ops);
 void tn_llama_free(tn_llama *m);
 /* Use `src` for linear weights (copied; NULL restores dense). */

@@ -314,8 +314,12 @@ int tn_method_primal_init(tn_run *r, tn_method *m) {
     int rc = c->n_g ? tn_llama_layout_set_external(l, ext) : tn_err("[primal] ghost_layers selects no tensor");
     free(ext);
     TN_CHECK(rc);
-    /* idx and vote per weight; scale, its gradient and two AdamW moments per scale */
-    m->state_bytes = c->idx_bytes + c->vote_bytes + 4 * c->n_scales * (int64_t)sizeof(float);
+    /* idx and vote per weight (two allocations per tensor); scale, its gradient and two AdamW moments */
+    m->state_bytes = 4 * tn_ops_span(c->n_scales * (int64_t)sizeof(float));
+    for (int g = 0; g < c->n_g; g++) {
+        const int64_t n = (int64_t)l->tensors[c->tensor[g]].numel;
+        m->state_bytes += tn_ops_span(idx_bytes_of(c, n)) + tn_ops_span(n);
+    }
 
     /* What the promise "<= 2 bytes per ghost weight" is measured against (the device report adds to it). */
     int64_t float_b = (int64_t)l->numel * 4 * 4 + c->n_scales * 4 * 3; /* params, grads, m, v */

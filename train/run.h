@@ -35,9 +35,8 @@ typedef struct {
     void (*destroy)(void *ctx);
     /* Bytes the method allocates in the device's memory beyond the float parameters, gradients and
      * moments (PRIMAL: indices, votes, scales and their moments; STE: the quantized weights and indices),
-     * known before anything is allocated; and its entries for the memory report. */
+     * known before anything is allocated. */
     int64_t state_bytes;
-    void (*memory_report)(tn_run *r, void *ctx, cJSON *mem);
 } tn_method;
 
 struct tn_run {

@@ -35,7 +35,8 @@ int64_t tn_ste_quantizer_plan_bytes(const tn_quant_spec *spec, const tn_llama_la
     size_t total;
     int64_t max_rows;
     count(spec, l, &total, &max_rows);
-    return (int64_t)total * (int64_t)(sizeof(float) + 1) + max_rows * (int64_t)sizeof(float);
+    return tn_ops_span((int64_t)total * (int64_t)sizeof(float)) + tn_ops_span((int64_t)total) +
+           tn_ops_span(max_rows * (int64_t)sizeof(float));
 }
 
 int tn_ste_quantizer_init(tn_ste_quantizer *q, const tn_quant_spec *spec, const tn_llama_layout *l,

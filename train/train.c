@@ -238,7 +238,7 @@ static void add_mem(cJSON *mem, const char *key, int64_t bytes) { cJSON_AddNumbe
 /* What the run will allocate on its device, component by component, known before anything is allocated;
  * printed, written as the first line of log.jsonl, and checked against the device's free memory. */
 static int plan_memory(tn_run *r) {
-    const int64_t fb = (int64_t)r->layout.numel * (int64_t)sizeof(float);
+    const int64_t fb = tn_ops_span((int64_t)r->layout.numel * (int64_t)sizeof(float));
     const int64_t act = tn_llama_plan_bytes(&r->layout, (int)r->batch, (int)r->seq_len, r->ops);
     const int64_t sampler = r->sample_every > 0 ? tn_llama_plan_bytes(&r->layout, 1, (int)r->seq_len, r->ops) : 0;
     int64_t in_use = 0;
@@ -304,17 +304,19 @@ static int alloc_model(tn_run *r) {
         tn_rng_seed(&init_rng, (uint64_t)r->seed ^ 0x5eedULL);
         tn_llama_init_random(&r->layout, host, &init_rng, (float)std);
     }
+    /* The parameters first, and the host copy freed before the gradients and moments are allocated: the
+     * peak stays at the plan's four copies (two, briefly, before the last three exist). */
     r->params = dev_floats(r, n);
-    r->grads = dev_floats(r, n);
-    r->adam_m = dev_floats(r, n);
-    r->adam_v = dev_floats(r, n);
-    int rc = r->params && r->grads && r->adam_m && r->adam_v ? 0 : -1;
-    if (rc == 0) rc = r->ops->upload(r->params, host, n * sizeof(float));
-    if (rc == 0) rc = r->ops->zero(r->adam_m, n * sizeof(float));
-    if (rc == 0) rc = r->ops->zero(r->adam_v, n * sizeof(float));
+    int rc = r->params ? r->ops->upload(r->params, host, n * sizeof(float)) : -1;
     tn_free(host);
     r->host_init = NULL;
     TN_CHECK(rc);
+    r->grads = dev_floats(r, n);
+    r->adam_m = dev_floats(r, n);
+    r->adam_v = dev_floats(r, n);
+    if (!r->grads || !r->adam_m || !r->adam_v) return -1;
+    TN_CHECK(r->ops->zero(r->adam_m, n * sizeof(float)));
+    TN_CHECK(r->ops->zero(r->adam_v, n * sizeof(float)));
     return tn_llama_create(&r->model, &r->layout, (int)r->batch, (int)r->seq_len, r->ops);
 }
 
@@ -664,6 +666,7 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
         return fits ? 0 : -1;
     }
     TN_CHECK(plan_memory(r));
+    TN_CHECK(r->ops->reserve((size_t)r->planned_bytes)); /* the plan in one piece; refused here if it fails */
     TN_CHECK(alloc_model(r));
     if (primal) TN_CHECK(tn_method_primal_attach(r, &r->method));
     else if (ste) TN_CHECK(tn_method_ste_init(r, &r->method));

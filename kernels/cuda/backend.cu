@@ -54,7 +54,9 @@ static int mem_info(int64_t *free_bytes, int64_t *total_bytes) {
 /* Per-SM per-clock throughput (FLOP, a fused multiply-add counting 2) by compute capability: FP32 CUDA
  * cores × 2, and dense TF32 tensor-core FLOP (BF16 is twice TF32). From NVIDIA's architecture whitepapers
  * (Pascal GP102, Volta, Turing, Ampere GA100 / GA102, Ada, Hopper); e.g. H100 SXM5: 132 SMs × 128 × 2 ×
- * 1.98 GHz = 66.9 TFLOP/s FP32, 132 × 2048 × 1.83 GHz ≈ 495 TFLOP/s TF32 (the datasheet's dense figures). */
+ * 1.98 GHz = 66.9 TFLOP/s FP32, 132 × 2048 × 1.83 GHz ≈ 495 TFLOP/s TF32 (the datasheet's dense figures).
+ * The sm_86 / sm_89 tensor rates are the data-centre parts' (A10, L4); GeForce RTX 30xx / 40xx run TF32 and
+ * BF16 with FP32 accumulation at half that, so their MFU in those precisions reads half the true figure. */
 static void per_sm_clock(int cc, double *fp32, double *tf32) {
     *tf32 = 0;
     if (cc >= 90) *fp32 = 256, *tf32 = 2048;

@@ -27,10 +27,16 @@ extern "C" int tn_cuda_set_precision(int precision) {
 
 extern "C" int tn_cuda_get_precision(void) { return g_precision; }
 
-static int shape_ok(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
+/* Sizes in int range, and every leading dimension at least the rows of its column-major operand (cuBLAS
+ * refuses otherwise; OpenBLAS would print and skip the product). */
+static int shape_ok(int transa, int transb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
     const int64_t big = INT32_MAX;
     if (m < 0 || n < 0 || k < 0 || m > big || n > big || k > big || lda > big || ldb > big || ldc > big)
         return tn_err("tn_cuda_gemm: shape m %lld n %lld k %lld out of range", (long long)m, (long long)n, (long long)k);
+    const int64_t rows_a = transa ? k : m, rows_b = transb ? n : k;
+    if (lda < (rows_a > 1 ? rows_a : 1) || ldb < (rows_b > 1 ? rows_b : 1) || ldc < (m > 1 ? m : 1))
+        return tn_err("tn_cuda_gemm: leading dimensions %lld, %lld, %lld too small for m %lld n %lld k %lld",
+                      (long long)lda, (long long)ldb, (long long)ldc, (long long)m, (long long)n, (long long)k);
     return 0;
 }
 
@@ -60,7 +66,7 @@ static std::vector<float> rounded(const float *A, int64_t rows, int64_t cols, in
 
 extern "C" int tn_cuda_gemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *A,
                             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    TN_CHECK(shape_ok(m, n, k, lda, ldb, ldc));
+    TN_CHECK(shape_ok(transa, transb, m, n, k, lda, ldb, ldc));
     if (m == 0 || n == 0) return 0;
     if (!tn_emu::is_device_ptr(A) || !tn_emu::is_device_ptr(B) || !tn_emu::is_device_ptr(C))
         return tn_err("tn_cuda_gemm: an operand is not device memory");
@@ -110,9 +116,12 @@ extern "C" int tn_cuda_blas_init(size_t workspace_bytes) {
         return blas_err("cublasCreate", s);
     }
     g_workspace = tn_cuda_alloc(workspace_bytes);
-    if (!g_workspace) return -1;
-    s = cublasSetWorkspace(g_blas, g_workspace, workspace_bytes);
-    if (s != CUBLAS_STATUS_SUCCESS) return blas_err("cublasSetWorkspace", s);
+    s = g_workspace ? cublasSetWorkspace(g_blas, g_workspace, workspace_bytes) : CUBLAS_STATUS_ALLOC_FAILED;
+    if (s != CUBLAS_STATUS_SUCCESS) { /* no half-made handle: the next init starts over */
+        int rc = g_workspace ? blas_err("cublasSetWorkspace", s) : -1;
+        tn_cuda_blas_shutdown();
+        return rc;
+    }
     return 0;
 }
 
@@ -124,7 +133,7 @@ static int blas_handle(cublasHandle_t *h) {
 
 extern "C" int tn_cuda_gemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *A,
                             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    TN_CHECK(shape_ok(m, n, k, lda, ldb, ldc));
+    TN_CHECK(shape_ok(transa, transb, m, n, k, lda, ldb, ldc));
     if (m == 0 || n == 0) return 0;
     cublasHandle_t h = NULL;
     TN_CHECK(blas_handle(&h));

@@ -7,7 +7,8 @@
  *
  * Errors: functions return 0 / a pointer, or -1 / NULL with a message in tn_errmsg() (core/error.h).
  * Launch errors are reported by the call that launches; faults inside a kernel by the next synchronising
- * call. Single host thread assumed for now (one cuBLAS handle, created on first use). */
+ * call. Single host thread assumed (one cuBLAS handle, created with its workspace when the device opens,
+ * kernels/cuda/backend.cu). */
 #ifndef TN_KERNELS_CUDA_OPS_H
 #define TN_KERNELS_CUDA_OPS_H
 
@@ -29,12 +30,16 @@ int tn_cuda_available(const char **reason);
 /* Device memory. tn_cuda_alloc(0) returns a valid (unique) pointer; tn_cuda_free(NULL) does nothing. */
 void *tn_cuda_alloc(size_t bytes);
 void tn_cuda_free(void *dev);
-int tn_cuda_upload(void *dev_dst, const void *host_src, size_t bytes);   /* waits for the copy */
+int tn_cuda_upload(void *dev_dst, const void *host_src, size_t bytes);   /* the host buffer may be reused on return */
 int tn_cuda_download(void *host_dst, const void *dev_src, size_t bytes); /* waits for queued work */
 int tn_cuda_memset0(void *dev, size_t bytes);
 int tn_cuda_sync(void);
-/* Bytes allocated through tn_cuda_alloc now and at most since start. */
+/* Bytes of device memory held now and at most since start: allocations, and the reservation as a whole. */
 void tn_cuda_mem_usage(int64_t *in_use, int64_t *peak);
+/* Reserve one block of `bytes` that later tn_cuda_alloc calls carve (in TN_OPS_ALIGN spans) before they
+ * fall back to cudaMalloc: the memory plan's allocations in one piece (kernels/ops.h reserve). Replaces an
+ * earlier reservation that holds nothing; 0 releases it. The emulator keeps separate allocations. */
+int tn_cuda_reserve(size_t bytes);
 
 /* ---- int8 activations (kernels/packed.h tn_act_quant_i8_rows, bit-exact) ---------------------------
  * X [n_tok, n] float -> Q [n_tok, n] int8, scales [n_tok]. One thread block per token. */

@@ -85,6 +85,7 @@ static tn_ops make_table(void) {
     o.name = "cuda";
     o.device_memory = 1;
     o.alloc = tn_cuda_alloc;
+    o.reserve = tn_cuda_reserve;
     o.free = tn_cuda_free;
     o.upload = dev_upload;
     o.download = dev_download;

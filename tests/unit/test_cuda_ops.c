@@ -1,6 +1,7 @@
 /* The CUDA ops table's own entries (kernels/cuda/ops_table.cu, blas.cu, backend.cu), the ones the kernel
  * tests do not cover: the backend opens device 0 (and refuses a device index past the count), memory moves
- * (upload, download, copy, zero) and the allocation count, and the three row-major linear products mapped
+ * (upload, download, copy, zero), the allocation count, the reservation that a run's memory plan is
+ * carved from, and the three row-major linear products mapped
  * onto cuBLAS's column-major GEMM (y = x·Wᵀ, dx = dy·W, dW = dyᵀ·x, with beta 0 and 1) against the CPU ops
  * on odd shapes: bit for bit through the emulator (it calls the same OpenBLAS the CPU does), within 1e-5 on
  * a GPU. TF32 and BF16 compute: the emulator's result equals FP32 products of inputs rounded to 10 / 7
@@ -71,6 +72,44 @@ static void test_memory(void) {
     g_ops->free(b);
     g_ops->mem_usage(&after, NULL);
     CHECK(after == before);
+}
+
+/* The reservation (tn_cuda_reserve): carvings come from it in 256-byte spans, freed spans coalesce and are
+ * reused, an allocation past it falls back to its own, the held memory is the reservation plus that one, a
+ * new reservation is refused while carvings are live. In the emulator only when TN_CUDA_EMU_POOL=1. */
+static void test_reservation(void) {
+    if (g_emulated) setenv("TN_CUDA_EMU_POOL", "1", 1);
+    int64_t before = 0, held = 0;
+    g_ops->mem_usage(&before, NULL);
+    CHECK_OK(g_ops->reserve(4096));
+    g_ops->mem_usage(&held, NULL);
+    CHECK(held - before == 4096);
+    char *a = g_ops->alloc(100), *b = g_ops->alloc(300), *c = g_ops->alloc(1000);
+    CHECK(a && b && c);
+    CHECK(b - a == 256 && c - b == 512); /* spans of 256 bytes, first fit */
+    g_ops->mem_usage(&held, NULL);
+    CHECK(held - before == 4096); /* inside the reservation: nothing more held */
+    g_ops->free(a);
+    g_ops->free(b);
+    char *d = g_ops->alloc(700); /* the coalesced 768 bytes where a and b were */
+    CHECK(d == a);
+    char *e = g_ops->alloc(3000); /* more than is left: an allocation of its own */
+    CHECK(e != NULL && (e < a || e >= a + 4096));
+    g_ops->mem_usage(&held, NULL);
+    CHECK(held - before == 4096 + 3000);
+    CHECK(g_ops->reserve(8192) != 0 && strstr(tn_errmsg(), "still holds")); /* c and d are live */
+    tn_err_clear();
+    float x[4] = {1, 2, 3, 4}, y[4];
+    CHECK_OK(g_ops->upload(c, x, sizeof x));
+    CHECK_OK(g_ops->download(y, c, sizeof y));
+    CHECK(memcmp(x, y, sizeof x) == 0);
+    g_ops->free(c);
+    g_ops->free(d);
+    g_ops->free(e);
+    CHECK_OK(g_ops->reserve(0)); /* released */
+    g_ops->mem_usage(&held, NULL);
+    CHECK(held == before);
+    if (g_emulated) unsetenv("TN_CUDA_EMU_POOL");
 }
 
 /* max |a - b| / max |b| */
@@ -175,6 +214,7 @@ int main(void) {
     tn_rng_seed(&g, 11);
     test_open();
     test_memory();
+    test_reservation();
     test_linear(&g);
     /* tf32 / bf16 exist from compute capability 8.0 (the emulator applies the rounding whatever it reports) */
     int cc = 0, emulated = 0;

@@ -174,7 +174,7 @@ struct arena_t {
 };
 static arena_t g_arena;
 
-static void segv_handler(int sig, siginfo_t *si, void *uc);
+static void install_segv_handler(void);
 
 static void arena_init_locked(void) {
     if (g_arena.base) return;
@@ -182,12 +182,7 @@ static void arena_init_locked(void) {
     void *p = mmap(nullptr, g_arena.cap, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) die("cannot reserve %zu bytes of address space for device memory", g_arena.cap);
     g_arena.base = static_cast<char *>(p);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = segv_handler;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, nullptr);
+    install_segv_handler();
 }
 
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -238,8 +233,13 @@ void mem_stats(size_t *in_use, size_t *peak) {
     if (peak) *peak = g_arena.peak;
 }
 
+/* A fault inside the arena is host code reading device memory: say so, then let the handler that was there
+ * before (AddressSanitizer's, or the default) report and end the process. On the thread that installed it
+ * (the one that first allocated device memory) it runs on an alternate stack, so that a fault of a fiber
+ * that overran its stack into the guard page is reported too. */
+static struct sigaction g_prev_segv;
+
 static void segv_handler(int sig, siginfo_t *si, void *uc) {
-    (void)uc;
     const char *a = static_cast<const char *>(si->si_addr);
     if (g_arena.base && a >= g_arena.base && a < g_arena.base + g_arena.cap) {
         char msg[256];
@@ -252,7 +252,26 @@ static void segv_handler(int sig, siginfo_t *si, void *uc) {
             (void)w;
         }
     }
-    signal(sig, SIG_DFL); /* the fault repeats and kills the process as it would have */
+    sigaction(sig, &g_prev_segv, nullptr); /* the fault repeats under the previous handler */
+    if ((g_prev_segv.sa_flags & SA_SIGINFO) && g_prev_segv.sa_sigaction)
+        g_prev_segv.sa_sigaction(sig, si, uc);
+    else if (g_prev_segv.sa_handler != SIG_DFL && g_prev_segv.sa_handler != SIG_IGN && g_prev_segv.sa_handler)
+        g_prev_segv.sa_handler(sig);
+}
+
+static void install_segv_handler(void) {
+    static char alt[64 * 1024];
+    stack_t ss;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_sp = alt;
+    ss.ss_size = sizeof alt;
+    sigaltstack(&ss, nullptr);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_prev_segv);
 }
 
 static cudaError_t arena_alloc(void **out, size_t bytes) {

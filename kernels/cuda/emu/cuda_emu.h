@@ -1,14 +1,16 @@
 /* CUDA on the CPU: what a .cu file of kernels/cuda/ sees when it is compiled by the host C++ compiler
  * (-DTN_CUDA_EMU) instead of nvcc. Every kernel launch runs on the CPU, each CUDA thread of a block as a
- * fiber (Boost.Context; its ucontext implementation in sanitized builds) that switches only at
- * __syncthreads() and warp collectives. docs/CUDA.md, "The emulator", has the rules; in short:
+ * fiber (Boost.Context, or POSIX ucontext with TN_CUDA_EMU_FIBERS=ucontext; kernels/cuda/emu/fiber.h) that
+ * switches only at __syncthreads() and warp collectives. docs/CUDA.md, "The emulator", has the rules; in short:
  *
  *   - threadIdx / blockIdx / blockDim / gridDim / warpSize are the running fiber's; blocks of a grid run on
  *     OpenMP threads, the threads of one block on one OS thread, in forward or (TN_CUDA_EMU_ORDER=reverse)
  *     reverse order, so a kernel that reads shared memory before the barrier that publishes it fails in
  *     one of the two orders;
- *   - __shared__ variables are per OS thread (static thread_local), so per block; dynamic shared memory
- *     (TN_DYN_SHARED) is a fresh allocation per block, filled with 0xFF bytes (NaN floats, -1 integers);
+ *   - __shared__ variables are per OS thread (static thread_local), so per block, but NOT cleared between
+ *     blocks (a block can see the previous one's values: reading static shared memory before writing it
+ *     is not caught); dynamic shared memory (TN_DYN_SHARED) is a fresh allocation per block, filled with
+ *     0xFF bytes (NaN floats, -1 integers);
  *   - warp collectives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync, __syncwarp) need every lane of
  *     the warp present and the full mask; __syncthreads() needs every thread of the block at the same
  *     call site; otherwise the launch stops with a message (on a GPU it would hang or be undefined);
@@ -19,6 +21,8 @@
  *     1024 threads per block, block (1024, 1024, 64), grid (2^31-1, 65535, 65535), 48 KiB of dynamic
  *     shared memory unless the kernel opted in (cudaFuncSetAttribute) and the device allows more.
  *     Static shared memory is checked by nvcc (ptxas) for every architecture in CI's CUDA build.
+ *     __launch_bounds__ is not checked (a launch larger than a kernel's bound fails only on a card), nor are
+ *     pointers inside struct arguments.
  *
  * Only launch through TN_LAUNCH (kernels/cuda/tn_cuda.h); it checks the pointer arguments and the limits.
  * Types (dim3, cudaError_t, cudaDeviceProp, __half, __nv_bfloat16) are the toolkit's own headers, compiled
