@@ -19,6 +19,8 @@ typedef struct {
 
 struct tn_llama {
     const tn_ops *ops;
+    tn_llama_opts opts;
+    int64_t Ls;          /* layers whose activations are kept: L, or 1 (recompute / forward only) */
     const tn_llama_layout *layout;
     tn_llama_config cfg;
     int B, T;
@@ -29,16 +31,16 @@ struct tn_llama {
     tn_weight_source src;
     int has_src, head_via_src;
 
-    /* saved activations */
+    /* saved activations: per layer [Ls, ...]; with Ls = 1 every layer writes the same slot */
     float *x;            /* [L+1, N, D] residual stream entering each layer; x[L] enters the final norm */
-    float *h1, *rstd1;   /* [L, N, D], [L, N] */
-    float *q, *k, *v;    /* [L, N, Hq], [L, N, KVd], [L, N, KVd]; q and k after RoPE */
-    float *attn_saved;   /* [L, attention_saved_floats(B, T, H)]: CPU probabilities, CUDA log-sum-exp */
+    float *h1, *rstd1;   /* [Ls, N, D], [Ls, N] */
+    float *q, *k, *v;    /* [Ls, N, Hq], [Ls, N, KVd], [Ls, N, KVd]; q and k after RoPE */
+    float *attn_saved;   /* [Ls, attention_saved_floats(B, T, H)]: CPU probabilities, CUDA log-sum-exp */
     int64_t attn_saved_per_layer;
-    float *att;          /* [L, N, Hq] attention output before o_proj */
-    float *xmid;         /* [L, N, D] residual after attention */
-    float *h2, *rstd2;   /* [L, N, D], [L, N] */
-    float *gate, *up, *act; /* [L, N, F] */
+    float *att;          /* [Ls, N, Hq] attention output before o_proj */
+    float *xmid;         /* [Ls, N, D] residual after attention */
+    float *h2, *rstd2;   /* [Ls, N, D], [Ls, N] */
+    float *gate, *up, *act; /* [Ls, N, F] */
     float *hf, *rstdf;   /* [N, D], [N] */
     float *logits;       /* [N, V]; overwritten by dlogits in backward */
     float *nll;          /* [N] */
@@ -68,54 +70,56 @@ typedef struct {
 } buffer;
 
 static int list_buffers(tn_llama *m, buffer *b) {
-    const int64_t N = m->N, D = m->D, L = m->L, H = m->cfg.n_heads, F = m->F, T = m->T;
+    const int64_t N = m->N, D = m->D, L = m->L, Ls = m->Ls, H = m->cfg.n_heads, F = m->F, T = m->T;
     int64_t largest = 0, widest = D > m->Hq ? D : m->Hq;
     if (F > widest) widest = F;
     for (int i = 0; i < m->layout->n_tensors; i++) {
         const tn_tensor_info *t = &m->layout->tensors[i];
         if (t->rank == 2 && (int64_t)t->numel > largest) largest = (int64_t)t->numel;
     }
-    const int64_t f = (int64_t)sizeof(float), dev = m->ops->device_memory;
+    const int64_t f = (int64_t)sizeof(float), dev = m->ops->device_memory, train = !m->opts.forward_only;
     int n = 0;
 #define F32(field, count) b[n++] = (buffer){(void **)&m->field, (count) * f}
 #define RAW(field, bytes_) b[n++] = (buffer){(void **)&m->field, (bytes_)}
     F32(x, (L + 1) * N * D);
-    F32(h1, L * N * D);
-    F32(rstd1, L * N);
-    F32(q, L * N * m->Hq);
-    F32(k, L * N * m->KVd);
-    F32(v, L * N * m->KVd);
-    F32(attn_saved, L * m->attn_saved_per_layer);
-    F32(att, L * N * m->Hq);
-    F32(xmid, L * N * D);
-    F32(h2, L * N * D);
-    F32(rstd2, L * N);
-    F32(gate, L * N * F);
-    F32(up, L * N * F);
-    F32(act, L * N * F);
+    F32(h1, Ls * N * D);
+    F32(rstd1, Ls * N);
+    F32(q, Ls * N * m->Hq);
+    F32(k, Ls * N * m->KVd);
+    F32(v, Ls * N * m->KVd);
+    F32(attn_saved, Ls * m->attn_saved_per_layer);
+    F32(att, Ls * N * m->Hq);
+    F32(xmid, Ls * N * D);
+    F32(h2, Ls * N * D);
+    F32(rstd2, Ls * N);
+    F32(gate, Ls * N * F);
+    F32(up, Ls * N * F);
+    F32(act, Ls * N * F);
     F32(hf, N * D);
     F32(rstdf, N);
     F32(logits, N * m->V);
     F32(nll, N);
-    F32(dx, N * D);
-    F32(dh, N * D);
-    F32(dq, N * m->Hq);
-    F32(dk, N * m->KVd);
-    F32(dv, N * m->KVd);
-    F32(datt, N * m->Hq);
-    F32(dg, N * F);
-    F32(du, N * F);
-    F32(da, N * F);
-    F32(attn_scratch, m->ops->attention_scratch_floats(m->B, T, H, m->cfg.n_kv_heads, m->hd));
+    if (train) { /* one layer of gradient scratch */
+        F32(dx, N * D);
+        F32(dh, N * D);
+        F32(dq, N * m->Hq);
+        F32(dk, N * m->KVd);
+        F32(dv, N * m->KVd);
+        F32(datt, N * m->Hq);
+        F32(dg, N * F);
+        F32(du, N * F);
+        F32(da, N * F);
+        F32(attn_scratch, m->ops->attention_scratch_floats(m->B, T, H, m->cfg.n_kv_heads, m->hd));
+        F32(gscratch, largest);
+    }
     F32(wscratch, largest);
-    F32(gscratch, largest);
     F32(aq, N * widest);
     F32(rope_cos, T * m->hd / 2);
     F32(rope_sin, T * m->hd / 2);
     RAW(inputs, N * 4);
     RAW(targets, N * 4);
     RAW(mask, N);
-    if (dev) {
+    if (dev && train) {
         RAW(gid, N * 4);
         RAW(gpos, N * 4);
         RAW(gstart, (N + 1) * 4);
@@ -126,9 +130,11 @@ static int list_buffers(tn_llama *m, buffer *b) {
 }
 #define MAX_BUFFERS 48
 
-static void set_dims(tn_llama *m, const tn_llama_layout *layout, int B, int T, const tn_ops *ops) {
+static void set_dims(tn_llama *m, const tn_llama_layout *layout, int B, int T, const tn_ops *ops,
+                     const tn_llama_opts *opts) {
     const tn_llama_config *c = &layout->cfg;
     m->ops = ops ? ops : tn_ops_cpu();
+    if (opts) m->opts = *opts;
     m->layout = layout;
     m->cfg = *c;
     m->B = B;
@@ -142,12 +148,14 @@ static void set_dims(tn_llama *m, const tn_llama_layout *layout, int B, int T, c
     m->V = c->vocab_size;
     m->L = c->n_layers;
     m->attn_saved_per_layer = m->ops->attention_saved_floats(B, T, c->n_heads);
+    m->Ls = m->opts.recompute || m->opts.forward_only ? 1 : m->L;
 }
 
-int64_t tn_llama_plan_bytes(const tn_llama_layout *layout, int B, int T, const tn_ops *ops) {
+int64_t tn_llama_plan_bytes(const tn_llama_layout *layout, int B, int T, const tn_ops *ops,
+                            const tn_llama_opts *opts) {
     tn_llama m;
     memset(&m, 0, sizeof m);
-    set_dims(&m, layout, B, T, ops);
+    set_dims(&m, layout, B, T, ops, opts);
     buffer b[MAX_BUFFERS];
     const int n = list_buffers(&m, b);
     int64_t total = 0;
@@ -168,12 +176,17 @@ void tn_llama_free(tn_llama *m) {
 }
 
 int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T, const tn_ops *ops) {
+    return tn_llama_create_opts(out, layout, B, T, ops, NULL);
+}
+
+int tn_llama_create_opts(tn_llama **out, const tn_llama_layout *layout, int B, int T, const tn_ops *ops,
+                         const tn_llama_opts *opts) {
     const tn_llama_config *c = &layout->cfg;
     if (B <= 0 || T <= 0) return tn_err("model: batch %d and seq_len %d must be positive", B, T);
     if (T > c->max_seq_len) return tn_err("model: seq_len %d exceeds max_seq_len %d", T, c->max_seq_len);
     tn_llama *m = calloc(1, sizeof *m);
     if (!m) return tn_err("model: out of memory");
-    set_dims(m, layout, B, T, ops);
+    set_dims(m, layout, B, T, ops, opts);
     m->lo = calloc((size_t)m->L, sizeof *m->lo);
     if (!m->lo) {
         free(m);
@@ -203,7 +216,7 @@ int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T,
         ok = *b[i].p != NULL;
         m->bytes += b[i].bytes;
     }
-    if (ok && m->ops->device_memory) {
+    if (ok && m->ops->device_memory && !m->opts.forward_only) {
         m->h_gid = malloc((size_t)m->N * sizeof(int32_t));
         m->h_gpos = malloc((size_t)m->N * sizeof(int32_t));
         m->h_gstart = malloc((size_t)(m->N + 1) * sizeof(int32_t));
@@ -358,9 +371,98 @@ static int build_token_groups(tn_llama *m, const int32_t *inputs) {
     return m->ops->upload(m->gstart, m->h_gstart, (size_t)(g + 1) * sizeof(int32_t));
 }
 
+/* The activations layer l writes and its backward reads: its own slot, or the one shared slot when
+ * activations are not kept per layer (recompute, forward only). */
+typedef struct {
+    float *x, *xnext, *h1, *rstd1, *q, *k, *v, *saved, *att, *xmid, *h2, *rstd2, *gate, *up, *act;
+} layer_acts;
+
+static layer_acts acts_of(const tn_llama *m, int64_t l) {
+    const int64_t N = m->N, D = m->D, s = m->Ls == m->L ? l : 0;
+    layer_acts a;
+    a.x = m->x + l * N * D;
+    a.xnext = m->x + (l + 1) * N * D;
+    a.h1 = m->h1 + s * N * D;
+    a.rstd1 = m->rstd1 + s * N;
+    a.q = m->q + s * N * m->Hq;
+    a.k = m->k + s * N * m->KVd;
+    a.v = m->v + s * N * m->KVd;
+    a.saved = m->attn_saved + s * m->attn_saved_per_layer;
+    a.att = m->att + s * N * m->Hq;
+    a.xmid = m->xmid + s * N * D;
+    a.h2 = m->h2 + s * N * D;
+    a.rstd2 = m->rstd2 + s * N;
+    a.gate = m->gate + s * N * m->F;
+    a.up = m->up + s * N * m->F;
+    a.act = m->act + s * N * m->F;
+    return a;
+}
+
+/* Layer l's forward from x[l]: its saved activations, and (write_next) x[l+1]. The backward of a model
+ * that recomputes calls it again with write_next = 0: the same ops on the same inputs, so the same bits. */
+static int layer_forward(tn_llama *m, const float *params, int l, int write_next) {
+    const int64_t N = m->N, D = m->D, Hq = m->Hq, KVd = m->KVd, F = m->F;
+    const tn_llama_config *c = &m->cfg;
+    const tn_ops *ops = m->ops;
+    const layer_offsets *lo = &m->lo[l];
+    const layer_acts a = acts_of(m, l);
+    TN_CHECK(ops->rmsnorm(a.h1, a.rstd1, a.x, params + lo->attn_norm, N, D, c->norm_eps));
+    TN_CHECK(linear(m, params, l, TN_W_Q, a.q, a.h1, D, Hq, 0.0f));
+    TN_CHECK(linear(m, params, l, TN_W_K, a.k, a.h1, D, KVd, 0.0f));
+    TN_CHECK(linear(m, params, l, TN_W_V, a.v, a.h1, D, KVd, 0.0f));
+    TN_CHECK(ops->rope(a.q, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 0));
+    TN_CHECK(ops->rope(a.k, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 0));
+    TN_CHECK(ops->attention(a.att, a.saved, a.q, a.k, a.v, m->B, m->T, c->n_heads, c->n_kv_heads, m->hd));
+    TN_CHECK(ops->copy(a.xmid, a.x, (size_t)(N * D) * sizeof(float)));
+    TN_CHECK(linear(m, params, l, TN_W_O, a.xmid, a.att, Hq, D, 1.0f));
+
+    TN_CHECK(ops->rmsnorm(a.h2, a.rstd2, a.xmid, params + lo->mlp_norm, N, D, c->norm_eps));
+    TN_CHECK(linear(m, params, l, TN_W_GATE, a.gate, a.h2, D, F, 0.0f));
+    TN_CHECK(linear(m, params, l, TN_W_UP, a.up, a.h2, D, F, 0.0f));
+    TN_CHECK(ops->swiglu(a.act, a.gate, a.up, N * F));
+    if (!write_next) return 0;
+    TN_CHECK(ops->copy(a.xnext, a.xmid, (size_t)(N * D) * sizeof(float)));
+    return linear(m, params, l, TN_W_DOWN, a.xnext, a.act, F, D, 1.0f);
+}
+
+/* Layer l's backward: m->dx holds dL/dx[l+1] on entry and dL/dx[l] on return. */
+static int layer_backward(tn_llama *m, const float *params, float *grads, int l) {
+    const int64_t N = m->N, D = m->D, Hq = m->Hq, KVd = m->KVd, F = m->F;
+    const tn_llama_config *c = &m->cfg;
+    const tn_ops *ops = m->ops;
+    const layer_offsets *lo = &m->lo[l];
+    if (m->opts.recompute) TN_CHECK(layer_forward(m, params, l, 0));
+    const layer_acts a = acts_of(m, l);
+
+    /* MLP: m->dx holds dL/dx[l+1], which is also dL/dxmid through the residual. */
+    TN_CHECK(weight_grad(m, grads, l, TN_W_DOWN, m->dx, a.act, F, D));
+    TN_CHECK(linear_dx(m, params, l, TN_W_DOWN, m->da, m->dx, F, D, 0.0f));
+    TN_CHECK(ops->swiglu_backward(m->dg, m->du, m->da, a.gate, a.up, N * F));
+    TN_CHECK(weight_grad(m, grads, l, TN_W_GATE, m->dg, a.h2, D, F));
+    TN_CHECK(weight_grad(m, grads, l, TN_W_UP, m->du, a.h2, D, F));
+    TN_CHECK(linear_dx(m, params, l, TN_W_GATE, m->dh, m->dg, D, F, 0.0f));
+    TN_CHECK(linear_dx(m, params, l, TN_W_UP, m->dh, m->du, D, F, 1.0f));
+    TN_CHECK(ops->rmsnorm_backward(m->dx, grads + lo->mlp_norm, m->dh, a.xmid, params + lo->mlp_norm, a.rstd2, N, D));
+
+    /* Attention: m->dx now holds dL/dxmid, which is also dL/dx[l] through the residual. */
+    TN_CHECK(weight_grad(m, grads, l, TN_W_O, m->dx, a.att, Hq, D));
+    TN_CHECK(linear_dx(m, params, l, TN_W_O, m->datt, m->dx, Hq, D, 0.0f));
+    TN_CHECK(ops->attention_backward(m->dq, m->dk, m->dv, m->datt, a.att, a.saved, a.q, a.k, a.v, m->B, m->T,
+                                     c->n_heads, c->n_kv_heads, m->hd, m->attn_scratch));
+    TN_CHECK(ops->rope(m->dq, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 1));
+    TN_CHECK(ops->rope(m->dk, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 1));
+    TN_CHECK(weight_grad(m, grads, l, TN_W_Q, m->dq, a.h1, D, Hq));
+    TN_CHECK(weight_grad(m, grads, l, TN_W_K, m->dk, a.h1, D, KVd));
+    TN_CHECK(weight_grad(m, grads, l, TN_W_V, m->dv, a.h1, D, KVd));
+    TN_CHECK(linear_dx(m, params, l, TN_W_Q, m->dh, m->dq, D, Hq, 0.0f));
+    TN_CHECK(linear_dx(m, params, l, TN_W_K, m->dh, m->dk, D, KVd, 1.0f));
+    TN_CHECK(linear_dx(m, params, l, TN_W_V, m->dh, m->dv, D, KVd, 1.0f));
+    return ops->rmsnorm_backward(m->dx, grads + lo->attn_norm, m->dh, a.x, params + lo->attn_norm, a.rstd1, N, D);
+}
+
 int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, const int32_t *targets,
                      const uint8_t *mask, float *loss, int64_t *n_counted) {
-    const int64_t N = m->N, D = m->D, Hq = m->Hq, KVd = m->KVd, F = m->F, V = m->V;
+    const int64_t N = m->N, D = m->D, V = m->V;
     const tn_llama_config *c = &m->cfg;
     const tn_ops *ops = m->ops;
     TN_CHECK(check_sources(m));
@@ -384,36 +486,11 @@ int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, co
             TN_CHECK(rc);
             counted = N;
         }
-        if (ops->device_memory) TN_CHECK(build_token_groups(m, inputs));
+        if (ops->device_memory && !m->opts.forward_only) TN_CHECK(build_token_groups(m, inputs));
     }
 
     TN_CHECK(ops->embed(m->x, params + m->off_embed, m->inputs, N, D));
-    for (int64_t l = 0; l < m->L; l++) {
-        const layer_offsets *lo = &m->lo[l];
-        const int il = (int)l;
-        float *x = m->x + l * N * D, *xnext = m->x + (l + 1) * N * D;
-        float *h1 = m->h1 + l * N * D, *q = m->q + l * N * Hq, *k = m->k + l * N * KVd, *v = m->v + l * N * KVd;
-        float *att = m->att + l * N * Hq, *xmid = m->xmid + l * N * D, *h2 = m->h2 + l * N * D;
-        float *gate = m->gate + l * N * F, *up = m->up + l * N * F, *act = m->act + l * N * F;
-        float *saved = m->attn_saved + l * m->attn_saved_per_layer;
-
-        TN_CHECK(ops->rmsnorm(h1, m->rstd1 + l * N, x, params + lo->attn_norm, N, D, c->norm_eps));
-        TN_CHECK(linear(m, params, il, TN_W_Q, q, h1, D, Hq, 0.0f));
-        TN_CHECK(linear(m, params, il, TN_W_K, k, h1, D, KVd, 0.0f));
-        TN_CHECK(linear(m, params, il, TN_W_V, v, h1, D, KVd, 0.0f));
-        TN_CHECK(ops->rope(q, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 0));
-        TN_CHECK(ops->rope(k, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 0));
-        TN_CHECK(ops->attention(att, saved, q, k, v, m->B, m->T, c->n_heads, c->n_kv_heads, m->hd));
-        TN_CHECK(ops->copy(xmid, x, (size_t)(N * D) * sizeof *x));
-        TN_CHECK(linear(m, params, il, TN_W_O, xmid, att, Hq, D, 1.0f));
-
-        TN_CHECK(ops->rmsnorm(h2, m->rstd2 + l * N, xmid, params + lo->mlp_norm, N, D, c->norm_eps));
-        TN_CHECK(linear(m, params, il, TN_W_GATE, gate, h2, D, F, 0.0f));
-        TN_CHECK(linear(m, params, il, TN_W_UP, up, h2, D, F, 0.0f));
-        TN_CHECK(ops->swiglu(act, gate, up, N * F));
-        TN_CHECK(ops->copy(xnext, xmid, (size_t)(N * D) * sizeof *x));
-        TN_CHECK(linear(m, params, il, TN_W_DOWN, xnext, act, F, D, 1.0f));
-    }
+    for (int64_t l = 0; l < m->L; l++) TN_CHECK(layer_forward(m, params, (int)l, 1));
     TN_CHECK(ops->rmsnorm(m->hf, m->rstdf, m->x + m->L * N * D, params + m->off_final_norm, N, D, c->norm_eps));
     TN_CHECK(linear(m, params, -1, TN_W_COUNT, m->logits, m->hf, D, V, 0.0f));
     m->logits_valid = 1;
@@ -435,11 +512,11 @@ int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, co
 }
 
 int tn_llama_backward(tn_llama *m, const float *params, float *grads, float scale) {
+    if (m->opts.forward_only) return tn_err("model: this model was created for forward passes only");
     if (!m->have_targets || !m->logits_valid) return tn_err("model: backward needs a forward with targets");
     m->logits_valid = 0;
     if (m->n_counted == 0) return 0; /* nothing in the loss: every gradient is zero */
-    const int64_t N = m->N, D = m->D, Hq = m->Hq, KVd = m->KVd, F = m->F, V = m->V;
-    const tn_llama_config *c = &m->cfg;
+    const int64_t N = m->N, D = m->D, V = m->V;
     const tn_ops *ops = m->ops;
 
     float *dlogits = m->logits;
@@ -450,41 +527,6 @@ int tn_llama_backward(tn_llama *m, const float *params, float *grads, float scal
     TN_CHECK(ops->rmsnorm_backward(m->dx, grads + m->off_final_norm, m->dh, m->x + m->L * N * D,
                                    params + m->off_final_norm, m->rstdf, N, D));
 
-    for (int64_t l = m->L - 1; l >= 0; l--) {
-        const layer_offsets *lo = &m->lo[l];
-        const int il = (int)l;
-        float *x = m->x + l * N * D;
-        float *h1 = m->h1 + l * N * D, *q = m->q + l * N * Hq, *k = m->k + l * N * KVd, *v = m->v + l * N * KVd;
-        float *att = m->att + l * N * Hq, *xmid = m->xmid + l * N * D, *h2 = m->h2 + l * N * D;
-        float *gate = m->gate + l * N * F, *up = m->up + l * N * F, *act = m->act + l * N * F;
-        const float *saved = m->attn_saved + l * m->attn_saved_per_layer;
-
-        /* MLP: m->dx holds dL/dx[l+1], which is also dL/dxmid through the residual. */
-        TN_CHECK(weight_grad(m, grads, il, TN_W_DOWN, m->dx, act, F, D));
-        TN_CHECK(linear_dx(m, params, il, TN_W_DOWN, m->da, m->dx, F, D, 0.0f));
-        TN_CHECK(ops->swiglu_backward(m->dg, m->du, m->da, gate, up, N * F));
-        TN_CHECK(weight_grad(m, grads, il, TN_W_GATE, m->dg, h2, D, F));
-        TN_CHECK(weight_grad(m, grads, il, TN_W_UP, m->du, h2, D, F));
-        TN_CHECK(linear_dx(m, params, il, TN_W_GATE, m->dh, m->dg, D, F, 0.0f));
-        TN_CHECK(linear_dx(m, params, il, TN_W_UP, m->dh, m->du, D, F, 1.0f));
-        TN_CHECK(ops->rmsnorm_backward(m->dx, grads + lo->mlp_norm, m->dh, xmid, params + lo->mlp_norm,
-                                       m->rstd2 + l * N, N, D));
-
-        /* Attention: m->dx now holds dL/dxmid, which is also dL/dx[l] through the residual. */
-        TN_CHECK(weight_grad(m, grads, il, TN_W_O, m->dx, att, Hq, D));
-        TN_CHECK(linear_dx(m, params, il, TN_W_O, m->datt, m->dx, Hq, D, 0.0f));
-        TN_CHECK(ops->attention_backward(m->dq, m->dk, m->dv, m->datt, att, saved, q, k, v, m->B, m->T, c->n_heads,
-                                         c->n_kv_heads, m->hd, m->attn_scratch));
-        TN_CHECK(ops->rope(m->dq, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 1));
-        TN_CHECK(ops->rope(m->dk, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 1));
-        TN_CHECK(weight_grad(m, grads, il, TN_W_Q, m->dq, h1, D, Hq));
-        TN_CHECK(weight_grad(m, grads, il, TN_W_K, m->dk, h1, D, KVd));
-        TN_CHECK(weight_grad(m, grads, il, TN_W_V, m->dv, h1, D, KVd));
-        TN_CHECK(linear_dx(m, params, il, TN_W_Q, m->dh, m->dq, D, Hq, 0.0f));
-        TN_CHECK(linear_dx(m, params, il, TN_W_K, m->dh, m->dk, D, KVd, 1.0f));
-        TN_CHECK(linear_dx(m, params, il, TN_W_V, m->dh, m->dv, D, KVd, 1.0f));
-        TN_CHECK(ops->rmsnorm_backward(m->dx, grads + lo->attn_norm, m->dh, x, params + lo->attn_norm,
-                                       m->rstd1 + l * N, N, D));
-    }
+    for (int64_t l = m->L - 1; l >= 0; l--) TN_CHECK(layer_backward(m, params, grads, (int)l));
     return ops->embed_backward(grads + m->off_embed, m->dx, m->inputs, &m->groups, N, D);
 }

@@ -43,12 +43,25 @@ typedef struct {
 
 typedef struct tn_llama tn_llama;
 
+/* How a model keeps its activations.
+ *   recompute:    only the residual stream entering each layer is kept; the backward runs each layer's
+ *                 forward again (one layer's worth of activations) before its backward. Same bits as
+ *                 without ([train] recompute = layer).
+ *   forward_only: no backward: one layer's activations, no gradient scratch (a distillation teacher). */
+typedef struct {
+    int recompute;
+    int forward_only;
+} tn_llama_opts;
+
 /* Allocate activations for batch B and sequence length T (T <= cfg.max_seq_len) in the memory of `ops`
  * (NULL = the CPU table). The layout and the table are borrowed and must outlive the model. */
 int tn_llama_create(tn_llama **out, const tn_llama_layout *layout, int B, int T, const tn_ops *ops);
+int tn_llama_create_opts(tn_llama **out, const tn_llama_layout *layout, int B, int T, const tn_ops *ops,
+                         const tn_llama_opts *opts); /* opts NULL: every activation kept */
 /* The bytes tn_llama_create would allocate, in allocation spans (kernels/ops.h tn_ops_span), without
  * allocating (memory planning). */
-int64_t tn_llama_plan_bytes(const tn_llama_layout *layout, int B, int T, const tn_ops *ops);
+int64_t tn_llama_plan_bytes(const tn_llama_layout *layout, int B, int T, const tn_ops *ops,
+                            const tn_llama_opts *opts);
 void tn_llama_free(tn_llama *m);
 /* Use `src` for linear weights (copied; NULL restores dense). */
 void tn_llama_set_weight_source(tn_llama *m, const tn_weight_source *src);

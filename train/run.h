@@ -57,6 +57,7 @@ struct tn_run {
     float *params, *grads, *adam_m, *adam_v; /* [layout.numel] each, in the device's memory */
     float *host_init;         /* parameters read from [model] init (host), uploaded by alloc_model */
     tn_llama *model;
+    tn_llama_opts model_opts, sampler_opts; /* [train] recompute; the sampler is forward only */
     int64_t planned_bytes;    /* the memory plan printed at start */
     int64_t free_at_start, min_free; /* device memory free before allocating, and the least seen since */
 

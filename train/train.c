@@ -100,6 +100,10 @@ static int read_train_config(tn_run *r) {
     TN_CHECK(tn_config_int(c, "train", "sample_tokens", 32, &r->sample_tokens));
     r->sample_prompt = tn_config_str(c, "train", "sample_prompt", "The ");
     r->device_spec = tn_config_str(c, "train", "device", "cpu");
+    const char *recompute = tn_config_str(c, "train", "recompute", "none");
+    if (!strcmp(recompute, "layer")) r->model_opts.recompute = 1;
+    else if (strcmp(recompute, "none") != 0) return tn_err("[train] recompute: '%s' is not none or layer", recompute);
+    r->sampler_opts.forward_only = 1; /* the salad test only runs forwards */
     r->precision = tn_config_str(c, "train", "precision", "fp32");
     int64_t threads;
     TN_CHECK(tn_config_int(c, "train", "threads", 0, &threads));
@@ -239,8 +243,9 @@ static void add_mem(cJSON *mem, const char *key, int64_t bytes) { cJSON_AddNumbe
  * printed, written as the first line of log.jsonl, and checked against the device's free memory. */
 static int plan_memory(tn_run *r) {
     const int64_t fb = tn_ops_span((int64_t)r->layout.numel * (int64_t)sizeof(float));
-    const int64_t act = tn_llama_plan_bytes(&r->layout, (int)r->batch, (int)r->seq_len, r->ops);
-    const int64_t sampler = r->sample_every > 0 ? tn_llama_plan_bytes(&r->layout, 1, (int)r->seq_len, r->ops) : 0;
+    const int64_t act = tn_llama_plan_bytes(&r->layout, (int)r->batch, (int)r->seq_len, r->ops, &r->model_opts);
+    const int64_t sampler =
+        r->sample_every > 0 ? tn_llama_plan_bytes(&r->layout, 1, (int)r->seq_len, r->ops, &r->sampler_opts) : 0;
     int64_t in_use = 0;
     r->ops->mem_usage(&in_use, NULL); /* the CUDA backend's cuBLAS workspace and op scratch, from its opening */
     r->planned_bytes = 4 * fb + act + sampler + r->method.state_bytes;
@@ -317,7 +322,7 @@ static int alloc_model(tn_run *r) {
     if (!r->grads || !r->adam_m || !r->adam_v) return -1;
     TN_CHECK(r->ops->zero(r->adam_m, n * sizeof(float)));
     TN_CHECK(r->ops->zero(r->adam_v, n * sizeof(float)));
-    return tn_llama_create(&r->model, &r->layout, (int)r->batch, (int)r->seq_len, r->ops);
+    return tn_llama_create_opts(&r->model, &r->layout, (int)r->batch, (int)r->seq_len, r->ops, &r->model_opts);
 }
 
 int tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask) {
@@ -469,7 +474,7 @@ static int setup_tokenizer(tn_run *r) {
 
 static int salad_test(tn_run *r) {
     if (!r->sampler) {
-        TN_CHECK(tn_llama_create(&r->sampler, &r->layout, 1, (int)r->seq_len, r->ops));
+        TN_CHECK(tn_llama_create_opts(&r->sampler, &r->layout, 1, (int)r->seq_len, r->ops, &r->sampler_opts));
         tn_weight_source src;
         int head;
         if (tn_llama_get_weight_source(r->model, &src, &head)) tn_llama_set_weight_source(r->sampler, &src);
