@@ -5,12 +5,14 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "kernels/cpu/kd.h"
 #include "kernels/cpu/ops_cpu.h"
 #include "optim/adamw.h"
 #include "optim/primal.h"
 #include "optim/ste.h"
 #include "quant/act.h"
 #include "quant/snap.h"
+#include "runner/f16.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -158,6 +160,23 @@ static int cpu_act_fake_quant(const float *x, int64_t rows, int64_t cols, float 
     return 0;
 }
 
+static int cpu_kd(float *kl, float *grad, const float *s_logits, const float *t_logits, const uint8_t *mask, int64_t N,
+                  int64_t V, float tau, float g) {
+    tn_op_kd(kl, grad, s_logits, t_logits, mask, N, V, tau, g);
+    return 0;
+}
+
+static int cpu_hidden_mse(double *sum, float *dx, const float *xs, const float *xt, const uint8_t *mask, int64_t N,
+                          int64_t D, float g) {
+    tn_op_hidden_mse(sum, dx, xs, xt, mask, N, D, g);
+    return 0;
+}
+
+static int cpu_f16_to_f32(const uint16_t *h, int64_t n, float *out) {
+    tn_f16_to_f32_row(h, n, out);
+    return 0;
+}
+
 /* ---- vectors and reductions -------------------------------------------------------------------------- */
 
 static int cpu_add(float *y, const float *x, int64_t n) {
@@ -258,6 +277,9 @@ static const tn_ops cpu_ops = {
     .cross_entropy = cpu_cross_entropy,
     .cross_entropy_backward = cpu_cross_entropy_backward,
     .act_fake_quant = cpu_act_fake_quant,
+    .kd = cpu_kd,
+    .hidden_mse = cpu_hidden_mse,
+    .f16_to_f32 = cpu_f16_to_f32,
     .add = cpu_add,
     .scale = cpu_scale,
     .sumsq = cpu_sumsq,

@@ -116,6 +116,17 @@ struct tn_ops {
                                   float g);
     /* out = x̂, the int8 per-row absmax fake quantization (quant/act.h tn_act_fake_quant); out may equal x. */
     int (*act_fake_quant)(const float *x, int64_t rows, int64_t cols, float *out);
+    /* Knowledge distillation at temperature τ (kernels/cpu/kd.h tn_op_kd): kl[n] = KL(p_t ‖ p_s) of every row
+     * of the teacher's and the student's logits [N, V]; grad[n, :] = g·τ·(p_s − p_t) on rows with mask[n]
+     * (0 elsewhere): the gradient of g·τ²·KL. grad may alias t_logits. */
+    int (*kd)(float *kl, float *grad, const float *s_logits, const float *t_logits, const uint8_t *mask, int64_t N,
+              int64_t V, float tau, float g);
+    /* Hidden-state distillation (tn_op_hidden_mse): *host_sum = Σ over masked rows of |xs − xt|² (double,
+     * waits); dx[n, :] += g·2·(xs − xt) on masked rows. */
+    int (*hidden_mse)(double *host_sum, float *dx, const float *xs, const float *xt, const uint8_t *mask, int64_t N,
+                      int64_t D, float g);
+    /* out[i] = the IEEE binary16 value h[i] widened to float (exact). */
+    int (*f16_to_f32)(const uint16_t *h, int64_t n, float *out);
 
     /* ---- vectors and reductions ------------------------------------------------------------------------ */
     int (*add)(float *y, const float *x, int64_t n);  /* y += x */

@@ -264,6 +264,8 @@ const tn_llama_config *tn_llama_cfg(const tn_llama *m) { return &m->cfg; }
 int tn_llama_seq_len(const tn_llama *m) { return m->T; }
 int64_t tn_llama_activation_bytes(const tn_llama *m) { return m->bytes; }
 const tn_ops *tn_llama_ops(const tn_llama *m) { return m->ops; }
+const float *tn_llama_hidden(const tn_llama *m, int l) { return m->x + (int64_t)(l + 1) * m->N * m->D; }
+const uint8_t *tn_llama_mask(const tn_llama *m) { return m->mask; }
 
 int tn_llama_logits_row(const tn_llama *m, int64_t n, float *host_out) {
     if (!m->logits_valid) return tn_err("model: no logits (run a forward first)");
@@ -333,8 +335,8 @@ static int check_sources(const tn_llama *m) {
     for (int i = 0; i < m->layout->n_tensors; i++) {
         const tn_tensor_info *t = &m->layout->tensors[i];
         if (!t->external) continue;
-        int head = t->group == TN_GROUP_HEAD;
-        if (!m->has_src || (head && !m->head_via_src))
+        int head = t->group == TN_GROUP_HEAD, embed = t->group == TN_GROUP_EMBED;
+        if (!m->has_src || (head && !m->head_via_src) || (embed && !m->src.embedding))
             return tn_err("model: %s has no storage and no weight source supplies it", t->name);
     }
     return 0;
@@ -489,7 +491,9 @@ int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, co
         if (ops->device_memory && !m->opts.forward_only) TN_CHECK(build_token_groups(m, inputs));
     }
 
-    TN_CHECK(ops->embed(m->x, params + m->off_embed, m->inputs, N, D));
+    const float *E = params + m->off_embed;
+    if (m->has_src && m->src.embedding && !(E = m->src.embedding(m->src.ctx, m->wscratch))) return -1;
+    TN_CHECK(ops->embed(m->x, E, m->inputs, N, D));
     for (int64_t l = 0; l < m->L; l++) TN_CHECK(layer_forward(m, params, (int)l, 1));
     TN_CHECK(ops->rmsnorm(m->hf, m->rstdf, m->x + m->L * N * D, params + m->off_final_norm, N, D, c->norm_eps));
     TN_CHECK(linear(m, params, -1, TN_W_COUNT, m->logits, m->hf, D, V, 0.0f));
@@ -512,6 +516,12 @@ int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, co
 }
 
 int tn_llama_backward(tn_llama *m, const float *params, float *grads, float scale) {
+    return tn_llama_backward_extra(m, params, grads, scale, NULL, NULL);
+}
+
+int tn_llama_backward_extra(tn_llama *m, const float *params, float *grads, float scale, const tn_llama_extra_grad *e,
+                            double *hidden_loss) {
+    if (hidden_loss) *hidden_loss = 0;
     if (m->opts.forward_only) return tn_err("model: this model was created for forward passes only");
     if (!m->have_targets || !m->logits_valid) return tn_err("model: backward needs a forward with targets");
     m->logits_valid = 0;
@@ -521,12 +531,25 @@ int tn_llama_backward(tn_llama *m, const float *params, float *grads, float scal
 
     float *dlogits = m->logits;
     TN_CHECK(ops->cross_entropy_backward(dlogits, m->targets, m->mask, N, V, scale / (float)m->n_counted));
+    if (e && e->dlogits) TN_CHECK(ops->add(dlogits, e->dlogits, N * V)); /* the distillation term */
     TN_CHECK(weight_grad(m, grads, -1, TN_W_COUNT, dlogits, m->hf, D, V));
     TN_CHECK(linear_dx(m, params, -1, TN_W_COUNT, m->dh, dlogits, D, V, 0.0f));
     TN_CHECK(ops->zero(m->dx, (size_t)(N * D) * sizeof *m->dx));
     TN_CHECK(ops->rmsnorm_backward(m->dx, grads + m->off_final_norm, m->dh, m->x + m->L * N * D,
                                    params + m->off_final_norm, m->rstdf, N, D));
 
-    for (int64_t l = m->L - 1; l >= 0; l--) TN_CHECK(layer_backward(m, params, grads, (int)l));
+    /* Hidden-state distillation: mean over counted positions, dims and chosen layers of |x_l − teacher|². */
+    const int nh = e ? e->n_hidden : 0;
+    const double hnorm = nh ? (double)e->hidden_weight / ((double)m->n_counted * (double)D * nh) : 0;
+    for (int64_t l = m->L - 1; l >= 0; l--) {
+        for (int i = 0; i < nh; i++) {
+            if (e->layers[i] != l) continue;
+            double sum = 0; /* m->dx is dL/dx[l+1]: add the term's gradient with respect to layer l's output */
+            TN_CHECK(ops->hidden_mse(&sum, m->dx, tn_llama_hidden(m, (int)l), e->teacher_x[i], m->mask, N, D,
+                                     (float)(e->hidden_scale * hnorm)));
+            if (hidden_loss) *hidden_loss += sum * hnorm;
+        }
+        TN_CHECK(layer_backward(m, params, grads, (int)l));
+    }
     return ops->embed_backward(grads + m->off_embed, m->dx, m->inputs, &m->groups, N, D);
 }

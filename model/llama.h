@@ -39,6 +39,9 @@ typedef struct {
     int act_bits;
     int (*is_quantized)(void *ctx, int layer, tn_linear_kind kind);
     void *ctx;
+    /* Optional: the [vocab, dim] embedding table for the lookup, when it is not in the parameters (a
+     * 16-bit distillation teacher); same contract as `weight`. */
+    const float *(*embedding)(void *ctx, float *scratch);
 } tn_weight_source;
 
 typedef struct tn_llama tn_llama;
@@ -79,6 +82,26 @@ int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, co
 /* Backward of the last forward: grads[layout.numel] += scale * dLoss/dParams. scale lets callers average
  * over gradient-accumulation micro-batches. Requires forward with targets. */
 int tn_llama_backward(tn_llama *m, const float *params, float *grads, float scale);
+
+/* Terms a distillation loss adds to the backward (all arrays table memory; NULL / 0 for none):
+ *   dlogits: [B·T, V] added to the cross-entropy's gradient of the logits (already scaled);
+ *   hidden: for n_hidden layers `layers[i]`, the teacher's hidden state after that layer teacher_x[i]
+ *   [B·T, D]: the term hidden_weight · Σ over counted positions of |x_l − teacher_x|² / (counted · D ·
+ *   n_hidden), its gradient scaled by hidden_scale (the micro-batch's weight in the step); the backward
+ *   returns the term's value (unscaled) in *hidden_loss (host). */
+typedef struct {
+    const float *dlogits;
+    int n_hidden;
+    const int *layers;
+    const float *const *teacher_x;
+    float hidden_weight, hidden_scale;
+} tn_llama_extra_grad;
+int tn_llama_backward_extra(tn_llama *m, const float *params, float *grads, float scale, const tn_llama_extra_grad *e,
+                            double *hidden_loss);
+/* The residual stream after layer l (l = -1: the embeddings), [B·T, D] table memory, of the last forward. */
+const float *tn_llama_hidden(const tn_llama *m, int l);
+/* The last forward's loss mask on the device, [B·T] (for the distillation ops). */
+const uint8_t *tn_llama_mask(const tn_llama *m);
 
 /* Logits of the last forward, [B, T, V], and the per-position NLL [B, T] (all positions, masked or
  * not): table memory (host memory only for the CPU table). */

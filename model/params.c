@@ -60,8 +60,7 @@ int tn_llama_layout_set_external(tn_llama_layout *l, const uint8_t *is_external)
     for (int i = 0; i < l->n_tensors; i++) {
         tn_tensor_info *t = &l->tensors[i];
         t->external = is_external[i] != 0;
-        if (t->external && (t->group == TN_GROUP_EMBED || t->group == TN_GROUP_NORM))
-            return tn_err("layout: %s cannot be external", t->name);
+        if (t->external && t->group == TN_GROUP_NORM) return tn_err("layout: %s cannot be external", t->name);
         if (t->external) {
             t->offset = 0;
             continue;

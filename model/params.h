@@ -59,7 +59,8 @@ int tn_llama_layout_init(tn_llama_layout *l, const tn_llama_config *cfg);
 void tn_llama_layout_free(tn_llama_layout *l);
 const tn_tensor_info *tn_llama_layout_find(const tn_llama_layout *l, const char *name);
 /* Mark tensors external (is_external[i] != 0 for tensor i) and re-pack the others' offsets, so that
- * flat buffers hold only the float tensors. Embeddings and norms cannot be external. */
+ * flat buffers hold only the float tensors. Norms cannot be external; an external embedding needs a weight
+ * source that supplies it (model/llama.h). */
 int tn_llama_layout_set_external(tn_llama_layout *l, const uint8_t *is_external);
 /* Tensor index of (layer, kind); layer -1 with kind TN_W_COUNT is the LM head (or the tied embedding). */
 int tn_llama_layout_index(const tn_llama_layout *l, int layer, int kind);

@@ -61,7 +61,7 @@ int tn_eval_checkpoint(const char *ckpt, const char *shard_path, int seq_len, in
     if (rc == 0) rc = tn_llama_create(&m, &ck.layout, batch, seq_len, dev.ops);
     act_ctx actx = {&spec, &ck.layout, params};
     if (rc == 0 && ste && spec.act_bits == 8) {
-        tn_weight_source src = {act_weight, NULL, 8, act_selected, &actx};
+        tn_weight_source src = {act_weight, NULL, 8, act_selected, &actx, NULL};
         tn_llama_set_weight_source(m, &src);
         tn_llama_set_head_via_source(m, (spec.groups & (1u << TN_GROUP_HEAD)) != 0);
     }

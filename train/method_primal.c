@@ -375,7 +375,7 @@ int tn_method_primal_attach(tn_run *r, tn_method *m) {
     m->optimizer_step = pr_step;
     m->log_step = pr_log;
     m->hook = (tn_ckpt_hook){"primal", pr_save, pr_load, c};
-    tn_weight_source src = {pr_weight, pr_weight_grad, 0, pr_is_ghost, c};
+    tn_weight_source src = {pr_weight, pr_weight_grad, 0, pr_is_ghost, c, NULL};
     tn_llama_set_weight_source(r->model, &src);
     tn_llama_set_head_via_source(r->model, (c->ghost_groups & (1u << TN_GROUP_HEAD)) != 0);
     return 0;

@@ -18,6 +18,22 @@
 
 typedef struct tn_run tn_run;
 
+/* Knowledge distillation from a frozen dense teacher ([distill], train/teacher.h): the step's objective is
+ * (1 − α)·CE + α·τ²·KL(p_teacher,τ ‖ p_student,τ) + hidden_weight·MSE(hidden states), every term a mean over
+ * the counted positions. */
+#define TN_DISTILL_MAX_HIDDEN 64
+struct tn_teacher;
+typedef struct {
+    const char *teacher_path; /* NULL: no distillation */
+    double alpha, tau, hidden_weight;
+    int n_hidden, hidden_layers[TN_DISTILL_MAX_HIDDEN]; /* the student's layers */
+    int teacher_layers[TN_DISTILL_MAX_HIDDEN];          /* the teacher's at the same relative depth */
+    struct tn_teacher *teacher;
+    float *kl;                 /* [B·T] per-position KL (table memory) */
+    int64_t bytes;             /* planned */
+    double loss_ce, loss_kd, loss_hidden; /* the last step's terms (means over counted tokens) */
+} tn_distill;
+
 /* A training method: how the forward gets its weights, how the optimizer steps, what it logs and
  * saves. Dense AdamW is the method with every hook NULL. */
 typedef struct {
@@ -73,6 +89,7 @@ struct tn_run {
     uint8_t *tokenizer;
     size_t tokenizer_len;
 
+    tn_distill distill;
     tn_rng rng;
     int bench;          /* a benchmark: synthetic tokens, no run directory (tn_train_bench) */
     int plan_only;      /* print the memory plan and stop (tn_train_plan) */

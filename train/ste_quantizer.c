@@ -108,7 +108,7 @@ const uint8_t *tn_ste_quantizer_indices(tn_ste_quantizer *q) {
 }
 
 void tn_ste_quantizer_attach(tn_ste_quantizer *q, tn_llama *m) {
-    tn_weight_source src = {ste_weight, NULL, q->spec.act_bits, ste_is_quantized, q};
+    tn_weight_source src = {ste_weight, NULL, q->spec.act_bits, ste_is_quantized, q, NULL};
     tn_llama_set_weight_source(m, &src);
     tn_llama_set_head_via_source(m, (q->spec.groups & (1u << TN_GROUP_HEAD)) != 0);
 }

@@ -7,6 +7,7 @@
 #include "train/eval.h"
 #include "train/run.h"
 #include "train/sample.h"
+#include "train/teacher.h"
 #include "data/tokenizer.h"
 
 #include "core/alloc.h"
@@ -145,6 +146,97 @@ static int read_train_config(tn_run *r) {
     return 0;
 }
 
+/* ---- distillation ------------------------------------------------------------------------------------ */
+
+/* [distill] teacher, alpha, temperature, hidden_weight, hidden_layers (read before the model exists). */
+static int read_distill_config(tn_run *r) {
+    tn_distill *d = &r->distill;
+    const char *teacher = tn_config_str(r->ini, "distill", "teacher", NULL);
+    if (!teacher || !*teacher) {
+        if (tn_config_has(r->ini, "distill", "alpha") || tn_config_has(r->ini, "distill", "temperature"))
+            return tn_err("[distill] needs a teacher (a checkpoint, e.g. the dense model the student started from)");
+        return 0;
+    }
+    d->teacher_path = teacher;
+    TN_CHECK(tn_config_float(r->ini, "distill", "alpha", 0.5, &d->alpha));
+    TN_CHECK(tn_config_float(r->ini, "distill", "temperature", 2.0, &d->tau));
+    TN_CHECK(tn_config_float(r->ini, "distill", "hidden_weight", 0.0, &d->hidden_weight));
+    if (!(d->alpha >= 0 && d->alpha <= 1)) return tn_err("[distill] alpha = %g: must be in [0, 1]", d->alpha);
+    if (!(d->tau > 0) || d->tau > 100) return tn_err("[distill] temperature = %g: must be in (0, 100]", d->tau);
+    if (!(d->hidden_weight >= 0)) return tn_err("[distill] hidden_weight = %g: must be >= 0", d->hidden_weight);
+    const char *layers = tn_config_str(r->ini, "distill", "hidden_layers", "-1");
+    if (d->hidden_weight == 0) return 0;
+    char buf[512];
+    if (strlen(layers) >= sizeof buf) return tn_err("[distill] hidden_layers: too long");
+    strcpy(buf, layers);
+    for (char *tok = strtok(buf, ", \t"); tok; tok = strtok(NULL, ", \t")) {
+        char *end;
+        long v = strtol(tok, &end, 10);
+        if (*end || d->n_hidden == TN_DISTILL_MAX_HIDDEN)
+            return tn_err("[distill] hidden_layers: '%s' is not a layer index (negative counts from the end)", tok);
+        d->hidden_layers[d->n_hidden++] = (int)v; /* checked against the depth once the model is known */
+    }
+    if (d->n_hidden == 0) return tn_err("[distill] hidden_layers: no layer given");
+    return 0;
+}
+
+/* The teacher's plan, and the student's hidden layers resolved against both depths. */
+static int plan_distill(tn_run *r) {
+    tn_distill *d = &r->distill;
+    if (!d->teacher_path) return 0;
+    TN_CHECK(tn_teacher_plan_bytes(d->teacher_path, (int)r->batch, (int)r->seq_len, r->ops, &d->bytes));
+    d->bytes += tn_ops_span(r->batch * r->seq_len * (int64_t)sizeof(float));
+    tn_llama_config tc;
+    TN_CHECK(tn_ckpt_read_config(d->teacher_path, &tc));
+    const int Ls = r->layout.cfg.n_layers, Lt = tc.n_layers;
+    for (int i = 0; i < d->n_hidden; i++) {
+        int l = d->hidden_layers[i] < 0 ? d->hidden_layers[i] + Ls : d->hidden_layers[i];
+        if (l < 0 || l >= Ls) return tn_err("[distill] hidden_layers: %d is not a layer of the %d-layer student", d->hidden_layers[i], Ls);
+        d->hidden_layers[i] = l;
+        /* the teacher's layer at the same relative depth: round((l + 1) · Lt / Ls) − 1 */
+        d->teacher_layers[i] = (int)(((int64_t)(l + 1) * Lt + Ls / 2) / Ls) - 1;
+        if (d->teacher_layers[i] < 0) d->teacher_layers[i] = 0;
+    }
+    return 0;
+}
+
+static int open_distill(tn_run *r) {
+    tn_distill *d = &r->distill;
+    if (!d->teacher_path) return 0;
+    TN_CHECK(tn_teacher_open(&d->teacher, d->teacher_path, &r->layout.cfg, r->tokenizer, r->tokenizer_len,
+                             d->hidden_weight > 0, (int)r->batch, (int)r->seq_len, r->ops));
+    d->kl = r->ops->alloc((size_t)(r->batch * r->seq_len) * sizeof(float));
+    return d->kl ? 0 : -1;
+}
+
+static void free_distill(tn_run *r) {
+    tn_teacher_free(r->distill.teacher);
+    if (r->ops) r->ops->free(r->distill.kl);
+}
+
+/* One micro-batch's forward and backward with the teacher's terms; *ce = its mean CE, *kd = its mean
+ * τ²·KL, *hid = its hidden term (means over its counted positions). w = the micro-batch's weight. */
+static int distill_micro_batch(tn_run *r, const int32_t *in, const int32_t *tg, const uint8_t *mk, double w,
+                               float *ce, double *kd, double *hid, int64_t *counted) {
+    tn_distill *d = &r->distill;
+    const int64_t N = r->batch * r->seq_len, V = r->layout.cfg.vocab_size;
+    TN_CHECK(tn_teacher_forward(d->teacher, in));
+    TN_CHECK(tn_llama_forward(r->model, r->params, in, tg, mk, ce, counted));
+    *kd = *hid = 0;
+    if (*counted == 0) return 0;
+    float *tl = tn_teacher_logits(d->teacher); /* becomes the distillation gradient of the student's logits */
+    const float g = (float)(w * d->alpha / (double)*counted);
+    TN_CHECK(r->ops->kd(d->kl, tl, tn_llama_logits(r->model), tl, tn_llama_mask(r->model), N, V, (float)d->tau, g));
+    double kl_sum = 0;
+    TN_CHECK(r->ops->masked_sum(d->kl, tn_llama_mask(r->model), N, &kl_sum));
+    *kd = d->tau * d->tau * kl_sum / (double)*counted;
+    const float *tx[TN_DISTILL_MAX_HIDDEN];
+    for (int i = 0; i < d->n_hidden; i++) tx[i] = tn_teacher_hidden(d->teacher, d->teacher_layers[i]);
+    tn_llama_extra_grad e = {tl, d->hidden_weight > 0 ? d->n_hidden : 0, d->hidden_layers, tx,
+                             (float)d->hidden_weight, (float)w};
+    return tn_llama_backward_extra(r->model, r->params, r->grads, (float)(w * (1 - d->alpha)), &e, hid);
+}
+
 /* ---- data --------------------------------------------------------------------------------------------- */
 
 static int open_data(tn_run *r) {
@@ -248,7 +340,8 @@ static int plan_memory(tn_run *r) {
         r->sample_every > 0 ? tn_llama_plan_bytes(&r->layout, 1, (int)r->seq_len, r->ops, &r->sampler_opts) : 0;
     int64_t in_use = 0;
     r->ops->mem_usage(&in_use, NULL); /* the CUDA backend's cuBLAS workspace and op scratch, from its opening */
-    r->planned_bytes = 4 * fb + act + sampler + r->method.state_bytes;
+    TN_CHECK(plan_distill(r));
+    r->planned_bytes = 4 * fb + act + sampler + r->method.state_bytes + r->distill.bytes;
     TN_CHECK(tn_device_mem_info(&r->dev, &r->free_at_start, &(int64_t){0}));
     r->min_free = r->free_at_start;
 
@@ -262,6 +355,7 @@ static int plan_memory(tn_run *r) {
     add_mem(mem, "adam_bytes", 2 * fb);
     add_mem(mem, "activation_bytes", act);
     if (sampler) add_mem(mem, "sampler_bytes", sampler);
+    if (r->distill.bytes) add_mem(mem, "teacher_bytes", r->distill.bytes);
     add_mem(mem, "method_state_bytes", r->method.state_bytes);
     add_mem(mem, "workspace_bytes", in_use);
     add_mem(mem, "planned_bytes", r->planned_bytes + in_use);
@@ -536,17 +630,31 @@ static int train_step(tn_run *r, double lr, double *loss_out, double *norm_out) 
         }
         for (int64_t i = 0; i < nb; i++) total += r->mask[a * nb + i] != 0;
     }
-    double loss = 0;
+    double loss = 0, ce = 0, kd = 0, hid = 0;
     for (int64_t a = 0; a < r->accum && total > 0; a++) {
         const int32_t *in = r->inputs + a * nb, *tg = r->targets + a * nb;
         const uint8_t *mk = r->mask + a * nb;
         float l;
-        int64_t counted;
-        TN_CHECK(tn_llama_forward(r->model, r->params, in, tg, mk, &l, &counted));
+        int64_t counted = 0;
+        for (int64_t i = 0; i < nb; i++) counted += mk[i] != 0;
         const double w = (double)counted / (double)total;
+        if (r->distill.teacher) {
+            double k, h;
+            TN_CHECK(distill_micro_batch(r, in, tg, mk, w, &l, &k, &h, &counted));
+            const double a_ = r->distill.alpha;
+            loss += ((1 - a_) * l + a_ * k + h) * w;
+            ce += l * w;
+            kd += k * w;
+            hid += h * w;
+            continue;
+        }
+        TN_CHECK(tn_llama_forward(r->model, r->params, in, tg, mk, &l, &counted));
         TN_CHECK(tn_llama_backward(r->model, r->params, r->grads, (float)w));
         loss += l * w;
     }
+    r->distill.loss_ce = ce;
+    r->distill.loss_kd = kd;
+    r->distill.loss_hidden = hid;
     if (!isfinite(loss)) return tn_err("loss is %f at step %lld: training diverged", loss, (long long)r->step + 1);
     TN_CHECK(tn_clip_grad_norm_ops(r->ops, r->grads, (int64_t)r->layout.numel, r->grad_clip, norm_out));
     r->step++;
@@ -579,6 +687,11 @@ static int train_loop(tn_run *r) {
             tn_json_add_num(o, "grad_norm", norm);
             tn_json_add_num(o, "tokens_per_s", (double)tokens_per_step / dt);
             tn_json_add_num(o, "elapsed_s", tn_time_s() - r->t_start);
+            if (r->distill.teacher) {
+                tn_json_add_num(o, "loss_ce", r->distill.loss_ce);
+                tn_json_add_num(o, "loss_kd", r->distill.loss_kd);
+                if (r->distill.hidden_weight > 0) tn_json_add_num(o, "loss_hidden", r->distill.loss_hidden);
+            }
             if (r->method.log_step) r->method.log_step(r, r->method.ctx, o);
             int rc = tn_json_print_line(r->log, o);
             cJSON_Delete(o);
@@ -600,6 +713,7 @@ static int train_loop(tn_run *r) {
 /* ---- entry point --------------------------------------------------------------------------------------- */
 
 static void run_free(tn_run *r) {
+    free_distill(r);
     if (r->method.destroy) r->method.destroy(r->method.ctx);
     tn_llama_free(r->model);
     tn_llama_free(r->sampler);
@@ -650,6 +764,7 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     for (int i = 0; i < n_overrides; i++) TN_CHECK(tn_config_set(r->ini, overrides[i]));
     if (!(r->config_text = config_to_text(r->ini))) return tn_err("out of memory");
     TN_CHECK(read_train_config(r));
+    TN_CHECK(read_distill_config(r));
     TN_CHECK(open_device(r));
     /* A plan needs the shards only for the vocabulary size, when neither [model] nor an init model gives it. */
     const int need_shards = !r->bench && !(r->plan_only && (tn_config_has(r->ini, "model", "vocab_size") ||
@@ -677,9 +792,11 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     else if (ste) TN_CHECK(tn_method_ste_init(r, &r->method));
     if (r->bench) {
         tn_rng_seed(&r->rng, (uint64_t)r->seed);
+        TN_CHECK(open_distill(r));
         return tn_config_check_unused(r->ini);
     }
     TN_CHECK(setup_tokenizer(r));
+    TN_CHECK(open_distill(r));
     TN_CHECK(tn_config_check_unused(r->ini));
     const char *init = tn_config_str(r->ini, "model", "init", NULL);
     tn_log_info("model: %s, %lld parameters", init && *init ? init : "from scratch",

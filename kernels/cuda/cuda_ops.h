@@ -119,6 +119,9 @@ int tn_cuda_primal_accumulate(const tn_ghost_view *t, const float *G, double z, 
 int tn_cuda_primal_flip(const tn_ghost_view *t, uint64_t key, const tn_flip_rule *rule, int64_t *host_voted,
                         int64_t *host_flipped);
 
+/* kernels/cuda/convert.cu: out[i] = float(binary16 h[i]) (exact). */
+int tn_cuda_f16_to_f32(const uint16_t *h, int64_t n, float *out);
+
 /* Device scratch shared by the ops above for their temporaries (partial sums, row statistics): a
  * grow-only buffer of at least `bytes`, valid until the next call. Ops on the one stream run in order, so
  * one op's kernels finish with it before the next op's start. NULL + message on failure. */

@@ -1,6 +1,7 @@
 /* The CUDA ops table (kernels/ops.h): device memory, the row-major linear products as column-major cuBLAS
  * calls, and the kernels of model.cu, attention.cu, quant.cu and primal.cu. */
 #include "kernels/cuda/cuda_internal.h"
+#include "kernels/cuda/kd.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,9 @@ static tn_ops make_table(void) {
     o.cross_entropy = tn_cuda_cross_entropy;
     o.cross_entropy_backward = tn_cuda_cross_entropy_backward;
     o.act_fake_quant = tn_cuda_act_fake_quant;
+    o.kd = tn_cuda_kd;
+    o.hidden_mse = tn_cuda_hidden_mse;
+    o.f16_to_f32 = tn_cuda_f16_to_f32;
     o.add = tn_cuda_add;
     o.scale = tn_cuda_scale;
     o.sumsq = tn_cuda_sumsq;

@@ -111,7 +111,7 @@ static float *train_logits(const tn_llama_layout *l, const float *params, const 
     if (tn_llama_create(&m, l, 1, NT, NULL) != 0) return NULL;
     src_ctx sc = {l, params, act8_spec};
     if (act8_spec) {
-        tn_weight_source src = {src_weight, NULL, 8, src_isq, &sc};
+        tn_weight_source src = {src_weight, NULL, 8, src_isq, &sc, NULL};
         tn_llama_set_weight_source(m, &src);
         tn_llama_set_head_via_source(m, (act8_spec->groups & (1u << TN_GROUP_HEAD)) != 0);
     }
