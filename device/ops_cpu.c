@@ -5,9 +5,12 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "kernels/cpu/bf16_ops.h"
 #include "kernels/cpu/kd.h"
 #include "kernels/cpu/ops_cpu.h"
 #include "optim/adamw.h"
+#include "optim/adamw8.h"
+#include "optim/adamw_bf16.h"
 #include "optim/primal.h"
 #include "optim/ste.h"
 #include "quant/act.h"
@@ -211,10 +214,52 @@ static int cpu_count_nonzero_i8(const int8_t *v, int64_t n, int64_t *out) {
     return 0;
 }
 
+/* ---- bf16 arrays ------------------------------------------------------------------------------------- */
+
+static int cpu_bf16_from_f32(uint16_t *out, const float *x, int64_t n) {
+    tn_op_bf16_from_f32(out, x, n);
+    return 0;
+}
+
+static int cpu_bf16_to_f32(float *out, const uint16_t *x, int64_t n) {
+    tn_op_bf16_to_f32(out, x, n);
+    return 0;
+}
+
+static int cpu_bf16_round_stochastic(uint16_t *out, const float *x, int64_t n, uint64_t seed, uint64_t counter) {
+    tn_op_bf16_round_stochastic(out, x, n, seed, counter);
+    return 0;
+}
+
+static int cpu_bf16_accumulate(uint16_t *g, const float *d, int64_t n) {
+    tn_op_bf16_accumulate(g, d, n);
+    return 0;
+}
+
+static int cpu_bf16_sumsq(const uint16_t *x, int64_t n, double *out) {
+    *out = tn_op_bf16_sumsq(x, n);
+    return 0;
+}
+
 /* ---- optimizers -------------------------------------------------------------------------------------- */
 
 static int cpu_adamw(float *p, const float *g, float *m, float *v, int64_t n, const tn_adamw_step *h) {
     tn_adamw_apply(p, g, m, v, n, h);
+    return 0;
+}
+
+static int cpu_adamw8(float *p, const float *g, uint8_t *m, float *m_absmax, uint8_t *v, float *v_absmax, int64_t n,
+                      const tn_adamw_step *h) {
+    tn_adamw8_apply(p, g, m, m_absmax, v, v_absmax, n, h);
+    return 0;
+}
+
+static int cpu_adamw_bf16(uint16_t *p, const uint16_t *g, float g_scale, const tn_adam_moments *s, int64_t n,
+                          const tn_adamw_step *h, uint64_t seed, uint64_t counter) {
+    if (n < 0 || !s || !h) return tn_err("adamw_bf16: n = %lld, moments %p, step %p", (long long)n, (const void *)s,
+                                         (const void *)h);
+    if (s->bits != 8 && s->bits != 32) return tn_err("adamw_bf16: moments of %d bits (32 or 8)", s->bits);
+    tn_adamw_bf16_apply(p, g, g_scale, s, n, h, seed, counter);
     return 0;
 }
 
@@ -285,7 +330,14 @@ static const tn_ops cpu_ops = {
     .sumsq = cpu_sumsq,
     .masked_sum = cpu_masked_sum,
     .count_nonzero_i8 = cpu_count_nonzero_i8,
+    .bf16_from_f32 = cpu_bf16_from_f32,
+    .bf16_to_f32 = cpu_bf16_to_f32,
+    .bf16_round_stochastic = cpu_bf16_round_stochastic,
+    .bf16_accumulate = cpu_bf16_accumulate,
+    .bf16_sumsq = cpu_bf16_sumsq,
     .adamw = cpu_adamw,
+    .adamw8 = cpu_adamw8,
+    .adamw_bf16 = cpu_adamw_bf16,
     .ste_blend = cpu_ste_blend,
     .quantize = cpu_quantize,
     .primal_materialize = cpu_primal_materialize,

@@ -57,6 +57,15 @@ typedef struct {
     float lr, beta1, beta2, eps, wd, c1, c2;
 } tn_adamw_step;
 
+/* The AdamW moments of one array of n parameters, in table memory: fp32 (m, v [n]) when bits = 32, or 8-bit
+ * blockwise codes when bits = 8 (optim/adamw8.h: m8, v8 [n] codes, m_absmax, v_absmax [ceil(n / 2048)]). */
+typedef struct {
+    int bits;
+    float *m, *v;
+    uint8_t *m8, *v8;
+    float *m_absmax, *v_absmax;
+} tn_adam_moments;
+
 /* Allocations are aligned to (and planned in spans of) TN_OPS_ALIGN bytes. */
 #define TN_OPS_ALIGN 256
 static inline int64_t tn_ops_span(int64_t bytes) {
@@ -138,8 +147,24 @@ struct tn_ops {
     /* *host_out = number of v[i] != 0; waits. */
     int (*count_nonzero_i8)(const int8_t *v, int64_t n, int64_t *host_out);
 
+    /* ---- bf16 arrays ([quant] shadow = bf16; the rounding rules: kernels/bf16.h) --------------------- */
+    int (*bf16_from_f32)(uint16_t *out, const float *x, int64_t n);  /* round to nearest even */
+    int (*bf16_to_f32)(float *out, const uint16_t *x, int64_t n);    /* exact */
+    /* out[i] = stochastic rounding of x[i] with the bits of (seed, counter + i). */
+    int (*bf16_round_stochastic)(uint16_t *out, const float *x, int64_t n, uint64_t seed, uint64_t counter);
+    int (*bf16_accumulate)(uint16_t *g, const float *d, int64_t n);  /* g = nearest(g + d) */
+    /* *host_out = Σ x² in double; waits. */
+    int (*bf16_sumsq)(const uint16_t *x, int64_t n, double *host_out);
+
     /* ---- optimizers ------------------------------------------------------------------------------------ */
     int (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, const tn_adamw_step *h);
+    /* AdamW with 8-bit blockwise moments (optim/adamw8.h tn_adamw8_apply; bit-identical on every device). */
+    int (*adamw8)(float *p, const float *g, uint8_t *m, float *m_absmax, uint8_t *v, float *v_absmax, int64_t n,
+                  const tn_adamw_step *h);
+    /* AdamW on bf16 parameters with bf16 gradients times g_scale, fp32 or 8-bit moments, stochastic rounding
+     * of the new parameters (optim/adamw_bf16.h tn_adamw_bf16_apply; bit-identical on every device). */
+    int (*adamw_bf16)(uint16_t *p, const uint16_t *g, float g_scale, const tn_adam_moments *s, int64_t n,
+                      const tn_adamw_step *h, uint64_t seed, uint64_t counter);
     /* out[i] = W[i] + λ (Wq[i] − W[i]), exactly W at λ <= 0 (or NaN) and exactly Wq at λ >= 1 (tn_ste_blend). */
     int (*ste_blend)(const float *W, const float *Wq, int64_t n, float lambda, float *out);
     /* STE quantization of W[rows, cols] (quant/snap.h tn_quantize_tensor): scales (per row or one, by rule

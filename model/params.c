@@ -88,6 +88,17 @@ void tn_llama_layout_free(tn_llama_layout *l) {
     memset(l, 0, sizeof *l);
 }
 
+int tn_llama_layout_copy(tn_llama_layout *dst, const tn_llama_layout *src) {
+    *dst = *src;
+    dst->tensors = malloc((size_t)src->n_tensors * sizeof *src->tensors);
+    if (!dst->tensors) {
+        memset(dst, 0, sizeof *dst);
+        return tn_err("out of memory");
+    }
+    memcpy(dst->tensors, src->tensors, (size_t)src->n_tensors * sizeof *src->tensors);
+    return 0;
+}
+
 const tn_tensor_info *tn_llama_layout_find(const tn_llama_layout *l, const char *name) {
     for (int i = 0; i < l->n_tensors; i++)
         if (strcmp(l->tensors[i].name, name) == 0) return &l->tensors[i];

@@ -57,6 +57,8 @@ typedef struct {
 
 int tn_llama_layout_init(tn_llama_layout *l, const tn_llama_config *cfg);
 void tn_llama_layout_free(tn_llama_layout *l);
+/* dst = a copy of src (its own tensor array). */
+int tn_llama_layout_copy(tn_llama_layout *dst, const tn_llama_layout *src);
 const tn_tensor_info *tn_llama_layout_find(const tn_llama_layout *l, const char *name);
 /* Mark tensors external (is_external[i] != 0 for tensor i) and re-pack the others' offsets, so that
  * flat buffers hold only the float tensors. Norms cannot be external; an external embedding needs a weight

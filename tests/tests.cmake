@@ -46,6 +46,13 @@ foreach(script ${TN_CLI_TESTS})
   add_test(NAME cli_${name} COMMAND bash ${script})
   set_tests_properties(cli_${name} PROPERTIES ENVIRONMENT "${TN_TEST_ENV}" SKIP_RETURN_CODE 77
     FIXTURES_REQUIRED reference TIMEOUT 900)
+  # "# ctest-label: slow" in a script: a convergence run whose code paths other tests cover; the sanitizer
+  # pass of scripts/test.sh leaves it out (ctest -LE slow)
+  file(STRINGS ${script} label REGEX "^# ctest-label: [a-z]+$" LIMIT_COUNT 1)
+  if(label)
+    string(REPLACE "# ctest-label: " "" label "${label}")
+    set_tests_properties(cli_${name} PROPERTIES LABELS ${label})
+  endif()
 endforeach()
 
 # CUDA tests (tests/unit/test_cuda*.c): built in every configuration, the GPU part compiled in where a CUDA

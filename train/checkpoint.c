@@ -63,23 +63,32 @@ static int read_config(hid_t f, tn_llama_config *c) {
 
 /* ---- per-tensor float arrays under a group ---------------------------------------------------------- */
 
-/* base is host memory, or (ops set) the table's memory, fetched one tensor at a time. */
-static int write_tensors(hid_t f, const char *group, const tn_llama_layout *l, const float *base, const tn_ops *ops) {
+/* base is host memory, or (ops set) the table's memory, fetched one tensor at a time. External tensors are
+ * written when ext (may be NULL) supplies their values. */
+static int write_tensors(hid_t f, const char *group, const tn_llama_layout *l, const float *base, const tn_ops *ops,
+                         const tn_checkpoint *ext) {
     char path[160];
     float *buf = NULL;
-    if (ops && ops->device_memory) {
-        size_t largest = 1;
-        for (int i = 0; i < l->n_tensors; i++)
-            if (!l->tensors[i].external && l->tensors[i].numel > largest) largest = l->tensors[i].numel;
+    const int with_ext = ext && ext->external_values;
+    size_t largest = 1;
+    for (int i = 0; i < l->n_tensors; i++)
+        if ((!l->tensors[i].external || with_ext) && l->tensors[i].numel > largest) largest = l->tensors[i].numel;
+    if ((ops && ops->device_memory) || with_ext)
         if (!(buf = tn_alloc(largest, sizeof(float)))) return -1;
-    }
     int rc = 0;
     for (int i = 0; i < l->n_tensors && rc == 0; i++) {
         const tn_tensor_info *t = &l->tensors[i];
-        if (t->external) continue;
         snprintf(path, sizeof path, "%s/%s", group, t->name);
         const float *src = base + t->offset;
-        if (buf) {
+        if (t->external) {
+            if (!with_ext) continue;
+            const int got = ext->external_values(ext->external_ctx, i, buf);
+            if (got <= 0) {
+                rc = got;
+                continue;
+            }
+            src = buf;
+        } else if (ops && ops->device_memory) {
             rc = ops->download(buf, src, t->numel * sizeof(float));
             src = buf;
         }
@@ -154,10 +163,10 @@ static int save_body(hid_t f, const tn_checkpoint *ck, const tn_ckpt_hook *hooks
     TN_CHECK(tn_h5_attr_set_i64(f, ".", "version", TN_CKPT_VERSION));
     TN_CHECK(tn_h5_attr_set_i64(f, ".", "step", ck->step));
     TN_CHECK(write_config(f, &ck->layout.cfg));
-    TN_CHECK(write_tensors(f, "params", &ck->layout, ck->params, ck->ops));
+    TN_CHECK(write_tensors(f, "params", &ck->layout, ck->params, ck->ops, ck));
     if (ck->adam_m && ck->adam_v) {
-        TN_CHECK(write_tensors(f, "optim/adam_m", &ck->layout, ck->adam_m, ck->ops));
-        TN_CHECK(write_tensors(f, "optim/adam_v", &ck->layout, ck->adam_v, ck->ops));
+        TN_CHECK(write_tensors(f, "optim/adam_m", &ck->layout, ck->adam_m, ck->ops, NULL));
+        TN_CHECK(write_tensors(f, "optim/adam_v", &ck->layout, ck->adam_v, ck->ops, NULL));
     }
     if (ck->has_rng) {
         int64_t n = 4;
@@ -217,14 +226,6 @@ static int check_format(hid_t f) {
     return 0;
 }
 
-static int copy_layout(tn_llama_layout *dst, const tn_llama_layout *src) {
-    *dst = *src;
-    dst->tensors = malloc((size_t)src->n_tensors * sizeof *src->tensors);
-    if (!dst->tensors) return tn_err("out of memory");
-    memcpy(dst->tensors, src->tensors, (size_t)src->n_tensors * sizeof *src->tensors);
-    return 0;
-}
-
 static int load_body(hid_t f, tn_checkpoint *ck, const tn_llama_layout *given, const tn_ckpt_hook *hooks,
                      int n_hooks) {
     TN_CHECK(check_format(f));
@@ -232,7 +233,7 @@ static int load_body(hid_t f, tn_checkpoint *ck, const tn_llama_layout *given, c
     TN_CHECK(read_config(f, &cfg));
     if (given) {
         if (memcmp(&cfg, &given->cfg, sizeof cfg) != 0) return tn_err("model config differs from the run's");
-        TN_CHECK(copy_layout(&ck->layout, given));
+        TN_CHECK(tn_llama_layout_copy(&ck->layout, given));
     } else {
         TN_CHECK(tn_llama_layout_init(&ck->layout, &cfg));
     }

@@ -38,6 +38,12 @@ typedef struct {
     /* Save only: when set, params / adam_m / adam_v are in this table's memory and are copied to the host
      * one tensor at a time (a device run's checkpoint needs no second full copy in host memory). */
     const tn_ops *ops;
+    /* Save only: tensors external in the layout whose dense values another module holds (the bf16 STE
+     * shadows) are written to /params like the others: external_values fills host_out (numel floats) and
+     * returns 1, or returns 0 for a tensor it does not hold (PRIMAL ghosts, saved by their hook), -1 on
+     * error. NULL: external tensors are skipped. */
+    int (*external_values)(void *ctx, int tensor, float *host_out);
+    void *external_ctx;
     tn_rng rng;
     int has_rng;
     uint8_t *loader_state;   /* opaque cursor of the batch loader */

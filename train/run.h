@@ -14,6 +14,7 @@
 #include "model/llama.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
+#include "train/adam_state.h"
 #include "train/checkpoint.h"
 
 typedef struct tn_run tn_run;
@@ -41,13 +42,19 @@ typedef struct {
     void *ctx;
     /* Before each optimizer step's micro-batches (e.g. STE: materialise W_q, PRIMAL: nothing). */
     int (*begin_step)(tn_run *r, void *ctx);
-    /* The optimizer step (replaces dense AdamW when set). */
+    /* Σ g² of gradients the method keeps outside r->grads (bf16 STE shadows), for the global norm. */
+    int (*grad_sumsq)(tn_run *r, void *ctx, double *ss);
+    /* The optimizer step (replaces dense AdamW when set); gradients outside r->grads are to be multiplied
+     * by r->grad_scale, the clip factor (r->grads are already clipped). */
     int (*optimizer_step)(tn_run *r, void *ctx, double lr);
     /* Add method telemetry to a step's log object. */
     void (*log_step)(tn_run *r, void *ctx, cJSON *obj);
     /* Before an evaluation: make the model's weights the deployed ones (STE: fully snapped, λ = 1). */
     int (*prepare_eval)(tn_run *r, void *ctx);
     tn_ckpt_hook hook; /* group name NULL when the method saves nothing */
+    /* Values of tensors external in the run's layout that the method holds (bf16 shadows), saved as
+     * /params like any other (train/checkpoint.h external_values); NULL when none. */
+    int (*external_values)(void *ctx, int tensor, float *host_out);
     void (*destroy)(void *ctx);
     /* Bytes the method allocates in the device's memory beyond the float parameters, gradients and
      * moments (PRIMAL: indices, votes, scales and their moments; STE: the quantized weights and indices),
@@ -70,8 +77,13 @@ struct tn_run {
     tn_device dev;            /* where the run's buffers live; ops = dev.ops */
     const tn_ops *ops;
     tn_llama_layout layout;
-    float *params, *grads, *adam_m, *adam_v; /* [layout.numel] each, in the device's memory */
-    float *host_init;         /* parameters read from [model] init (host), uploaded by alloc_model */
+    float *params, *grads;    /* [layout.numel] each, in the device's memory */
+    tn_adam_state opt;        /* the AdamW moments of params ([optim] state_bits) */
+    int state_bits;
+    double grad_scale;        /* the last step's clip factor (1 when not clipped) */
+    float *host_init;         /* initial parameters (host), in dense_layout when it is set, else in layout */
+    tn_llama_layout dense_layout; /* the layout before a method made tensors external, when host_init needs it
+                                     (the bf16 STE reads its shadows' initial values there); n_tensors 0 if unused */
     tn_llama *model;
     tn_llama_opts model_opts, sampler_opts; /* [train] recompute; the sampler is forward only */
     int64_t planned_bytes;    /* the memory plan printed at start */
@@ -107,9 +119,12 @@ int tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask);
 
 /* Method constructors (each reads its own config section). PRIMAL runs before the parameter buffers
  * exist (it makes ghost tensors external, so they get no fp32 storage) and attaches to the model in
- * tn_method_primal_attach; STE runs after the model exists. */
+ * tn_method_primal_attach. STE plans before anything is allocated (with bf16 shadows it makes the quantized
+ * tensors external), initialises once the parameters exist and the host copy of the initial values is
+ * still there (r->host_init), and attaches to the model once it exists. */
 int tn_method_ste_plan(tn_run *r, tn_method *m); /* state_bytes, before anything is allocated */
-int tn_method_ste_init(tn_run *r, tn_method *m);
+int tn_method_ste_init(tn_run *r, tn_method *m);   /* before the model exists */
+void tn_method_ste_attach(tn_run *r, tn_method *m); /* the model's weight source */
 int tn_method_primal_init(tn_run *r, tn_method *m);
 int tn_method_primal_attach(tn_run *r, tn_method *m);
 

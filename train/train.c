@@ -140,6 +140,7 @@ static int read_train_config(tn_run *r) {
     TN_CHECK(tn_config_float(c, "optim", "eps", 1e-8, &v));
     r->adam.eps = (float)v;
     TN_CHECK(tn_config_float(c, "optim", "grad_clip", 1.0, &r->grad_clip));
+    TN_CHECK(tn_adam_state_bits_from_config(c, &r->state_bits));
     if (!(r->sched.lr > 0) || r->sched.min_lr < 0) return tn_err("[optim] lr must be > 0 and min_lr >= 0");
     if (!(r->adam.beta1 >= 0 && r->adam.beta1 < 1 && r->adam.beta2 >= 0 && r->adam.beta2 < 1))
         return tn_err("[optim] beta1 and beta2 must be in [0, 1)");
@@ -301,7 +302,7 @@ static int build_layout(tn_run *r) {
         tn_checkpoint ck;
         TN_CHECK(tn_ckpt_load(init, &ck, NULL, 0));
         r->layout = ck.layout;
-        r->host_init = ck.params; /* dense, full layout; uploaded by alloc_model */
+        r->host_init = ck.params; /* dense, full layout; uploaded by alloc_params */
         if (ck.tokenizer) {
             r->tokenizer = ck.tokenizer;
             r->tokenizer_len = ck.tokenizer_len;
@@ -331,6 +332,42 @@ static int build_layout(tn_run *r) {
 
 static void add_mem(cJSON *mem, const char *key, int64_t bytes) { cJSON_AddNumberToObject(mem, key, (double)bytes); }
 
+/* The float parameters as arrays of the AdamW state: every tensor at its offset, external ones empty. */
+static int adam_arrays(const tn_run *r, int64_t **len, int64_t **off) {
+    const int n = r->layout.n_tensors;
+    *len = malloc((size_t)n * sizeof **len);
+    *off = malloc((size_t)n * sizeof **off);
+    if (!*len || !*off) {
+        free(*len);
+        free(*off);
+        return tn_err("out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        const tn_tensor_info *t = &r->layout.tensors[i];
+        (*len)[i] = t->external ? 0 : (int64_t)t->numel;
+        (*off)[i] = t->external ? 0 : (int64_t)t->offset;
+    }
+    return 0;
+}
+
+static int adam_plan_bytes(const tn_run *r, int64_t *bytes) {
+    int64_t *len, *off;
+    TN_CHECK(adam_arrays(r, &len, &off));
+    *bytes = tn_adam_state_plan_bytes(r->state_bits, len, off, r->layout.n_tensors);
+    free(len);
+    free(off);
+    return 0;
+}
+
+static int alloc_adam(tn_run *r) {
+    int64_t *len, *off;
+    TN_CHECK(adam_arrays(r, &len, &off));
+    int rc = tn_adam_state_init(&r->opt, r->state_bits, len, off, r->layout.n_tensors, r->ops);
+    free(len);
+    free(off);
+    return rc;
+}
+
 /* What the run will allocate on its device, component by component, known before anything is allocated;
  * printed, written as the first line of log.jsonl, and checked against the device's free memory. */
 static int plan_memory(tn_run *r) {
@@ -341,7 +378,9 @@ static int plan_memory(tn_run *r) {
     int64_t in_use = 0;
     r->ops->mem_usage(&in_use, NULL); /* the CUDA backend's cuBLAS workspace and op scratch, from its opening */
     TN_CHECK(plan_distill(r));
-    r->planned_bytes = 4 * fb + act + sampler + r->method.state_bytes + r->distill.bytes;
+    int64_t adam;
+    TN_CHECK(adam_plan_bytes(r, &adam));
+    r->planned_bytes = 2 * fb + adam + act + sampler + r->method.state_bytes + r->distill.bytes;
     TN_CHECK(tn_device_mem_info(&r->dev, &r->free_at_start, &(int64_t){0}));
     r->min_free = r->free_at_start;
 
@@ -352,7 +391,8 @@ static int plan_memory(tn_run *r) {
     cJSON_AddStringToObject(mem, "device_name", r->dev.name);
     add_mem(mem, "params_bytes", fb);
     add_mem(mem, "grads_bytes", fb);
-    add_mem(mem, "adam_bytes", 2 * fb);
+    add_mem(mem, "adam_bytes", adam);
+    cJSON_AddNumberToObject(mem, "state_bits", r->state_bits);
     add_mem(mem, "activation_bytes", act);
     if (sampler) add_mem(mem, "sampler_bytes", sampler);
     if (r->distill.bytes) add_mem(mem, "teacher_bytes", r->distill.bytes);
@@ -390,32 +430,38 @@ static void log_memory(const tn_run *r) {
 
 static float *dev_floats(tn_run *r, size_t n) { return r->ops->alloc(n * sizeof(float)); }
 
-/* Parameter, gradient and moment buffers for the layout's float tensors (in the device's memory), then
- * the model. Parameters are initialised on the host (random, or [model] init) and uploaded. */
-static int alloc_model(tn_run *r) {
-    const size_t n = r->layout.numel;
-    float *host = r->host_init;
-    if (!host) {
+/* The parameter buffer for the layout's float tensors (in the device's memory), initialised on the host
+ * (random, or [model] init) and uploaded tensor by tensor; the host copy stays for the method (a bf16 STE
+ * takes its shadows' initial values from it) until free_host_init. */
+static int alloc_params(tn_run *r) {
+    const tn_llama_layout *src = r->dense_layout.n_tensors ? &r->dense_layout : &r->layout; /* host_init's */
+    if (!r->host_init) {
         double std;
         TN_CHECK(tn_config_float(r->ini, "model", "init_std", 0.02, &std));
-        if (!(host = tn_alloc(n, sizeof(float)))) return -1;
+        if (!(r->host_init = tn_alloc(src->numel, sizeof(float)))) return -1;
         tn_rng init_rng;
         tn_rng_seed(&init_rng, (uint64_t)r->seed ^ 0x5eedULL);
-        tn_llama_init_random(&r->layout, host, &init_rng, (float)std);
+        tn_llama_init_random(src, r->host_init, &init_rng, (float)std);
     }
-    /* The parameters first, and the host copy freed before the gradients and moments are allocated: the
-     * peak stays at the plan's four copies (two, briefly, before the last three exist). */
-    r->params = dev_floats(r, n);
-    int rc = r->params ? r->ops->upload(r->params, host, n * sizeof(float)) : -1;
-    tn_free(host);
+    if (!(r->params = dev_floats(r, r->layout.numel))) return -1;
+    if (src == &r->layout) return r->ops->upload(r->params, r->host_init, r->layout.numel * sizeof(float));
+    for (int i = 0; i < r->layout.n_tensors; i++) {
+        const tn_tensor_info *t = &r->layout.tensors[i];
+        if (!t->external)
+            TN_CHECK(r->ops->upload(r->params + t->offset, r->host_init + src->tensors[i].offset, t->numel * sizeof(float)));
+    }
+    return 0;
+}
+
+static void free_host_init(tn_run *r) {
+    tn_free(r->host_init);
     r->host_init = NULL;
-    TN_CHECK(rc);
-    r->grads = dev_floats(r, n);
-    r->adam_m = dev_floats(r, n);
-    r->adam_v = dev_floats(r, n);
-    if (!r->grads || !r->adam_m || !r->adam_v) return -1;
-    TN_CHECK(r->ops->zero(r->adam_m, n * sizeof(float)));
-    TN_CHECK(r->ops->zero(r->adam_v, n * sizeof(float)));
+}
+
+/* Gradients, AdamW state and the model, after the host parameters are freed: the peak stays at the plan. */
+static int alloc_training_state(tn_run *r) {
+    if (!(r->grads = dev_floats(r, r->layout.numel))) return -1;
+    TN_CHECK(alloc_adam(r));
     return tn_llama_create_opts(&r->model, &r->layout, (int)r->batch, (int)r->seq_len, r->ops, &r->model_opts);
 }
 
@@ -428,8 +474,7 @@ int tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask) {
         /* Decay matrices only: norms and embeddings are not decayed (GPT-2/llm.c practice). */
         int decay = t->rank == 2 && t->group != TN_GROUP_EMBED;
         const tn_adamw_step st = tn_adamw_step_of(&h, r->step, decay);
-        TN_CHECK(r->ops->adamw(r->params + t->offset, r->grads + t->offset, r->adam_m + t->offset,
-                               r->adam_v + t->offset, (int64_t)t->numel, &st));
+        TN_CHECK(tn_adam_state_step(&r->opt, i, r->params + t->offset, r->grads + t->offset, &st));
     }
     return 0;
 }
@@ -455,6 +500,49 @@ static int64_t newest_ckpt(const char *dir) {
     return best;
 }
 
+/* 8-bit AdamW state of the float parameters: /optim8/<tensor name>/{m, v, m_absmax, v_absmax}. */
+typedef struct {
+    tn_run *r;
+    int present, loaded; /* the checkpoint has the group; it was read into r->opt */
+} optim8_ctx;
+
+static const char **tensor_names(const tn_llama_layout *l) {
+    const char **names = malloc((size_t)l->n_tensors * sizeof *names);
+    if (!names) return NULL;
+    for (int i = 0; i < l->n_tensors; i++) names[i] = l->tensors[i].name;
+    return names;
+}
+
+static int optim8_save(void *vctx, hid_t g) {
+    optim8_ctx *c = vctx;
+    const char **names = tensor_names(&c->r->layout);
+    int rc = names ? tn_adam_state_save8(&c->r->opt, g, names) : tn_err("out of memory");
+    free(names);
+    return rc;
+}
+
+static int optim8_load(void *vctx, hid_t g) {
+    optim8_ctx *c = vctx;
+    c->present = 1;
+    if (c->r->state_bits != 8) return 0; /* a mismatch the caller reports */
+    const char **names = tensor_names(&c->r->layout);
+    int rc = names ? tn_adam_state_load8(&c->r->opt, g, names) : tn_err("out of memory");
+    free(names);
+    c->loaded = rc == 0;
+    return rc;
+}
+
+/* The checkpoint hooks of the run: the method's, and the 8-bit optimizer state's (saved when the run has
+ * one; looked for on every load, to name a mismatch). */
+static int run_hooks(tn_run *r, optim8_ctx *o8, tn_ckpt_hook *hooks, int loading) {
+    int n = 0;
+    if (r->method.hook.group) hooks[n++] = r->method.hook;
+    o8->r = r;
+    o8->present = o8->loaded = 0;
+    if (r->state_bits == 8 || loading) hooks[n++] = (tn_ckpt_hook){"optim8", optim8_save, optim8_load, o8};
+    return n;
+}
+
 static int save_checkpoint(tn_run *r) {
     char path[1100];
     ckpt_path(r, r->step, path, sizeof path);
@@ -462,8 +550,10 @@ static int save_checkpoint(tn_run *r) {
     memset(&ck, 0, sizeof ck);
     ck.layout = r->layout;
     ck.params = r->params;
-    ck.adam_m = r->adam_m;
-    ck.adam_v = r->adam_v;
+    ck.adam_m = r->opt.m; /* fp32 state (NULL when 8-bit: saved by the optim8 hook) */
+    ck.adam_v = r->opt.v;
+    ck.external_values = r->method.external_values;
+    ck.external_ctx = r->method.hook.ctx;
     ck.ops = r->ops; /* the arrays are in the device's memory: saved tensor by tensor through the host */
     ck.step = r->step;
     ck.rng = r->rng;
@@ -473,8 +563,10 @@ static int save_checkpoint(tn_run *r) {
     ck.tokenizer_len = r->tokenizer_len;
     memcpy(ck.tokenizer_format, r->tokenizer_format, sizeof ck.tokenizer_format);
     TN_CHECK(tn_loader_save_state(r->loader, &ck.loader_state, &ck.loader_state_len));
-    int n_hooks = r->method.hook.group ? 1 : 0;
-    int rc = tn_ckpt_save(path, &ck, n_hooks ? &r->method.hook : NULL, n_hooks);
+    tn_ckpt_hook hooks[2];
+    optim8_ctx o8;
+    const int n_hooks = run_hooks(r, &o8, hooks, 0);
+    int rc = tn_ckpt_save(path, &ck, hooks, n_hooks);
     free(ck.loader_state);
     TN_CHECK(rc);
     tn_log_info("saved %s", path);
@@ -509,15 +601,21 @@ static int resume_from(tn_run *r, const char *resume) {
         ckpt_path(r, s, path, sizeof path);
     }
     tn_checkpoint ck;
-    int n_hooks = r->method.hook.group ? 1 : 0;
-    TN_CHECK(tn_ckpt_load_into(path, &r->layout, &ck, n_hooks ? &r->method.hook : NULL, n_hooks));
+    tn_ckpt_hook hooks[2];
+    optim8_ctx o8;
+    const int n_hooks = run_hooks(r, &o8, hooks, 1);
+    TN_CHECK(tn_ckpt_load_into(path, &r->layout, &ck, hooks, n_hooks));
     int rc = 0;
-    if (!ck.adam_m || !ck.has_rng || !ck.loader_state)
+    const int has_opt = r->state_bits == 8 ? o8.loaded : ck.adam_m != NULL;
+    if (!has_opt && (ck.adam_m || o8.present))
+        rc = tn_err("%s: its AdamW state is %d-bit, the run's [optim] state_bits = %d", path,
+                    r->state_bits == 8 ? 32 : 8, r->state_bits);
+    else if (!has_opt || !ck.has_rng || !ck.loader_state)
         rc = tn_err("%s: not a training checkpoint (no optimizer, RNG or loader state)", path);
     const size_t bytes = r->layout.numel * sizeof(float);
     if (rc == 0) rc = r->ops->upload(r->params, ck.params, bytes);
-    if (rc == 0) rc = r->ops->upload(r->adam_m, ck.adam_m, bytes);
-    if (rc == 0) rc = r->ops->upload(r->adam_v, ck.adam_v, bytes);
+    if (rc == 0 && r->state_bits == 32) rc = r->ops->upload(r->opt.m, ck.adam_m, bytes);
+    if (rc == 0 && r->state_bits == 32) rc = r->ops->upload(r->opt.v, ck.adam_v, bytes);
     if (rc == 0) {
         r->step = ck.step;
         r->rng = ck.rng;
@@ -606,6 +704,21 @@ static int evaluate(tn_run *r) {
     return rc;
 }
 
+/* The global L2 norm of every gradient (r->grads and the method's own), and the clip factor: r->grads are
+ * scaled in place, the method applies r->grad_scale to its own in its optimizer step. */
+static int clip_gradients(tn_run *r, double *norm) {
+    double ss = 0, extra = 0;
+    TN_CHECK(r->ops->sumsq(r->grads, (int64_t)r->layout.numel, &ss));
+    if (r->method.grad_sumsq) TN_CHECK(r->method.grad_sumsq(r, r->method.ctx, &extra));
+    *norm = sqrt(ss + extra);
+    r->grad_scale = 1.0;
+    if (r->grad_clip > 0 && *norm > r->grad_clip && isfinite(*norm)) {
+        r->grad_scale = r->grad_clip / *norm;
+        TN_CHECK(r->ops->scale(r->grads, (float)r->grad_scale, (int64_t)r->layout.numel));
+    }
+    return 0;
+}
+
 /* One optimizer step; returns the mean loss over every counted (loss_mask = 1) token of the step.
  * The step's gradient is that of the token mean, not the mean of per-micro-batch means: micro-batch a,
  * whose loss is the mean over its own counted_a tokens, is back-propagated with weight counted_a / total.
@@ -656,7 +769,7 @@ static int train_step(tn_run *r, double lr, double *loss_out, double *norm_out) 
     r->distill.loss_kd = kd;
     r->distill.loss_hidden = hid;
     if (!isfinite(loss)) return tn_err("loss is %f at step %lld: training diverged", loss, (long long)r->step + 1);
-    TN_CHECK(tn_clip_grad_norm_ops(r->ops, r->grads, (int64_t)r->layout.numel, r->grad_clip, norm_out));
+    TN_CHECK(clip_gradients(r, norm_out));
     r->step++;
     if (r->method.optimizer_step) TN_CHECK(r->method.optimizer_step(r, r->method.ctx, lr));
     else TN_CHECK(tn_run_adamw_params(r, lr, 0));
@@ -721,11 +834,11 @@ static void run_free(tn_run *r) {
     if (r->ops) {
         r->ops->free(r->params);
         r->ops->free(r->grads);
-        r->ops->free(r->adam_m);
-        r->ops->free(r->adam_v);
     }
+    tn_adam_state_free(&r->opt);
     tn_free(r->host_init);
     tn_llama_layout_free(&r->layout);
+    tn_llama_layout_free(&r->dense_layout);
     if (r->loader) tn_loader_close(r->loader);
     if (r->has_val) tn_shard_free(&r->val);
     tn_free(r->inputs);
@@ -787,9 +900,12 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     }
     TN_CHECK(plan_memory(r));
     TN_CHECK(r->ops->reserve((size_t)r->planned_bytes)); /* the plan in one piece; refused here if it fails */
-    TN_CHECK(alloc_model(r));
+    TN_CHECK(alloc_params(r));
+    if (ste) TN_CHECK(tn_method_ste_init(r, &r->method)); /* a bf16 STE takes its shadows from the host copy */
+    free_host_init(r);
+    TN_CHECK(alloc_training_state(r));
     if (primal) TN_CHECK(tn_method_primal_attach(r, &r->method));
-    else if (ste) TN_CHECK(tn_method_ste_init(r, &r->method));
+    else if (ste) tn_method_ste_attach(r, &r->method);
     if (r->bench) {
         tn_rng_seed(&r->rng, (uint64_t)r->seed);
         TN_CHECK(open_distill(r));
@@ -798,11 +914,11 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     TN_CHECK(setup_tokenizer(r));
     TN_CHECK(open_distill(r));
     TN_CHECK(tn_config_check_unused(r->ini));
+    tn_rng_seed(&r->rng, (uint64_t)r->seed);
+    if (resume) TN_CHECK(resume_from(r, resume));
     const char *init = tn_config_str(r->ini, "model", "init", NULL);
     tn_log_info("model: %s, %lld parameters", init && *init ? init : "from scratch",
                 (long long)tn_llama_config_n_params(&r->layout.cfg));
-    tn_rng_seed(&r->rng, (uint64_t)r->seed);
-    if (resume) TN_CHECK(resume_from(r, resume));
     TN_CHECK(tn_mkdir_p(r->out_dir));
     char path[1100];
     snprintf(path, sizeof path, "%s/config.ini", r->out_dir);

@@ -119,8 +119,14 @@ int tn_cuda_primal_accumulate(const tn_ghost_view *t, const float *G, double z, 
 int tn_cuda_primal_flip(const tn_ghost_view *t, uint64_t key, const tn_flip_rule *rule, int64_t *host_voted,
                         int64_t *host_flipped);
 
-/* kernels/cuda/convert.cu: out[i] = float(binary16 h[i]) (exact). */
+/* kernels/cuda/convert.cu: out[i] = float(binary16 h[i]) (exact); the bf16 conversions (kernels/bf16.h). */
 int tn_cuda_f16_to_f32(const uint16_t *h, int64_t n, float *out);
+int tn_cuda_bf16_from_f32(uint16_t *out, const float *x, int64_t n);
+int tn_cuda_bf16_to_f32(float *out, const uint16_t *x, int64_t n);
+int tn_cuda_bf16_round_stochastic(uint16_t *out, const float *x, int64_t n, uint64_t seed, uint64_t counter);
+int tn_cuda_bf16_accumulate(uint16_t *g, const float *d, int64_t n);
+/* kernels/cuda/model.cu: Σ float(x[i])² over bf16 x, in double, to the host (waits). */
+int tn_cuda_bf16_sumsq(const uint16_t *x, int64_t n, double *host_out);
 
 /* Device scratch shared by the ops above for their temporaries (partial sums, row statistics): a
  * grow-only buffer of at least `bytes`, valid until the next call. Ops on the one stream run in order, so

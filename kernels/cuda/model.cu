@@ -22,6 +22,7 @@
  * so that a warp reads 32 consecutive floats. No op waits for the device except those that return a host
  * value (sumsq, masked_sum, count_nonzero_i8). */
 #include "kernels/cuda/cuda_internal.h"
+#include "kernels/bf16.h"
 #include "kernels/vexp.h"
 
 #include <cfloat>
@@ -579,6 +580,13 @@ struct sumsq_term {
         return v * v;
     }
 };
+struct bf16_sumsq_term {
+    const uint16_t *x;
+    __device__ __forceinline__ double operator()(int64_t i) const {
+        const double v = tn_bf16_widen(x[i]);
+        return v * v;
+    }
+};
 struct masked_term {
     const float *x;
     const uint8_t *mask; /* NULL: all */
@@ -643,6 +651,11 @@ template <class T, class Term> static int sum_to_host(Term term, int64_t n, T *h
 extern "C" int tn_cuda_sumsq(const float *x, int64_t n, double *host_out) {
     if (n < 0) return tn_err("tn_cuda_sumsq: n = %lld (must be >= 0)", (long long)n);
     return sum_to_host(sumsq_term{x}, n, host_out, "tn_cuda_sumsq");
+}
+
+extern "C" int tn_cuda_bf16_sumsq(const uint16_t *x, int64_t n, double *host_out) {
+    if (n < 0) return tn_err("tn_cuda_bf16_sumsq: n = %lld (must be >= 0)", (long long)n);
+    return sum_to_host(bf16_sumsq_term{x}, n, host_out, "tn_cuda_bf16_sumsq");
 }
 
 extern "C" int tn_cuda_masked_sum(const float *x, const uint8_t *mask, int64_t n, double *host_out) {

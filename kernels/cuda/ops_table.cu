@@ -1,5 +1,6 @@
 /* The CUDA ops table (kernels/ops.h): device memory, the row-major linear products as column-major cuBLAS
- * calls, and the kernels of model.cu, attention.cu, quant.cu and primal.cu. */
+ * calls, and the kernels of model.cu, attention.cu, quant.cu, primal.cu, kd.cu, convert.cu and adam8.cu. */
+#include "kernels/cuda/adam8.h"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/kd.h"
 
@@ -119,7 +120,14 @@ static tn_ops make_table(void) {
     o.sumsq = tn_cuda_sumsq;
     o.masked_sum = tn_cuda_masked_sum;
     o.count_nonzero_i8 = tn_cuda_count_nonzero_i8;
+    o.bf16_from_f32 = tn_cuda_bf16_from_f32;
+    o.bf16_to_f32 = tn_cuda_bf16_to_f32;
+    o.bf16_round_stochastic = tn_cuda_bf16_round_stochastic;
+    o.bf16_accumulate = tn_cuda_bf16_accumulate;
+    o.bf16_sumsq = tn_cuda_bf16_sumsq;
     o.adamw = tn_cuda_adamw;
+    o.adamw8 = tn_cuda_adamw8;
+    o.adamw_bf16 = tn_cuda_adamw_bf16;
     o.ste_blend = tn_cuda_ste_blend;
     o.quantize = tn_cuda_quantize;
     o.primal_materialize = tn_cuda_primal_materialize;
