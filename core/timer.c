@@ -26,6 +26,13 @@ long long tn_peak_rss_bytes(void) {
     return kb * 1024;
 }
 
+int tn_peak_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return -1;
+    const int ok = fputs("5", f) >= 0; /* 5: reset the peak resident set size (proc(5)) */
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);

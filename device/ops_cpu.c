@@ -70,6 +70,8 @@ static void cpu_mem_usage(int64_t *in_use, int64_t *peak) {
     if (peak) *peak = atomic_load(&g_peak);
 }
 
+static void cpu_mem_reset_peak(void) { atomic_store(&g_peak, atomic_load(&g_in_use)); }
+
 /* ---- the model --------------------------------------------------------------------------------------- */
 
 static int cpu_linear(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out, float beta) {
@@ -305,6 +307,7 @@ static const tn_ops cpu_ops = {
     .zero = cpu_zero,
     .sync = cpu_sync,
     .mem_usage = cpu_mem_usage,
+    .mem_reset_peak = cpu_mem_reset_peak,
     .linear = cpu_linear,
     .linear_dx = cpu_linear_dx,
     .linear_dw = cpu_linear_dw,

@@ -92,6 +92,8 @@ struct tn_ops {
     int (*sync)(void);
     /* Bytes allocated through alloc now and at most since start (the table's own accounting). */
     void (*mem_usage)(int64_t *in_use, int64_t *peak);
+    /* Restart the peak at the bytes in use now (a benchmark's runs, one after another). */
+    void (*mem_reset_peak)(void);
 
     /* ---- the model: tn_op_* of kernels/cpu/ops_cpu.h, same arguments ------------------------------- */
     int (*linear)(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out, float beta);

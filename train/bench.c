@@ -103,7 +103,8 @@ static int build(const tn_bench_train_opts *o, const preset *p, const char *quan
         PUT("quant.layers=attn,mlp");
     }
 #undef PUT
-    for (int i = 0; i < o->n_overrides; i++) a[n++] = strdup(o->overrides[i]);
+    for (int i = 0; i < o->n_overrides; i++) /* [quant] keys belong to the STE run */
+        if (quant || strncmp(o->overrides[i], "quant.", 6) != 0) a[n++] = strdup(o->overrides[i]);
     for (int i = 0; i < n; i++)
         if (!a[i]) {
             for (int j = 0; j < n; j++) free(a[j]);
@@ -125,38 +126,54 @@ static int run(const tn_bench_train_opts *o, const preset *p, const char *quant,
     return rc;
 }
 
-int tn_bench_train_report(const tn_bench_train_opts *o) {
-    const preset *p = NULL;
-    for (int i = 0; i < N_PRESETS; i++)
-        if (!strcmp(presets[i].name, o->preset)) p = &presets[i];
-    if (!p) return tn_err("bench train: unknown preset '%s' (known: %s)", o->preset, tn_bench_train_presets());
-    int primal = 0;
-    for (int i = 0; p->assignments[i]; i++) primal |= !strcmp(p->assignments[i], "optim.method=primal");
-    if (o->quant && primal)
-        return tn_err("bench train: --quant times STE on a dense preset; %s trains with PRIMAL", p->name);
+/* One run's memory in the JSON: the plan's components and the peak RSS. */
+static void add_memory(cJSON *j, const char *prefix, const tn_train_bench_result *r) {
+    char key[64];
+    snprintf(key, sizeof key, "%smemory", prefix);
+    if (r->memory) cJSON_AddItemToObject(j, key, cJSON_Duplicate(r->memory, 1));
+    snprintf(key, sizeof key, "%speak_rss_bytes", prefix);
+    cJSON_AddNumberToObject(j, key, (double)r->peak_rss_bytes);
+}
 
-    tn_train_bench_result r, rq;
-    TN_CHECK(run(o, p, NULL, &r));
-    if (o->quant) TN_CHECK(run(o, p, o->quant, &rq));
-    const int cpu = !r.dev.is_cuda;
+static void print_memory(const char *what, const tn_train_bench_result *r, int cpu) {
+    const double M = 1 << 20;
+    printf("  %smemory: planned %.1f MiB, peak allocated %.1f MiB", what, r->planned_bytes / M,
+           r->peak_allocated_bytes / M);
+    if (!cpu) printf(", peak measured %.1f MiB", r->peak_measured_bytes / M);
+    printf(", peak RSS %.1f MiB%s\n", r->peak_rss_bytes / M, r->peak_rss_reset ? "" : " (the process's)");
+    const char *parts[] = {"params_bytes", "grads_bytes", "adam_bytes", "activation_bytes", "method_state_bytes",
+                           "ste_shadow_bytes", "ste_grad_bytes", "ste_moment_bytes", "ste_wq_bytes", "ste_idx_bytes",
+                           "ste_scratch_bytes", "teacher_bytes", "workspace_bytes"};
+    printf("   ");
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->memory, parts[i]);
+        if (cJSON_IsNumber(v)) printf(" %.*s %.1f MiB", (int)(strlen(parts[i]) - 6), parts[i], v->valuedouble / M);
+    }
+    printf("\n");
+}
+
+/* Print one benchmark: r the dense run (or the STE run alone), rq the STE run to compare with it, or NULL. */
+static void report(const tn_bench_train_opts *o, const preset *p, const tn_train_bench_result *r,
+                   const tn_train_bench_result *rq) {
+    const int cpu = !r->dev.is_cuda;
     const double sgemm = cpu ? sgemm_gflops(2048, 5) : 0;
-    const double flops = step_flops(&r.cfg, r.batch, r.seq_len) * (double)r.accum;
-    const double tps = (double)r.tokens_per_step / r.step_s, achieved = flops / r.step_s;
-    const double peak = tn_device_peak_flops(&r.dev);
+    const double flops = step_flops(&r->cfg, r->batch, r->seq_len) * (double)r->accum;
+    const double tps = (double)r->tokens_per_step / r->step_s, achieved = flops / r->step_s;
+    const double peak = tn_device_peak_flops(&r->dev);
 
     if (o->json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "bench", "train");
         cJSON_AddStringToObject(j, "preset", p->name);
-        cJSON_AddStringToObject(j, "method", r.method);
-        cJSON_AddStringToObject(j, "device", r.dev.spec);
-        cJSON_AddStringToObject(j, "device_name", r.dev.name);
-        cJSON_AddStringToObject(j, "precision", tn_precision_name(r.dev.precision));
-        cJSON_AddNumberToObject(j, "batch", (double)r.batch);
-        cJSON_AddNumberToObject(j, "seq_len", (double)r.seq_len);
-        cJSON_AddNumberToObject(j, "accum", (double)r.accum);
+        cJSON_AddStringToObject(j, "method", r->method);
+        cJSON_AddStringToObject(j, "device", r->dev.spec);
+        cJSON_AddStringToObject(j, "device_name", r->dev.name);
+        cJSON_AddStringToObject(j, "precision", tn_precision_name(r->dev.precision));
+        cJSON_AddNumberToObject(j, "batch", (double)r->batch);
+        cJSON_AddNumberToObject(j, "seq_len", (double)r->seq_len);
+        cJSON_AddNumberToObject(j, "accum", (double)r->accum);
         if (cpu) cJSON_AddNumberToObject(j, "threads", omp_get_max_threads());
-        tn_json_add_num(j, "step_s", r.step_s);
+        tn_json_add_num(j, "step_s", r->step_s);
         tn_json_add_num(j, "tokens_per_s", tps);
         tn_json_add_num(j, "gflops", achieved / 1e9);
         tn_json_add_num(j, "tflops", achieved / 1e12);
@@ -168,30 +185,59 @@ int tn_bench_train_report(const tn_bench_train_opts *o) {
             tn_json_add_num(j, "sgemm_gflops", sgemm);
             tn_json_add_num(j, "ratio_to_sgemm", achieved / 1e9 / sgemm);
         }
-        tn_json_add_num(j, "loss_first", r.loss_first);
-        tn_json_add_num(j, "loss_last", r.loss_last);
-        cJSON_AddNumberToObject(j, "planned_bytes", (double)r.planned_bytes);
-        cJSON_AddNumberToObject(j, "peak_allocated_bytes", (double)r.peak_allocated_bytes);
-        if (!cpu) cJSON_AddNumberToObject(j, "peak_measured_bytes", (double)r.peak_measured_bytes);
-        if (o->quant) {
-            cJSON_AddStringToObject(j, "quant", o->quant);
-            tn_json_add_num(j, "ste_step_s", rq.step_s);
-            tn_json_add_num(j, "ste_over_dense", rq.step_s / r.step_s);
+        tn_json_add_num(j, "loss_first", r->loss_first);
+        tn_json_add_num(j, "loss_last", r->loss_last);
+        cJSON_AddNumberToObject(j, "planned_bytes", (double)r->planned_bytes);
+        cJSON_AddNumberToObject(j, "peak_allocated_bytes", (double)r->peak_allocated_bytes);
+        if (!cpu) cJSON_AddNumberToObject(j, "peak_measured_bytes", (double)r->peak_measured_bytes);
+        add_memory(j, "", r);
+        if (o->quant) cJSON_AddStringToObject(j, "quant", o->quant);
+        if (rq) {
+            tn_json_add_num(j, "ste_step_s", rq->step_s);
+            tn_json_add_num(j, "ste_over_dense", rq->step_s / r->step_s);
+            cJSON_AddNumberToObject(j, "ste_planned_bytes", (double)rq->planned_bytes);
+            add_memory(j, "ste_", rq);
         }
         tn_json_print_line(stdout, j);
         cJSON_Delete(j);
-        return 0;
+        return;
     }
-    const double M = 1 << 20;
-    printf("bench train %s (%s) on %s [%s, %s]: batch %lld x seq %lld x accum %lld\n", p->name, r.method, r.dev.spec,
-           r.dev.name, tn_precision_name(r.dev.precision), (long long)r.batch, (long long)r.seq_len, (long long)r.accum);
-    printf("  step %.3f s   %.0f tokens/s   %.3f TFLOP/s", r.step_s, tps, achieved / 1e12);
+    printf("bench train %s (%s) on %s [%s, %s]: batch %lld x seq %lld x accum %lld\n", p->name, r->method, r->dev.spec,
+           r->dev.name, tn_precision_name(r->dev.precision), (long long)r->batch, (long long)r->seq_len, (long long)r->accum);
+    printf("  step %.3f s   %.0f tokens/s   %.3f TFLOP/s", r->step_s, tps, achieved / 1e12);
     if (peak > 0) printf("   MFU %.1f%% of %.1f TFLOP/s", 100 * achieved / peak, peak / 1e12);
     printf("\n");
     if (cpu) printf("  sgemm 2048^3  %.1f GFLOP/s   ratio %.2f\n", sgemm, achieved / 1e9 / sgemm);
-    printf("  memory: planned %.1f MiB, peak allocated %.1f MiB", r.planned_bytes / M, r.peak_allocated_bytes / M);
-    if (!cpu) printf(", peak measured %.1f MiB", r.peak_measured_bytes / M);
-    printf("\n");
-    if (o->quant) printf("  STE (%s) step %.3f s   STE/dense %.3f\n", o->quant, rq.step_s, rq.step_s / r.step_s);
-    return 0;
+    print_memory("", r, cpu);
+    if (rq) {
+        printf("  STE (%s) step %.3f s   STE/dense %.3f\n", o->quant, rq->step_s, rq->step_s / r->step_s);
+        print_memory("STE ", rq, cpu);
+    }
+}
+
+int tn_bench_train_report(const tn_bench_train_opts *o) {
+    const preset *p = NULL;
+    for (int i = 0; i < N_PRESETS; i++)
+        if (!strcmp(presets[i].name, o->preset)) p = &presets[i];
+    if (!p) return tn_err("bench train: unknown preset '%s' (known: %s)", o->preset, tn_bench_train_presets());
+    int primal = 0;
+    for (int i = 0; p->assignments[i]; i++) primal |= !strcmp(p->assignments[i], "optim.method=primal");
+    if (o->quant && primal)
+        return tn_err("bench train: --quant times STE on a dense preset; %s trains with PRIMAL", p->name);
+    for (int i = 0; i < o->n_overrides && !o->quant; i++)
+        if (!strncmp(o->overrides[i], "quant.", 6))
+            return tn_err("bench train: %s applies to the STE run; add --quant GRID", o->overrides[i]);
+
+    tn_train_bench_result r, rq;
+    memset(&r, 0, sizeof r);
+    memset(&rq, 0, sizeof rq);
+    /* --ste-only: the STE run stands in the dense one's place */
+    int rc = run(o, p, o->ste_only ? o->quant : NULL, &r);
+    if (rc == 0 && o->quant && !o->ste_only) rc = run(o, p, o->quant, &rq);
+    if (rc == 0) {
+        report(o, p, &r, o->quant && !o->ste_only ? &rq : NULL);
+    }
+    cJSON_Delete(r.memory);
+    cJSON_Delete(rq.memory);
+    return rc;
 }

@@ -1,7 +1,8 @@
 /* `trinity bench train`: the real training step (train/train.c: forward, backward, clipping, the method's
  * optimizer) of a preset shape and method on random tokens, on a device, timed; tokens/s, achieved
  * FLOP/s, and the ratio to a peak: the device's for its precision on CUDA (MFU), OpenBLAS sgemm on 2048³
- * measured in the same run on the CPU. Memory: the run's plan, and its measured peak on CUDA. */
+ * measured in the same run on the CPU. Memory: the run's plan component by component, the process's peak
+ * RSS during each run (the count restarted at its start), and the measured peak on CUDA. */
 #ifndef TN_TRAIN_BENCH_H
 #define TN_TRAIN_BENCH_H
 
@@ -11,6 +12,7 @@ typedef struct {
     int batch, seq_len;        /* 0 = the device's default (CPU 4 × 256, CUDA 16 × 512) */
     int steps, threads, json;
     const char *quant;         /* grid name: also time the STE step on attn+mlp, or NULL */
+    int ste_only;              /* with quant: time the STE step alone */
     char *const *overrides;    /* section.key=value, applied after the preset */
     int n_overrides;
 } tn_bench_train_opts;

@@ -135,24 +135,24 @@ static int materialize_ghost(hid_t f, const tn_tensor_info *t, float *out) {
     return rc;
 }
 
-static int read_tensors(hid_t f, const char *group, const tn_llama_layout *l, float *base) {
+/* One tensor of a group into out (numel floats), validated: its shape, and finite values. In /params, a
+ * tensor stored as a PRIMAL ghost is materialised. */
+static int read_tensor(hid_t f, const char *group, const tn_tensor_info *t, float *out) {
     char path[160];
-    for (int i = 0; i < l->n_tensors; i++) {
-        const tn_tensor_info *t = &l->tensors[i];
-        if (t->external) continue;
+    snprintf(path, sizeof path, "%s/%s", group, t->name);
+    if (!strcmp(group, "params") && !tn_h5_exists(f, path)) {
+        snprintf(path, sizeof path, "primal/%s", t->name);
+        if (tn_h5_exists(f, path)) return materialize_ghost(f, t, out);
         snprintf(path, sizeof path, "%s/%s", group, t->name);
-        if (!strcmp(group, "params") && !tn_h5_exists(f, path)) {
-            snprintf(path, sizeof path, "primal/%s", t->name);
-            if (tn_h5_exists(f, path)) {
-                TN_CHECK(materialize_ghost(f, t, base + t->offset));
-                continue;
-            }
-            snprintf(path, sizeof path, "%s/%s", group, t->name);
-        }
-        if (tn_h5_read(f, path, TN_H5_F32, t->rank, t->shape, base + t->offset) != 0) return -1;
-        if (!tn_op_all_finite(base + t->offset, (int64_t)t->numel))
-            return tn_err("%s: contains NaN or Inf", path);
     }
+    if (tn_h5_read(f, path, TN_H5_F32, t->rank, t->shape, out) != 0) return -1;
+    if (!tn_op_all_finite(out, (int64_t)t->numel)) return tn_err("%s: contains NaN or Inf", path);
+    return 0;
+}
+
+static int read_tensors(hid_t f, const char *group, const tn_llama_layout *l, float *base) {
+    for (int i = 0; i < l->n_tensors; i++)
+        if (!l->tensors[i].external) TN_CHECK(read_tensor(f, group, &l->tensors[i], base + l->tensors[i].offset));
     return 0;
 }
 
@@ -330,4 +330,47 @@ void tn_ckpt_free(tn_checkpoint *ck) {
     tn_free(ck->tokenizer);
     free(ck->config_text);
     memset(ck, 0, sizeof *ck);
+}
+
+/* ---- streaming reader --------------------------------------------------------------------------------- */
+
+int tn_ckpt_reader_open(tn_ckpt_reader *r, const char *path) {
+    memset(r, 0, sizeof *r);
+    r->f = H5I_INVALID_HID;
+    hid_t f;
+    if (tn_h5_open(path, &f) != 0) return tn_err_prefix("%s", path);
+    r->f = f;
+    tn_llama_config cfg;
+    int rc = check_format(f);
+    if (rc == 0) rc = read_config(f, &cfg);
+    if (rc == 0) rc = tn_llama_layout_init(&r->layout, &cfg);
+    if (rc == 0 && tn_h5_exists(f, "tokenizer")) {
+        int rank;
+        int64_t shape[TN_H5_MAX_RANK];
+        void *buf;
+        rc = tn_h5_read_alloc(f, "tokenizer", TN_H5_U8, &rank, shape, &buf);
+        if (rc == 0) {
+            r->tokenizer = buf;
+            r->tokenizer_len = (size_t)shape[0];
+            rc = tn_h5_attr_get_str(f, "tokenizer", "format", r->tokenizer_format, sizeof r->tokenizer_format);
+        }
+    }
+    if (rc != 0) {
+        tn_ckpt_reader_close(r);
+        return tn_err_prefix("%s", path);
+    }
+    return 0;
+}
+
+int tn_ckpt_reader_tensor(tn_ckpt_reader *r, int i, float *out) {
+    if (i < 0 || i >= r->layout.n_tensors) return tn_err("checkpoint reader: no tensor %d", i);
+    return read_tensor(r->f, "params", &r->layout.tensors[i], out);
+}
+
+void tn_ckpt_reader_close(tn_ckpt_reader *r) {
+    if (r->f != H5I_INVALID_HID && r->f >= 0) tn_h5_close(r->f);
+    tn_llama_layout_free(&r->layout);
+    tn_free(r->tokenizer);
+    memset(r, 0, sizeof *r);
+    r->f = H5I_INVALID_HID;
 }

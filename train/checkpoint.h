@@ -67,4 +67,19 @@ int tn_ckpt_load_into(const char *path, const tn_llama_layout *layout, tn_checkp
 int tn_ckpt_read_config(const char *path, tn_llama_config *cfg);
 void tn_ckpt_free(tn_checkpoint *ck);
 
+/* A checkpoint read one tensor at a time (a distillation teacher as large as the student must not be held
+ * in fp32 on top of its 16-bit copy): the config (as layout, dense), the tokenizer, and each parameter tensor
+ * on request, validated as tn_ckpt_load validates it (PRIMAL ghost tensors materialised). */
+typedef struct {
+    hid_t f;
+    tn_llama_layout layout;
+    char tokenizer_format[32];
+    uint8_t *tokenizer; /* NULL when the file has none */
+    size_t tokenizer_len;
+} tn_ckpt_reader;
+int tn_ckpt_reader_open(tn_ckpt_reader *r, const char *path);
+/* Tensor i of r->layout into out (its numel floats). */
+int tn_ckpt_reader_tensor(tn_ckpt_reader *r, int i, float *out);
+void tn_ckpt_reader_close(tn_ckpt_reader *r);
+
 #endif

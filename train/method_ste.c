@@ -298,23 +298,14 @@ int tn_method_ste_init(tn_run *r, tn_method *m) {
     TN_CHECK(tn_quant_spec_from_config(r->ini, &spec));
     TN_CHECK(read_shadow(r, &c->bf16));
     c->seed = r->seed;
-    if (c->bf16) {
+    if (c->bf16) { /* the shadows now, from the host copy; their gradients and moments in tn_method_ste_attach */
         TN_CHECK(tn_ste_quantizer_init_bf16(&c->q, &spec, &r->layout, r->params, r->ops, r->host_init, &r->dense_layout));
-        int n;
-        int64_t *len = shadow_lengths(&spec, &r->dense_layout, &n);
-        int rc = len ? tn_adam_state_init(&c->opt, r->state_bits, len, NULL, n, r->ops) : tn_err("out of memory");
-        free(len);
-        TN_CHECK(rc);
         m->grad_sumsq = ste_grad_sumsq;
         m->optimizer_step = ste_bf16_step;
         m->external_values = ste_external_values;
     } else {
         TN_CHECK(tn_ste_quantizer_init(&c->q, &spec, &r->layout, r->params, r->ops));
     }
-    c->stride = c->bf16 ? STE_BF16_TELEMETRY_STRIDE : 1;
-    for (int k = 0; k < c->q.n_q; k++)
-        c->n_sample += ((int64_t)r->layout.tensors[c->q.tensor[k]].numel + c->stride - 1) / c->stride;
-    if (!(c->prev = tn_alloc((size_t)c->n_sample, 1)) || !(c->host_idx = tn_alloc(c->q.largest, 1))) return -1;
     m->begin_step = ste_begin_step;
     m->prepare_eval = ste_prepare_eval;
     m->log_step = ste_log;
@@ -322,7 +313,20 @@ int tn_method_ste_init(tn_run *r, tn_method *m) {
     return 0;
 }
 
-void tn_method_ste_attach(tn_run *r, tn_method *m) {
+int tn_method_ste_attach(tn_run *r, tn_method *m) {
     ste_ctx *c = m->ctx;
+    if (c->bf16) {
+        TN_CHECK(tn_ste_quantizer_finish_bf16(&c->q));
+        int n;
+        int64_t *len = shadow_lengths(&c->q.spec, &r->dense_layout, &n);
+        int rc = len ? tn_adam_state_init(&c->opt, r->state_bits, len, NULL, n, r->ops) : tn_err("out of memory");
+        free(len);
+        TN_CHECK(rc);
+    }
+    c->stride = c->bf16 ? STE_BF16_TELEMETRY_STRIDE : 1;
+    for (int k = 0; k < c->q.n_q; k++)
+        c->n_sample += ((int64_t)r->layout.tensors[c->q.tensor[k]].numel + c->stride - 1) / c->stride;
+    if (!(c->prev = tn_alloc((size_t)c->n_sample, 1)) || !(c->host_idx = tn_alloc(c->q.largest, 1))) return -1;
     tn_ste_quantizer_attach(&c->q, r->model);
+    return 0;
 }

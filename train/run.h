@@ -124,7 +124,7 @@ int tn_run_adamw_params(tn_run *r, double lr, unsigned skip_group_mask);
  * still there (r->host_init), and attaches to the model once it exists. */
 int tn_method_ste_plan(tn_run *r, tn_method *m); /* state_bytes, before anything is allocated */
 int tn_method_ste_init(tn_run *r, tn_method *m);   /* before the model exists */
-void tn_method_ste_attach(tn_run *r, tn_method *m); /* the model's weight source */
+int tn_method_ste_attach(tn_run *r, tn_method *m);  /* the rest of its state; the model's weight source */
 int tn_method_primal_init(tn_run *r, tn_method *m);
 int tn_method_primal_attach(tn_run *r, tn_method *m);
 

@@ -131,15 +131,20 @@ int tn_ste_quantizer_init_bf16(tn_ste_quantizer *q, const tn_quant_spec *spec, c
     q->bf16 = 1;
     if (!dense || dense->n_tensors != l->n_tensors) return tn_err("STE bf16: no dense layout for the initial values");
     q->shadow = q->ops->alloc(q->total * sizeof(uint16_t));
-    q->grad = q->ops->alloc(q->total * sizeof(uint16_t));
     q->wf = q->ops->alloc(q->largest * sizeof(float));
-    q->idx1 = q->ops->alloc(q->largest);
-    if (!q->shadow || !q->grad || !q->wf || !q->idx1) return -1;
+    if (!q->shadow || !q->wf) return -1;
     for (int k = 0; k < q->n_q; k++) {
         const tn_tensor_info *t = &dense->tensors[q->tensor[k]];
         TN_CHECK(q->ops->upload(q->wf, host_init + t->offset, t->numel * sizeof(float)));
         TN_CHECK(q->ops->bf16_from_f32(q->shadow + q->off[k], q->wf, (int64_t)t->numel));
     }
+    return 0;
+}
+
+int tn_ste_quantizer_finish_bf16(tn_ste_quantizer *q) {
+    q->grad = q->ops->alloc(q->total * sizeof(uint16_t));
+    q->idx1 = q->ops->alloc(q->largest);
+    if (!q->grad || !q->idx1) return -1;
     return q->ops->zero(q->grad, q->total * sizeof(uint16_t));
 }
 

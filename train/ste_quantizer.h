@@ -53,10 +53,14 @@ int64_t tn_ste_quantizer_plan_bytes(const tn_quant_spec *spec, const tn_llama_la
 int tn_ste_quantizer_init(tn_ste_quantizer *q, const tn_quant_spec *spec, const tn_llama_layout *layout,
                           const float *params, const tn_ops *ops);
 /* bf16 mode: `layout` has the quantized tensors external (tn_ste_quantizer_externalize); their initial
- * values are read from host_init, laid out by dense_layout (the layout before), and rounded to nearest. */
+ * values are read from host_init, laid out by dense_layout (the layout before), and rounded to nearest.
+ * Allocates only the shadows (and one tensor's scratch), so that the caller can free host_init before
+ * tn_ste_quantizer_finish_bf16 allocates the gradients: the host copy and the full training state never
+ * coexist. */
 int tn_ste_quantizer_init_bf16(tn_ste_quantizer *q, const tn_quant_spec *spec, const tn_llama_layout *layout,
                                const float *params, const tn_ops *ops, const float *host_init,
                                const tn_llama_layout *dense_layout);
+int tn_ste_quantizer_finish_bf16(tn_ste_quantizer *q);
 /* Mark the tensors spec selects external in l (bf16 mode, before any buffer is laid out by it). */
 int tn_ste_quantizer_externalize(const tn_quant_spec *spec, tn_llama_layout *l);
 void tn_ste_quantizer_free(tn_ste_quantizer *q);

@@ -73,7 +73,7 @@ static const float *teacher_embedding(void *ctx, float *scratch) {
 
 /* Same vocabulary; the same tokenizer bytes when both carry one; the same width when hidden states are
  * compared. */
-static int check_compatible(const tn_checkpoint *ck, const char *path, const tn_llama_config *s,
+static int check_compatible(const tn_ckpt_reader *ck, const char *path, const tn_llama_config *s,
                             const uint8_t *stok, size_t stok_len, int need_width) {
     const tn_llama_config *c = &ck->layout.cfg;
     if (c->vocab_size != s->vocab_size)
@@ -88,42 +88,40 @@ static int check_compatible(const tn_checkpoint *ck, const char *path, const tn_
     return 0;
 }
 
-/* The matrices of ck (host floats at their dense offsets) into t->half (binary16, round to nearest even),
- * and the norms into t->norms, tensor by tensor through one host buffer. */
-static int upload_weights(tn_teacher *t, const tn_checkpoint *ck, const size_t *dense_off) {
+/* The checkpoint's tensors, read one at a time into a host float buffer: the matrices into t->half
+ * (binary16, round to nearest even), the norms into t->norms. The host never holds more than one tensor. */
+static int upload_weights(tn_teacher *t, tn_ckpt_reader *ck) {
     size_t largest = 1;
     for (int i = 0; i < t->layout.n_tensors; i++)
         if (t->layout.tensors[i].numel > largest) largest = t->layout.tensors[i].numel;
+    float *f = tn_alloc(largest, sizeof *f);
     uint16_t *h = tn_alloc(largest, sizeof *h);
-    if (!h) return -1;
-    int rc = 0;
+    int rc = f && h ? 0 : -1;
     for (int i = 0; i < t->layout.n_tensors && rc == 0; i++) {
         const tn_tensor_info *ti = &t->layout.tensors[i];
-        const float *src = ck->params + dense_off[i];
-        if (ti->rank == 2) {
-            for (size_t k = 0; k < ti->numel; k++) h[k] = tn_f32_to_f16(src[k]);
+        rc = tn_ckpt_reader_tensor(ck, i, f);
+        if (rc == 0 && ti->rank == 2) {
+            for (size_t k = 0; k < ti->numel; k++) h[k] = tn_f32_to_f16(f[k]);
             rc = t->ops->upload(t->half + t->half_off[i], h, ti->numel * sizeof *h);
-        } else {
-            rc = t->ops->upload(t->norms + ti->offset, src, ti->numel * sizeof(float));
+        } else if (rc == 0) {
+            rc = t->ops->upload(t->norms + ti->offset, f, ti->numel * sizeof(float));
         }
     }
+    tn_free(f);
     tn_free(h);
     return rc;
 }
 
 int tn_teacher_open(tn_teacher **out, const char *path, const tn_llama_config *student, const uint8_t *student_tok,
                     size_t student_tok_len, int need_width, int B, int T, const tn_ops *ops) {
-    tn_checkpoint ck;
-    if (tn_ckpt_load(path, &ck, NULL, 0) != 0) return tn_err_prefix("[distill] teacher");
+    tn_ckpt_reader ck;
+    if (tn_ckpt_reader_open(&ck, path) != 0) return tn_err_prefix("[distill] teacher");
     tn_teacher *t = calloc(1, sizeof *t);
-    size_t *dense_off = calloc((size_t)ck.layout.n_tensors, sizeof *dense_off);
-    int rc = t && dense_off ? check_compatible(&ck, path, student, student_tok, student_tok_len, need_width)
-                            : tn_err("out of memory");
+    int rc = t ? check_compatible(&ck, path, student, student_tok, student_tok_len, need_width) : tn_err("out of memory");
     if (rc == 0 && T > ck.layout.cfg.max_seq_len)
         rc = tn_err("[distill] teacher %s: seq_len %d exceeds its max_seq_len %d", path, T, ck.layout.cfg.max_seq_len);
     if (rc == 0) {
         t->ops = ops;
-        for (int i = 0; i < ck.layout.n_tensors; i++) dense_off[i] = ck.layout.tensors[i].offset;
         rc = tn_llama_layout_init(&t->layout, &ck.layout.cfg);
     }
     if (rc == 0) rc = externalize_matrices(&t->layout);
@@ -136,7 +134,8 @@ int tn_teacher_open(tn_teacher **out, const char *path, const tn_llama_config *s
         }
         t->half = ops->alloc((size_t)n * sizeof(uint16_t));
         t->norms = ops->alloc(t->layout.numel * sizeof(float));
-        rc = t->half && t->norms ? upload_weights(t, &ck, dense_off) : -1;
+        rc = t->half && t->norms ? upload_weights(t, &ck) : -1;
+        if (rc != 0) tn_err_prefix("[distill] teacher");
     }
     const tn_llama_opts fwd = {0, 1};
     if (rc == 0) rc = tn_llama_create_opts(&t->model, &t->layout, B, T, ops, &fwd);
@@ -145,8 +144,7 @@ int tn_teacher_open(tn_teacher **out, const char *path, const tn_llama_config *s
         tn_llama_set_weight_source(t->model, &src);
         tn_llama_set_head_via_source(t->model, 1);
     }
-    free(dense_off);
-    tn_ckpt_free(&ck);
+    tn_ckpt_reader_close(&ck);
     if (rc != 0) {
         tn_teacher_free(t);
         return -1;

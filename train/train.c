@@ -879,6 +879,7 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     TN_CHECK(read_train_config(r));
     TN_CHECK(read_distill_config(r));
     TN_CHECK(open_device(r));
+    if (r->bench) r->ops->mem_reset_peak(); /* this run's peak, after an earlier one's (bench train --quant) */
     /* A plan needs the shards only for the vocabulary size, when neither [model] nor an init model gives it. */
     const int need_shards = !r->bench && !(r->plan_only && (tn_config_has(r->ini, "model", "vocab_size") ||
                                                              tn_config_has(r->ini, "model", "init")));
@@ -905,7 +906,7 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     free_host_init(r);
     TN_CHECK(alloc_training_state(r));
     if (primal) TN_CHECK(tn_method_primal_attach(r, &r->method));
-    else if (ste) tn_method_ste_attach(r, &r->method);
+    else if (ste) TN_CHECK(tn_method_ste_attach(r, &r->method));
     if (r->bench) {
         tn_rng_seed(&r->rng, (uint64_t)r->seed);
         TN_CHECK(open_distill(r));
@@ -992,6 +993,7 @@ int tn_train_bench(char *const *assignments, int n, int steps, tn_train_bench_re
     r.bench = 1;
     r.t_start = tn_time_s();
     if (steps < 1 || steps > 1000) return tn_err("bench: steps must be in [1, 1000]");
+    res->peak_rss_reset = tn_peak_rss_reset() == 0; /* this run's peak, not an earlier one's */
     double *times = malloc((size_t)steps * sizeof *times);
     int rc = times ? setup(&r, NULL, assignments, n, NULL) : tn_err("out of memory");
     for (int s = 0; rc == 0 && s <= steps; s++) { /* step 0 warms up (cuBLAS heuristics, caches, pages) */
@@ -1020,6 +1022,9 @@ int tn_train_bench(char *const *assignments, int n, int steps, tn_train_bench_re
         r.ops->mem_usage(&in_use, &res->peak_allocated_bytes);
         res->planned_bytes = r.planned_bytes;
         res->peak_measured_bytes = r.dev.is_cuda ? r.free_at_start - r.min_free : 0;
+        res->peak_rss_bytes = tn_peak_rss_bytes();
+        cJSON *mem = cJSON_GetObjectItemCaseSensitive(r.pending_log_line, "memory");
+        res->memory = mem ? cJSON_Duplicate(mem, 1) : NULL;
     }
     free(times);
     run_free(&r);

@@ -30,6 +30,9 @@ typedef struct {
     int64_t planned_bytes;        /* the memory plan (without the backend's workspace) */
     int64_t peak_allocated_bytes; /* the ops table's own count, workspace included */
     int64_t peak_measured_bytes;  /* CUDA: the drop of the device's free memory; 0 on the CPU */
+    int64_t peak_rss_bytes;       /* the process's peak resident set during the run (set-up and steps) */
+    int peak_rss_reset;           /* 1: the count restarted at the run's start; 0: it is the process's */
+    struct cJSON *memory;         /* the plan's components (log.jsonl's "memory" object); the caller frees */
 } tn_train_bench_result;
 int tn_train_bench(char *const *assignments, int n, int steps, tn_train_bench_result *res);
 

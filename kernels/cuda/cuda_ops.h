@@ -36,6 +36,7 @@ int tn_cuda_memset0(void *dev, size_t bytes);
 int tn_cuda_sync(void);
 /* Bytes of device memory held now and at most since start: allocations, and the reservation as a whole. */
 void tn_cuda_mem_usage(int64_t *in_use, int64_t *peak);
+void tn_cuda_mem_reset_peak(void);
 /* Reserve one block of `bytes` that later tn_cuda_alloc calls carve (in TN_OPS_ALIGN spans) before they
  * fall back to cudaMalloc: the memory plan's allocations in one piece (kernels/ops.h reserve). Replaces an
  * earlier reservation that holds nothing; 0 releases it. The emulator keeps separate allocations. */

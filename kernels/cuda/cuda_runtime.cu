@@ -200,6 +200,11 @@ extern "C" void tn_cuda_mem_usage(int64_t *in_use, int64_t *peak) {
     if (peak) *peak = g_peak;
 }
 
+extern "C" void tn_cuda_mem_reset_peak(void) {
+    std::lock_guard<std::mutex> l(g_mem_mu);
+    g_peak = g_in_use;
+}
+
 static void *g_scratch = NULL;
 static size_t g_scratch_bytes = 0;
 

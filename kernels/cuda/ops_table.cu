@@ -95,6 +95,7 @@ static tn_ops make_table(void) {
     o.zero = dev_zero;
     o.sync = tn_cuda_sync;
     o.mem_usage = tn_cuda_mem_usage;
+    o.mem_reset_peak = tn_cuda_mem_reset_peak;
     o.linear = dev_linear;
     o.linear_dx = dev_linear_dx;
     o.linear_dw = dev_linear_dw;
