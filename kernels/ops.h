@@ -132,8 +132,8 @@ struct tn_ops {
      * (0 elsewhere): the gradient of g·τ²·KL. grad may alias t_logits. */
     int (*kd)(float *kl, float *grad, const float *s_logits, const float *t_logits, const uint8_t *mask, int64_t N,
               int64_t V, float tau, float g);
-    /* Hidden-state distillation (tn_op_hidden_mse): *host_sum = Σ over masked rows of |xs − xt|² (double,
-     * waits); dx[n, :] += g·2·(xs − xt) on masked rows. */
+    /* Hidden-state distillation (tn_op_hidden_mse): *host_sum = Σ over rows with mask[n] != 0 of |xs − xt|²
+     * (double, waits); dx[n, :] += g·2·(xs − xt) on those rows. */
     int (*hidden_mse)(double *host_sum, float *dx, const float *xs, const float *xt, const uint8_t *mask, int64_t N,
                       int64_t D, float g);
     /* out[i] = the IEEE binary16 value h[i] widened to float (exact). */

@@ -50,7 +50,7 @@ typedef struct tn_llama tn_llama;
  *   recompute:    only the residual stream entering each layer is kept; the backward runs each layer's
  *                 forward again (one layer's worth of activations) before its backward. Same bits as
  *                 without ([train] recompute = layer).
- *   forward_only: no backward: one layer's activations, no gradient scratch (a distillation teacher). */
+ *   forward_only: no backward: the residual stream and one layer's activations, no gradient scratch (a distillation teacher). */
 typedef struct {
     int recompute;
     int forward_only;

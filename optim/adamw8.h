@@ -64,7 +64,8 @@
  *  bit-identical.
  *
  *  NON-FINITE values are not checked (as in tn_adamw_apply): a NaN/inf gradient makes p NaN/inf and the
- *  block's state meaningless; callers skip such steps (the gradient-norm check).
+ *  block's state meaningless. The run stops at a non-finite loss (train/train.c), so such a state is never
+ *  checkpointed.
  * ==========================================================================================================
  *  PRECISION: an increment (1−β2)·g² of v below half a code step does not move v's code (with β2 = 0.999 the
  *  increment is 0.1% of v, the top decade's steps 0.7%..6.6%), so v follows changes of the gradient scale

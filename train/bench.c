@@ -48,7 +48,7 @@ const char *tn_bench_train_presets(void) { return "tiny, ghost-tiny, smollm2-135
 /* FLOPs of one forward + backward over B×T tokens: 6·N·in·out per linear (2 forward, 4 backward), the
  * LM head likewise, attention 2 products of B·H·hd times the T(T+1)/2 causal score entries each, ×3 for
  * backward (the useful work: a kernel that also computes masked entries, or recomputes the probabilities
- * in the backward, does more than this counts). */
+ * in the backward, does more than this counts). A distillation teacher's forward is not counted. */
 static double step_flops(const tn_llama_config *c, int64_t B, int64_t T) {
     double N = (double)B * T, d = c->dim, hd = d / c->n_heads, q = c->n_heads * hd, kv = c->n_kv_heads * hd;
     double per_layer = d * q + 2 * d * kv + q * d + 3 * d * c->ffn_dim;
@@ -133,6 +133,8 @@ static void add_memory(cJSON *j, const char *prefix, const tn_train_bench_result
     if (r->memory) cJSON_AddItemToObject(j, key, cJSON_Duplicate(r->memory, 1));
     snprintf(key, sizeof key, "%speak_rss_bytes", prefix);
     cJSON_AddNumberToObject(j, key, (double)r->peak_rss_bytes);
+    snprintf(key, sizeof key, "%speak_rss_reset", prefix); /* false: the peak is the whole process's */
+    cJSON_AddBoolToObject(j, key, r->peak_rss_reset);
 }
 
 static void print_memory(const char *what, const tn_train_bench_result *r, int cpu) {

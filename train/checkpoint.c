@@ -240,8 +240,15 @@ static int load_body(hid_t f, tn_checkpoint *ck, const tn_llama_layout *given, c
     if (!(ck->params = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
     TN_CHECK(read_tensors(f, "params", &ck->layout, ck->params));
     TN_CHECK(tn_h5_attr_get_i64(f, ".", "step", &ck->step));
-    /* Moments matter only for resuming; a plain load of a PRIMAL run (ghost tensors have none) skips them. */
-    if (tn_h5_exists(f, "optim/adam_m") && (given || !tn_h5_exists(f, "primal"))) {
+    /* Moments matter only for resuming. A plain load into the dense layout skips them where some tensors have
+     * none there: a PRIMAL run (ghost tensors) and a bf16 STE run (the shadows' moments are under /quant). */
+    int external_shadows = 0;
+    if (!given && tn_h5_attr_has(f, "quant", "shadow")) {
+        char shadow[16];
+        TN_CHECK(tn_h5_attr_get_str(f, "quant", "shadow", shadow, sizeof shadow));
+        external_shadows = strcmp(shadow, "fp32") != 0;
+    }
+    if (tn_h5_exists(f, "optim/adam_m") && (given || (!tn_h5_exists(f, "primal") && !external_shadows))) {
         if (!(ck->adam_m = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
         if (!(ck->adam_v = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
         TN_CHECK(read_tensors(f, "optim/adam_m", &ck->layout, ck->adam_m));

@@ -12,6 +12,7 @@
 #include "core/h5.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "optim/adamw8.h"
 #include "optim/primal.h"
 #include "quant/pack.h"
 
@@ -322,7 +323,14 @@ int tn_method_primal_init(tn_run *r, tn_method *m) {
     }
 
     /* What the promise "<= 2 bytes per ghost weight" is measured against (the device report adds to it). */
-    int64_t float_b = (int64_t)l->numel * 4 * 4 + c->n_scales * 4 * 3; /* params, grads, m, v */
+    /* params, grads, m, v: 16 B per float parameter, or 10 B with 8-bit moments plus two absmax floats per
+     * block of each tensor */
+    int64_t float_b = c->n_scales * 4 * 3;
+    for (int i = 0; i < l->n_tensors; i++) {
+        if (c->lookup[i] >= 0) continue;
+        const int64_t n = (int64_t)l->tensors[i].numel;
+        float_b += r->state_bits == 8 ? n * 10 + tn_adam8_blocks(n) * 8 : n * 16;
+    }
     cJSON *o = cJSON_CreateObject(), *mem = cJSON_CreateObject();
     cJSON_AddNumberToObject(mem, "ghost_weights", (double)c->n_weights);
     cJSON_AddNumberToObject(mem, "ghost_idx_bytes", (double)c->idx_bytes);

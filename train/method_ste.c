@@ -33,6 +33,7 @@ typedef struct {
     uint8_t *prev;       /* [n_sample] grid indices at the last log line (host) */
     uint8_t *host_idx;   /* [largest] one tensor's indices (host) */
     int have_prev;
+    int loaded;          /* a checkpoint's /quant was read */
     int64_t seed;        /* the run's seed, for the stochastic rounding */
 } ste_ctx;
 
@@ -104,6 +105,18 @@ static void ste_log(tn_run *r, void *vctx, cJSON *o) {
         for (int v = 0; v < q->spec.grid.n; v++) cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)hist[j][v]));
         cJSON_AddItemToObject(o, groups[j].key, arr);
     }
+}
+
+/* A bf16 run keeps its shadows and their moments under /quant: a checkpoint without it (a dense run's) would
+ * leave them at their initial values. Start such a run with [model] init instead. */
+static int ste_after_resume(tn_run *r, void *vctx, const char *path) {
+    (void)r;
+    ste_ctx *c = vctx;
+    if (c->bf16 && !c->loaded)
+        return tn_err("%s has no STE state (/quant): a [quant] shadow = bf16 run resumes only from its own "
+                      "checkpoints; start from another with [model] init",
+                      path);
+    return 0;
 }
 
 static int ste_external_values(void *vctx, int tensor, float *host_out) {
@@ -201,6 +214,7 @@ static int ste_load(void *vctx, hid_t g) {
     TN_CHECK(tn_h5_attr_get_i64(g, ".", "have_prev", &hp));
     c->have_prev = hp != 0;
     TN_CHECK(tn_h5_read(g, "prev_idx", TN_H5_U8, 1, &c->n_sample, c->prev));
+    c->loaded = 1;
     if (!c->bf16) return 0;
     TN_CHECK(load_shadows(c, g));
     if (c->opt.bits == 32) {
@@ -303,6 +317,7 @@ int tn_method_ste_init(tn_run *r, tn_method *m) {
         m->grad_sumsq = ste_grad_sumsq;
         m->optimizer_step = ste_bf16_step;
         m->external_values = ste_external_values;
+        m->after_resume = ste_after_resume;
     } else {
         TN_CHECK(tn_ste_quantizer_init(&c->q, &spec, &r->layout, r->params, r->ops));
     }
@@ -316,7 +331,7 @@ int tn_method_ste_init(tn_run *r, tn_method *m) {
 int tn_method_ste_attach(tn_run *r, tn_method *m) {
     ste_ctx *c = m->ctx;
     if (c->bf16) {
-        TN_CHECK(tn_ste_quantizer_finish_bf16(&c->q));
+        TN_CHECK(tn_ste_quantizer_finish_bf16(&c->q, r->grads));
         int n;
         int64_t *len = shadow_lengths(&c->q.spec, &r->dense_layout, &n);
         int rc = len ? tn_adam_state_init(&c->opt, r->state_bits, len, NULL, n, r->ops) : tn_err("out of memory");

@@ -52,13 +52,17 @@ typedef struct {
     /* Before an evaluation: make the model's weights the deployed ones (STE: fully snapped, λ = 1). */
     int (*prepare_eval)(tn_run *r, void *ctx);
     tn_ckpt_hook hook; /* group name NULL when the method saves nothing */
+    /* After a resume has read the checkpoint (and the hook its group, when present): refuse what cannot
+     * continue (a bf16 STE run needs its shadows from /quant). NULL: nothing to check. */
+    int (*after_resume)(tn_run *r, void *ctx, const char *path);
     /* Values of tensors external in the run's layout that the method holds (bf16 shadows), saved as
      * /params like any other (train/checkpoint.h external_values); NULL when none. */
     int (*external_values)(void *ctx, int tensor, float *host_out);
     void (*destroy)(void *ctx);
     /* Bytes the method allocates in the device's memory beyond the float parameters, gradients and
-     * moments (PRIMAL: indices, votes, scales and their moments; STE: the quantized weights and indices),
-     * known before anything is allocated. */
+     * moments (PRIMAL: indices, votes, scales and their moments; STE: the quantized weights and indices;
+     * bf16 STE: the bf16 shadows, their gradients and moments and the indices instead), known before anything
+     * is allocated. */
     int64_t state_bytes;
 } tn_method;
 

@@ -27,12 +27,15 @@ static const float *ste_weight(void *vctx, int layer, tn_linear_kind kind, float
     return materialize_bf16(q, k, scratch) == 0 ? scratch : NULL;
 }
 
-/* bf16 mode: dW (already weighted by the micro-batch's share) is rounded into the bf16 gradient sum. */
+/* bf16 mode: dW (already weighted by the micro-batch's share) is rounded into the bf16 gradient sum; a
+ * matrix the spec leaves in float accumulates into the run's fp32 gradients, as dense training would. */
 static int ste_weight_grad(void *vctx, int layer, tn_linear_kind kind, const float *G) {
     tn_ste_quantizer *q = vctx;
     const int i = tn_llama_layout_index(q->layout, layer, (int)kind), k = q->lookup[i];
-    if (k < 0) return tn_err("STE: gradient of %s, which is not quantized", q->layout->tensors[i].name);
-    return q->ops->bf16_accumulate(q->grad + q->off[k], G, (int64_t)q->layout->tensors[i].numel);
+    const tn_tensor_info *t = &q->layout->tensors[i];
+    if (k >= 0) return q->ops->bf16_accumulate(q->grad + q->off[k], G, (int64_t)t->numel);
+    if (!q->float_grads) return tn_err("STE: no gradient buffer for %s", t->name);
+    return q->ops->add(q->float_grads + t->offset, G, (int64_t)t->numel);
 }
 
 static int ste_is_quantized(void *vctx, int layer, tn_linear_kind kind) {
@@ -141,7 +144,8 @@ int tn_ste_quantizer_init_bf16(tn_ste_quantizer *q, const tn_quant_spec *spec, c
     return 0;
 }
 
-int tn_ste_quantizer_finish_bf16(tn_ste_quantizer *q) {
+int tn_ste_quantizer_finish_bf16(tn_ste_quantizer *q, float *float_grads) {
+    q->float_grads = float_grads;
     q->grad = q->ops->alloc(q->total * sizeof(uint16_t));
     q->idx1 = q->ops->alloc(q->largest);
     if (!q->grad || !q->idx1) return -1;

@@ -43,6 +43,7 @@ typedef struct {
     uint16_t *grad;       /* [total] their gradients, bf16 (table memory) */
     float *wf;            /* [largest] one shadow widened to float (scratch, table memory) */
     uint8_t *idx1;        /* [largest] one tensor's grid indices (scratch, table memory) */
+    float *float_grads;   /* the run's fp32 gradients (borrowed): those of the layer matrices left in float */
 } tn_ste_quantizer;
 
 /* Bytes the init functions allocate in table memory for this spec and layout (memory planning): in bf16 mode
@@ -60,15 +61,17 @@ int tn_ste_quantizer_init(tn_ste_quantizer *q, const tn_quant_spec *spec, const 
 int tn_ste_quantizer_init_bf16(tn_ste_quantizer *q, const tn_quant_spec *spec, const tn_llama_layout *layout,
                                const float *params, const tn_ops *ops, const float *host_init,
                                const tn_llama_layout *dense_layout);
-int tn_ste_quantizer_finish_bf16(tn_ste_quantizer *q);
+int tn_ste_quantizer_finish_bf16(tn_ste_quantizer *q, float *float_grads);
 /* Mark the tensors spec selects external in l (bf16 mode, before any buffer is laid out by it). */
 int tn_ste_quantizer_externalize(const tn_quant_spec *spec, tn_llama_layout *l);
 void tn_ste_quantizer_free(tn_ste_quantizer *q);
 /* fp32 mode: snap every selected tensor and blend with its shadow weight using λ. bf16 mode: set λ (each
  * matrix is materialised when the model asks for it). */
 int tn_ste_quantizer_update(tn_ste_quantizer *q, float lambda);
-/* The grid indices of quantized tensor k (its slot, 0 .. n_q − 1) at the current shadows, into host memory
- * (layout->tensors[q->tensor[k]].numel bytes). */
+/* The grid indices of quantized tensor k (its slot, 0 .. n_q − 1) into host memory
+ * (layout->tensors[q->tensor[k]].numel bytes): fp32 mode, those of the last materialisation (the step's
+ * begin, before its update); bf16 mode, those of the shadows now (after the update). The two modes' telemetry
+ * is therefore one update apart. */
 int tn_ste_quantizer_tensor_indices(tn_ste_quantizer *q, int k, uint8_t *host_out);
 /* bf16 mode: the shadow of layout tensor i widened to float, into host memory; 0 when i is not quantized
  * (nothing written), 1 when written, -1 on error. */

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "export/export_trin.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,8 +102,13 @@ static int upload_weights(tn_teacher *t, tn_ckpt_reader *ck) {
         const tn_tensor_info *ti = &t->layout.tensors[i];
         rc = tn_ckpt_reader_tensor(ck, i, f);
         if (rc == 0 && ti->rank == 2) {
-            for (size_t k = 0; k < ti->numel; k++) h[k] = tn_f32_to_f16(f[k]);
-            rc = t->ops->upload(t->half + t->half_off[i], h, ti->numel * sizeof *h);
+            for (size_t k = 0; k < ti->numel && rc == 0; k++) {
+                if (!(fabsf(f[k]) <= 65504.0f)) /* binary16's largest finite value; NaN fails too */
+                    rc = tn_err("%s[%zu] = %g does not fit a 16-bit float (the teacher is kept in binary16)",
+                                ti->name, k, (double)f[k]);
+                h[k] = tn_f32_to_f16(f[k]);
+            }
+            if (rc == 0) rc = t->ops->upload(t->half + t->half_off[i], h, ti->numel * sizeof *h);
         } else if (rc == 0) {
             rc = t->ops->upload(t->norms + ti->offset, f, ti->numel * sizeof(float));
         }

@@ -1,8 +1,8 @@
 /* A frozen dense teacher for knowledge distillation ([distill], docs/EVOLVE.md): a checkpoint whose matrices
  * (the embedding and every linear layer) are kept in 16-bit IEEE half precision, widened to float one
  * matrix at a time as the forward needs it, and whose forward keeps no activations for a backward
- * (model/llama.h forward_only): it costs 2 bytes per parameter plus one layer of activations and the
- * logits. Everything lives in the ops table's memory, so the teacher runs on the student's device.
+ * (model/llama.h forward_only): it costs 2 bytes per parameter plus the residual stream, one layer's
+ * activations and the logits. Everything lives in the ops table's memory, so the teacher runs on the student's device.
  *
  * The teacher must have the student's vocabulary (and, when both checkpoints carry one, the same tokenizer
  * bytes); it may be larger or smaller otherwise, and must have the student's width only when its hidden

@@ -20,6 +20,7 @@
 
 #include <cblas.h>
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -154,8 +155,12 @@ static int read_distill_config(tn_run *r) {
     tn_distill *d = &r->distill;
     const char *teacher = tn_config_str(r->ini, "distill", "teacher", NULL);
     if (!teacher || !*teacher) {
-        if (tn_config_has(r->ini, "distill", "alpha") || tn_config_has(r->ini, "distill", "temperature"))
-            return tn_err("[distill] needs a teacher (a checkpoint, e.g. the dense model the student started from)");
+        static const char *const keys[] = {"alpha", "temperature", "hidden_weight", "hidden_layers"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            if (tn_config_has(r->ini, "distill", keys[i]))
+                return tn_err("[distill] %s needs a teacher (a checkpoint, e.g. the dense model the student started "
+                              "from)",
+                              keys[i]);
         return 0;
     }
     d->teacher_path = teacher;
@@ -166,15 +171,23 @@ static int read_distill_config(tn_run *r) {
     if (!(d->tau > 0) || d->tau > 100) return tn_err("[distill] temperature = %g: must be in (0, 100]", d->tau);
     if (!(d->hidden_weight >= 0)) return tn_err("[distill] hidden_weight = %g: must be >= 0", d->hidden_weight);
     const char *layers = tn_config_str(r->ini, "distill", "hidden_layers", "-1");
-    if (d->hidden_weight == 0) return 0;
+    if (d->hidden_weight == 0) {
+        if (tn_config_has(r->ini, "distill", "hidden_layers"))
+            return tn_err("[distill] hidden_layers without hidden_weight: set hidden_weight > 0 to compare hidden "
+                          "states");
+        return 0;
+    }
     char buf[512];
     if (strlen(layers) >= sizeof buf) return tn_err("[distill] hidden_layers: too long");
     strcpy(buf, layers);
     for (char *tok = strtok(buf, ", \t"); tok; tok = strtok(NULL, ", \t")) {
         char *end;
+        errno = 0;
         long v = strtol(tok, &end, 10);
-        if (*end || d->n_hidden == TN_DISTILL_MAX_HIDDEN)
+        if (*end || errno || v < -65536 || v > 65536)
             return tn_err("[distill] hidden_layers: '%s' is not a layer index (negative counts from the end)", tok);
+        if (d->n_hidden == TN_DISTILL_MAX_HIDDEN)
+            return tn_err("[distill] hidden_layers: more than %d layers", TN_DISTILL_MAX_HIDDEN);
         d->hidden_layers[d->n_hidden++] = (int)v; /* checked against the depth once the model is known */
     }
     if (d->n_hidden == 0) return tn_err("[distill] hidden_layers: no layer given");
@@ -411,16 +424,18 @@ static int plan_memory(tn_run *r) {
 static void log_memory(const tn_run *r) {
     const cJSON *mem = cJSON_GetObjectItemCaseSensitive(r->pending_log_line, "memory");
     const double M = 1 << 20;
-    double v[8];
-    const char *keys[8] = {"params_bytes",     "grads_bytes",     "adam_bytes",     "activation_bytes",
-                           "sampler_bytes",    "method_state_bytes", "workspace_bytes", "planned_bytes"};
-    for (int i = 0; i < 8; i++) {
+    double v[9];
+    const char *keys[9] = {"params_bytes",       "grads_bytes",     "adam_bytes",    "activation_bytes", "sampler_bytes",
+                           "method_state_bytes", "workspace_bytes", "planned_bytes", "teacher_bytes"};
+    for (int i = 0; i < 9; i++) {
         const cJSON *it = cJSON_GetObjectItemCaseSensitive(mem, keys[i]);
         v[i] = cJSON_IsNumber(it) ? it->valuedouble / M : 0;
     }
+    char teacher[64] = "";
+    if (v[8] > 0) snprintf(teacher, sizeof teacher, ", teacher %.1f MiB", v[8]);
     tn_log_info("memory on %s: params %.1f MiB, grads %.1f MiB, AdamW moments %.1f MiB, activations %.1f MiB, "
-                "sampler %.1f MiB, %s state %.1f MiB, workspace %.1f MiB; total %.1f MiB of %.1f MiB free",
-                r->dev.spec, v[0], v[1], v[2], v[3], v[4], r->method.name, v[5], v[6], v[7],
+                "sampler %.1f MiB, %s state %.1f MiB%s, workspace %.1f MiB; total %.1f MiB of %.1f MiB free",
+                r->dev.spec, v[0], v[1], v[2], v[3], v[4], r->method.name, v[5], teacher, v[6], v[7],
                 (double)r->free_at_start / M);
     const cJSON *gw = cJSON_GetObjectItemCaseSensitive(mem, "ghost_weights"),
                 *bpw = cJSON_GetObjectItemCaseSensitive(mem, "ghost_bytes_per_weight");
@@ -612,10 +627,11 @@ static int resume_from(tn_run *r, const char *resume) {
                     r->state_bits == 8 ? 32 : 8, r->state_bits);
     else if (!has_opt || !ck.has_rng || !ck.loader_state)
         rc = tn_err("%s: not a training checkpoint (no optimizer, RNG or loader state)", path);
-    const size_t bytes = r->layout.numel * sizeof(float);
+    const size_t bytes = r->layout.numel * sizeof(float), moments = (size_t)r->opt.total * sizeof(float);
     if (rc == 0) rc = r->ops->upload(r->params, ck.params, bytes);
-    if (rc == 0 && r->state_bits == 32) rc = r->ops->upload(r->opt.m, ck.adam_m, bytes);
-    if (rc == 0 && r->state_bits == 32) rc = r->ops->upload(r->opt.v, ck.adam_v, bytes);
+    if (rc == 0 && r->state_bits == 32) rc = r->ops->upload(r->opt.m, ck.adam_m, moments);
+    if (rc == 0 && r->state_bits == 32) rc = r->ops->upload(r->opt.v, ck.adam_v, moments);
+    if (rc == 0 && r->method.after_resume) rc = r->method.after_resume(r, r->method.ctx, path);
     if (rc == 0) {
         r->step = ck.step;
         r->rng = ck.rng;
@@ -704,8 +720,10 @@ static int evaluate(tn_run *r) {
     return rc;
 }
 
-/* The global L2 norm of every gradient (r->grads and the method's own), and the clip factor: r->grads are
- * scaled in place, the method applies r->grad_scale to its own in its optimizer step. */
+/* The global L2 norm of every gradient (r->grads and the method's own: the bf16 STE's), and the clip factor:
+ * r->grads are scaled in place, the method applies r->grad_scale to its own in its optimizer step. PRIMAL's
+ * ghost gradients are not in the norm: they vote by sign above a threshold relative to their own spread
+ * (optim/primal.h), which a common factor does not change. */
 static int clip_gradients(tn_run *r, double *norm) {
     double ss = 0, extra = 0;
     TN_CHECK(r->ops->sumsq(r->grads, (int64_t)r->layout.numel, &ss));

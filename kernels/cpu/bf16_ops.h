@@ -1,5 +1,6 @@
 /* bf16 arrays on the CPU (kernels/bf16.h has the rounding rules): the ops behind [quant] shadow = bf16.
- * The CUDA versions (kernels/cuda/convert.cu, and model.cu for the sum of squares) give the same bits. OpenMP over elements; every result is
+ * The CUDA versions (kernels/cuda/convert.cu, and model.cu for the sum of squares) give the same bits, except
+ * bf16_sumsq, which agrees to rounding (another summation order). OpenMP over elements; every result is
  * independent of the thread count (bf16_sumsq sums fixed chunks in order). */
 #ifndef TN_KERNELS_CPU_BF16_OPS_H
 #define TN_KERNELS_CPU_BF16_OPS_H

@@ -3,7 +3,7 @@
  * loss mask counts, the training loss is
  *     (1 − α)·CE + α·τ²·KL(p_t ‖ p_s) + w_h·MSE(hidden),   p_· = softmax(logits / τ),
  * the KL averaged over the counted positions (g = α / n_counted below) and the MSE over their elements
- * (g = w_h / (n_counted·D)). Shapes as in kernels/cpu/ops_cpu.h: N = B·T positions, V the vocabulary, D the
+ * and the compared layers (g = w_h / (n_counted·D·n_layers)). Shapes as in kernels/cpu/ops_cpu.h: N = B·T positions, V the vocabulary, D the
  * model width; row-major float arrays. */
 #ifndef TN_KERNELS_CPU_KD_H
 #define TN_KERNELS_CPU_KD_H

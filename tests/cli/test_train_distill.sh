@@ -41,6 +41,17 @@ with h5py.File(sys.argv[1], "r+") as f:
     f["tokenizer"].attrs["format"] = fmt
 PY
 
+# A teacher with a weight that binary16 cannot hold.
+cp "$teacher" "$w/huge.h5"
+"$PY" - "$w/huge.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r+") as f:
+    d = f["params/model.layers.1.mlp.up_proj.weight"]
+    v = d[()]
+    v[3, 5] = 1e6
+    d[...] = v
+PY
+
 printf '[model]\ninit = %s\n%s\n' "$teacher" "$common" > "$w/base.ini" # the students start from the teacher
 student=(train.steps=6 "distill.teacher=$teacher")
 ste=(quant.grid=ternary quant.scale_per_row=true quant.act_bits=8)
@@ -119,6 +130,14 @@ expect_fail "alpha out of range" "$T" train "$w/base.ini" "train.out_dir=$w/bad"
 expect_fail "alpha without a teacher" "$T" train "$w/base.ini" "train.out_dir=$w/bad" train.steps=6 distill.alpha=0.5
 expect_fail "hidden layer outside the student" "$T" train "$w/base.ini" "train.out_dir=$w/bad" "${student[@]}" \
   distill.hidden_weight=0.1 distill.hidden_layers=3
+expect_fail "hidden_weight without a teacher" "$T" train "$w/base.ini" "train.out_dir=$w/bad" train.steps=6 \
+  distill.hidden_weight=0.1
+expect_fail "hidden_layers without hidden_weight" "$T" train "$w/base.ini" "train.out_dir=$w/bad" "${student[@]}" \
+  distill.hidden_layers=1
+expect_fail "hidden layer index overflows" "$T" train "$w/base.ini" "train.out_dir=$w/bad" "${student[@]}" \
+  distill.hidden_weight=0.1 distill.hidden_layers=99999999999999999999
+expect_fail "teacher weight beyond binary16" "$T" train "$w/base.ini" "train.out_dir=$w/bad" "${student[@]}" \
+  "distill.teacher=$w/huge.h5"
 expect_fail "missing teacher" "$T" train "$w/base.ini" "train.out_dir=$w/bad" "${student[@]}" \
   "distill.teacher=$w/none.h5"
 [ ! -e "$w/bad" ] || fail "a refused run left $w/bad behind"

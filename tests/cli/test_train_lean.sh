@@ -8,7 +8,10 @@
 #    emulator, docs/CUDA.md says why);
 #  - the memory plan shrinks as it should and names the STE components;
 #  - a bf16 checkpoint's shadows are bf16 values under /params, and eval / export / run read it;
-#  - bad input: state_bits = 7, shadow = fp16, resuming with another state_bits or shadow: one error line.
+#  - a bf16 checkpoint with 32-bit moments starts a run through [model] init; quant.layers = mlp with bf16
+#    shadows trains attention as float;
+#  - bad input: state_bits = 7, shadow = fp16, resuming with another state_bits or shadow, or a bf16 run from a
+#    dense checkpoint: one error line.
 source "$(dirname "$0")/helpers/train_common.sh"
 
 cat > "$w/base.ini" <<INI
@@ -129,6 +132,34 @@ a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 assert abs(a["loss"] - b["loss"]) <= 1e-4 * a["loss"], (a, b)
 print(f"bf16 checkpoint: eval loss {a['loss']:.5f}, exported .trin {b['loss']:.5f}")
 PY
+
+# A bf16 checkpoint with 32-bit moments (bf16-32) starts a new run through [model] init (its /quant moments are
+# not read by a plain load), and eval reads it.
+{ printf '[model]\ninit = %s\n' "$w/bf16-32-cpu/full-000010.h5"; sed '1,/^\[data\]/{/^\[data\]/!d}' "$w/base.ini"; } > "$w/init.ini"
+"$T" train "$w/init.ini" "train.out_dir=$w/from-bf16" train.steps=2 2> "$w/err" || { cat "$w/err"; fail "init from bf16-32"; }
+"$T" eval "$w/bf16-32-cpu/full-000010.h5" --data "$w/val.h5" --seq-len 32 --json > /dev/null 2> "$w/err" ||
+  { cat "$w/err"; fail "eval bf16-32"; }
+# bf16 shadows for the MLP only: attention stays float (fp32 AdamW on the run's gradients) and learns.
+for s in fp32 bf16; do
+  "$T" train "$w/base.ini" "train.out_dir=$w/mlp-$s" quant.layers=mlp quant.shadow=$s 2> "$w/err" ||
+    { cat "$w/err"; fail "quant.layers=mlp, shadow $s"; }
+done
+"$PY" - "$w" <<'PY'
+import json, sys
+import h5py, numpy as np
+w = sys.argv[1]
+l = {s: [r["loss"] for r in map(json.loads, open(f"{w}/mlp-{s}/log.jsonl")) if "loss" in r] for s in ("fp32", "bf16")}
+assert l["bf16"][-1] < l["bf16"][0] - 0.2 and abs(l["bf16"][-1] - l["fp32"][-1]) < 0.05 * l["fp32"][-1], l
+a, b = (h5py.File(f"{w}/mlp-{s}/ckpt-000010.h5", "r")["params/model.layers.0.self_attn.q_proj.weight"][()]
+        for s in ("fp32", "bf16"))
+assert np.abs(a - b).max() < 0.05 * np.abs(a).max() and np.any(b.view(np.uint32) & 0xFFFF), "attention stays float"
+print(f"quant.layers=mlp: bf16 {l['bf16'][0]:.4f} -> {l['bf16'][-1]:.4f}, fp32 -> {l['fp32'][-1]:.4f}")
+PY
+# A dense run's checkpoint has no STE state: a bf16 run does not resume from it.
+sed '/^\[quant\]/,$d' "$w/base.ini" > "$w/dense.ini"
+"$T" train "$w/dense.ini" "train.out_dir=$w/dense" train.steps=5 2> "$w/err" || { cat "$w/err"; fail "dense"; }
+expect_fail "resume a bf16 run from a dense checkpoint" "$T" train "$w/base.ini" "train.out_dir=$w/bad" \
+  quant.shadow=bf16 --resume-from "$w/dense/ckpt-000005.h5"
 
 expect_fail "state_bits = 7" "$T" train "$w/base.ini" "train.out_dir=$w/bad" optim.state_bits=7
 expect_fail "shadow = fp16" "$T" train "$w/base.ini" "train.out_dir=$w/bad" quant.shadow=fp16
