@@ -12,13 +12,15 @@
 #       line as each finishes, so that a cut-off run still reports:
 #         tests     every CUDA test binary on the card (the same tests CI runs through the emulator)
 #         sanitize  the same under compute-sanitizer memcheck and racecheck (says so where it refuses)
-#         train     ghost-tiny shape, 200 steps each of dense, STE and PRIMAL on the GPU and on the CPU
-#                   (fp32): losses agree within 1e-4 relative (dense: all steps; STE: the first 10, then
-#                   reported, since its grid snapping turns last-bit differences into different paths);
+#         train     ghost-tiny shape, 200 steps each of dense, STE, PRIMAL and "lean" (STE with bf16 shadows,
+#                   8-bit state, recompute, distilled from the dense run) on the GPU and on the CPU (fp32):
+#                   losses agree within 1e-4 relative (dense: all steps; STE and lean: the first 10, then
+#                   reported, since grid snapping turns last-bit differences into different paths);
 #                   PRIMAL: the first step whose grid indices differ, if any (checkpoints every 25 steps);
 #                   the memory plan against the measured peak
-#         bench     bench train --device cuda for smollm2-135m and ghost-0.1b (tokens/s, MFU against the
-#                   card's FP32 peak, memory planned and measured), fp32, and smollm2 with tf32
+#         bench     bench train --device cuda: TinyLlama-1.1B lean ternary STE at 1 x 512 (memory planned and
+#                   measured); smollm2-135m and ghost-0.1b (tokens/s, MFU against the card's FP32 peak,
+#                   memory planned and measured), fp32, and smollm2 with tf32
 #       About 5 minutes on an H100. Exit status: 0 when every section that ran passed.
 #       GPU_CHECK_STEPS (default 200) shortens the train section for a dry run of the script itself
 #       (e.g. with a bundle of a TN_CUDA_EMU build, where `cuda` is the CPU emulator).
@@ -180,9 +182,12 @@ precision = fp32
 [optim]
 lr = 3e-3
 INI
+  # lean: the memory-lean evolution recipe (bf16 shadows, 8-bit state, recompute) distilled from the dense run
   declare -A extra=([dense]="" [ste]="quant.grid=ternary quant.scale=absmean quant.layers=attn,mlp"
-                    [primal]="optim.method=primal primal.init_std=0.05 primal.c=0.01")
-  for m in dense ste primal; do
+                    [primal]="optim.method=primal primal.init_std=0.05 primal.c=0.01"
+                    [lean]="quant.grid=ternary quant.scale=absmean quant.layers=attn,mlp quant.shadow=bf16
+                            optim.state_bits=8 train.recompute=layer distill.teacher=$d/dense-cpu/ckpt-$(printf %06d "$steps").h5")
+  for m in dense ste primal lean; do
     for dev in cuda cpu; do
       s0=$(date +%s)
       # shellcheck disable=SC2086
@@ -204,7 +209,7 @@ first_over = next((s for s in sorted(rel) if rel[s] > 1e-4), None)
 # a rounding boundary sends the two runs down different paths (docs/CUDA.md): the bound holds for the first
 # 10 steps, and the rest is reported. PRIMAL: its indices are compared below.
 early = max(v for s, v in rel.items() if s <= 10)
-ok = (m == "dense" and worst <= 1e-4) or (m == "ste" and early <= 1e-4) or m == "primal"
+ok = (m == "dense" and worst <= 1e-4) or (m in ("ste", "lean") and early <= 1e-4) or m == "primal"
 mem = [r for r in rows(b_dir) if "peak_device_measured_bytes" in r]
 plan = [r["memory"] for r in rows(b_dir) if "memory" in r]
 line = f"train: {m}: losses GPU vs CPU worst {worst:.2e} relative over {len(rel)} steps ({early:.2e} over the first 10)"
@@ -240,6 +245,19 @@ fi
 
 # ---- bench --------------------------------------------------------------------------------------------------------
 if want bench; then
+  # TinyLlama-1.1B ternary STE at 1 x 512 with the memory-lean recipe: the plan (7.48 GiB) against the card
+  j=$($T bench train --preset tinyllama-1.1b --device cuda --quant ternary --ste-only --batch 1 --seq-len 512 --steps 3 \
+      --json optim.state_bits=8 train.recompute=layer quant.shadow=bf16 2> "$OUT/bench-tinyllama-lean.log")
+  if [ -n "$j" ]; then
+    echo "$j" >> "$OUT/bench.jsonl"
+    python3 -c "
+import json, sys
+j = json.loads(sys.argv[1])
+print(f\"bench: tinyllama-1.1b lean STE 1x512: {j['step_s']:.3f} s/step, {j['tokens_per_s']:.0f} tokens/s; memory planned \"
+      f\"{j['planned_bytes'] / 2**30:.2f} GiB, peak measured {j['peak_measured_bytes'] / 2**30:.2f} GiB\")" "$j" | tee -a "$summary"
+  else
+    say "bench: tinyllama-1.1b lean FAILED:"; tail -3 "$OUT/bench-tinyllama-lean.log" | tee -a "$summary"; status=1
+  fi
   for spec in "smollm2-135m fp32" "ghost-0.1b fp32" "smollm2-135m tf32"; do
     set -- $spec
     j=$($T bench train --preset "$1" --device cuda --steps 5 --json "train.precision=$2" 2> "$OUT/bench-$1-$2.log")
