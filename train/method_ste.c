@@ -158,6 +158,19 @@ static int moments32_io(ste_ctx *c, hid_t g, int save) {
     return rc;
 }
 
+/* 8-bit moments of the shadows: quant/adam8/<name>/... (train/adam_state.h). */
+static int moments8_io(ste_ctx *c, hid_t g, int save) {
+    hid_t sub;
+    TN_CHECK(tn_h5_group(g, "adam8", &sub));
+    const char **names = shadow_names(c);
+    int rc = !names     ? tn_err("out of memory")
+             : save     ? tn_adam_state_save8(&c->opt, sub, names)
+                        : tn_adam_state_load8(&c->opt, sub, names);
+    free(names);
+    H5Gclose(sub);
+    return rc;
+}
+
 static int ste_save(void *vctx, hid_t g) {
     ste_ctx *c = vctx;
     TN_CHECK(tn_quant_spec_save(&c->q.spec, g));
@@ -166,14 +179,7 @@ static int ste_save(void *vctx, hid_t g) {
     TN_CHECK(tn_h5_attr_set_i64(g, ".", "have_prev", c->have_prev));
     TN_CHECK(tn_h5_write(g, "prev_idx", TN_H5_U8, 1, &c->n_sample, c->prev, 4));
     if (!c->bf16) return 0;
-    if (c->opt.bits == 32) return moments32_io(c, g, 1);
-    hid_t sub;
-    TN_CHECK(tn_h5_group(g, "adam8", &sub));
-    const char **names = shadow_names(c);
-    int rc = names ? tn_adam_state_save8(&c->opt, sub, names) : tn_err("out of memory");
-    free(names);
-    H5Gclose(sub);
-    return rc;
+    return c->opt.bits == 32 ? moments32_io(c, g, 1) : moments8_io(c, g, 1);
 }
 
 /* bf16 mode: the shadows from /params (float values that must be bf16 exactly: a checkpoint of this mode). */
@@ -222,13 +228,7 @@ static int ste_load(void *vctx, hid_t g) {
         return moments32_io(c, g, 0);
     }
     if (!tn_h5_exists(g, "adam8")) return tn_err("the checkpoint's shadow moments are 32-bit, the run's [optim] state_bits = 8");
-    hid_t sub;
-    TN_CHECK(tn_h5_group(g, "adam8", &sub));
-    const char **names = shadow_names(c);
-    int rc = names ? tn_adam_state_load8(&c->opt, sub, names) : tn_err("out of memory");
-    free(names);
-    H5Gclose(sub);
-    return rc;
+    return moments8_io(c, g, 0);
 }
 
 static void ste_destroy(void *vctx) {

@@ -1,29 +1,14 @@
-/* Knowledge distillation on the CPU (kernels/cpu/kd.h): the KL term with its gradient, the hidden-state MSE. */
+/* Knowledge distillation on the CPU (kernels/cpu/kd.h): the KL term with its gradient, the hidden-state MSE.
+ * The exp-heavy row loops are dispatched by vector width at load time (kernels/cpu/vec_clones.h). */
 #include "kernels/cpu/kd.h"
+#include "kernels/cpu/vec_clones.h"
 #include "kernels/vexp.h"
 
 #include <math.h>
 #include <string.h>
 
-/* The exp-heavy row loops are compiled for three vector widths and picked at load time, as in
- * kernels/cpu/ops_cpu.c (which says why). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TN_VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TN_VEC_CLONES
-#endif
-
 /* ---- the KL term ------------------------------------------------------------------------------------ */
 
-TN_VEC_CLONES static float vec_max(const float *x, int64_t n) {
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int64_t j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
-    return mx;
-}
-
-/* One row's sums, with z = (x − max)·(1/τ) and e = exp(z):
- * *Ss = Σ e_s, *St = Σ e_t, *A = Σ e_t (z_t − z_s), all in double. */
 TN_VEC_CLONES static void kd_row_sums(const float *s, const float *t, int64_t V, float ms, float mt, float inv_tau,
                                       double *Ss, double *St, double *A) {
     double ss = 0, st = 0, a = 0;
@@ -61,7 +46,7 @@ void tn_op_kd(float *kl, float *grad, const float *s_logits, const float *t_logi
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const float *s = s_logits + n * V, *t = t_logits + n * V;
-        const float ms = vec_max(s, V), mt = vec_max(t, V);
+        const float ms = tn_vec_max(s, V), mt = tn_vec_max(t, V);
         double Ss, St, A;
         kd_row_sums(s, t, V, ms, mt, inv_tau, &Ss, &St, &A);
         kl[n] = (float)(A / St + log(Ss / St));

@@ -1,5 +1,6 @@
 /* CPU implementations of kernels/ops.h. */
 #include "kernels/cpu/ops_cpu.h"
+#include "kernels/cpu/vec_clones.h"
 #include "kernels/vexp.h"
 
 #include <cblas.h>
@@ -7,28 +8,8 @@
 #include <omp.h>
 #include <string.h>
 
-/* ---- vector helpers ---------------------------------------------------------------------------------
- * The portable build targets baseline x86-64 (SSE2). The exp-heavy row loops below (softmax over the
- * vocabulary and over attention rows, SiLU) and the gradient-norm sum are compiled three times and the
- * widest one the CPU supports is picked when the program loads (GCC target_clones; the x86-64-v4 and -v3
- * levels are chosen by CPU features, where arch=<cpu name> would match only that CPU model).
- * `omp simd` lets the compiler reorder the reductions, so sums are taken in vector lanes: the result
- * does not depend on the thread count, but it may differ in the last bits between CPUs of different
- * vector width (as OpenBLAS's sgemm does anyway); exact resume holds on the same machine. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TN_VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TN_VEC_CLONES
-#endif
+/* ---- vector helpers (kernels/cpu/vec_clones.h says how they are dispatched) ------------------------- */
 
-TN_VEC_CLONES static float vec_max(const float *x, int64_t n) {
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int64_t j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
-    return mx;
-}
-
-/* Σ exp(x[j] - shift), accumulated in double */
 TN_VEC_CLONES static double vec_sum_exp(const float *x, int64_t n, float shift) {
     double sum = 0;
 #pragma omp simd reduction(+ : sum)
@@ -201,7 +182,7 @@ static int64_t causal_block(int64_t T) { return T <= 256 ? 32 : 64; }
 static void causal_softmax_rows(float *S, int64_t T, int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; i++) {
         float *row = S + i * T;
-        const float mx = vec_max(row, i + 1);
+        const float mx = tn_vec_max(row, i + 1);
         const float sum = vec_exp_sum(row, i + 1, mx);
         vec_scale(row, i + 1, 1.0f / sum);
         for (int64_t j = i + 1; j < T; j++) row[j] = 0.0f;
@@ -332,7 +313,7 @@ int64_t tn_op_cross_entropy(float *nll, const float *logits, const int32_t *targ
 #pragma omp parallel for schedule(static) reduction(+ : count)
     for (int64_t n = 0; n < N; n++) {
         const float *row = logits + n * V;
-        const float mx = vec_max(row, V);
+        const float mx = tn_vec_max(row, V);
         const double sum = vec_sum_exp(row, V, mx);
         nll[n] = (float)((double)mx + log(sum) - (double)row[targets[n]]);
         if (!mask || mask[n]) count++;
@@ -349,7 +330,7 @@ void tn_op_cross_entropy_backward(float *logits, const int32_t *targets, const u
             memset(row, 0, (size_t)V * sizeof *row);
             continue;
         }
-        const float mx = vec_max(row, V);
+        const float mx = tn_vec_max(row, V);
         const float sum = (float)vec_exp_sum_d(row, V, mx);
         vec_scale(row, V, g / sum);
         row[targets[n]] -= g;

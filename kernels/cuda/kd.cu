@@ -9,58 +9,17 @@
  * Mappings: one block per row (rows past the grid cap loop), threads striding the row so that a warp reads
  * 32 consecutive floats; the MSE's per-row sums are then added by one block through tn_cuda_scratch. */
 #include "kernels/cuda/cuda_internal.h"
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/kd.h"
 #include "kernels/vexp.h"
 
 #include <cmath>
 
-#define FULL_MASK 0xffffffffu
 
 #define KD_MAX_THREADS 512       /* KL rows (up to 150k logits): about 16 logits per thread */
 #define MSE_MAX_THREADS 256      /* hidden-state rows */
 #define RED_THREADS 256          /* the MSE's final sum over rows */
 #define MAX_ROW_BLOCKS (1 << 20) /* rows past this loop */
-
-/* ---- reductions inside a block ------------------------------------------------------------------- */
-
-namespace {
-struct op_add {
-    template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
-};
-/* max that never picks a NaN b (the CPU's x > m ? x : m); the running value is never NaN. */
-struct op_max {
-    __device__ __forceinline__ float operator()(float m, float a) const { return a > m ? a : m; }
-};
-} /* namespace */
-
-/* Lane 0 gets op over the 32 lanes of the warp (fixed shuffle tree). */
-template <class T, class Op> static __device__ __forceinline__ T warp_reduce(T v, Op op) {
-    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_down_sync(FULL_MASK, v, o));
-    return v;
-}
-
-/* v[0..K) ← op over the block of each, in every thread (blockDim.x a multiple of 32): each warp reduces with
- * shuffles, warp 0 reduces the per-warp results from red[K][32] (shared). Every thread must call it; it ends
- * with a barrier, so red may be reused at once and every read the block made before it is complete. */
-template <int K, class T, class Op> static __device__ void block_reduce_k(T *v, T identity, Op op, T (*red)[32]) {
-    const int lane = (int)(threadIdx.x % 32), warp = (int)(threadIdx.x / 32), nwarps = (int)(blockDim.x / 32);
-    for (int k = 0; k < K; k++) v[k] = warp_reduce(v[k], op);
-    if (lane == 0)
-        for (int k = 0; k < K; k++) red[k][warp] = v[k];
-    __syncthreads();
-    if (warp == 0)
-        for (int k = 0; k < K; k++) {
-            T w = lane < nwarps ? red[k][lane] : identity;
-            w = warp_reduce(w, op);
-            if (lane == 0) red[k][0] = w;
-        }
-    __syncthreads();
-    for (int k = 0; k < K; k++) v[k] = red[k][0];
-    __syncthreads();
-}
-
-/* a - b, never contracted with a product that forms a or b */
-static __device__ __forceinline__ float sub_rn(float a, float b) { return __fadd_rn(a, -b); }
 
 /* z = (x − m)·(1/τ), rounded per operation as on the CPU */
 static __device__ __forceinline__ float scaled(float x, float m, float inv_tau) {

@@ -22,12 +22,12 @@
  * so that a warp reads 32 consecutive floats. No op waits for the device except those that return a host
  * value (sumsq, masked_sum, count_nonzero_i8). */
 #include "kernels/cuda/cuda_internal.h"
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/bf16.h"
 #include "kernels/vexp.h"
 
 #include <cfloat>
 
-#define FULL_MASK 0xffffffffu
 
 #define EW_THREADS 256         /* elementwise kernels */
 #define EW_MAX_BLOCKS 4096     /* more elements: grid-stride */
@@ -41,52 +41,12 @@
 #define DW_MAX_CHUNKS 1024
 #define DW_MAX_PARTIALS (1 << 21) /* chunks x D doubles of scratch, at most (16 MiB) unless D is larger */
 
-/* ---- reductions inside a block ------------------------------------------------------------------- */
-
-/* The types of this file are in an unnamed namespace: their inline members stay out of other files' way. */
-namespace {
-struct op_add {
-    template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
-};
-/* max that never picks a NaN b (the CPU's a > m ? a : m); the running value is never NaN. */
-struct op_max {
-    __device__ __forceinline__ float operator()(float m, float a) const { return a > m ? a : m; }
-};
-} /* namespace */
-
-/* Lane 0 gets op over the 32 lanes of the warp (fixed shuffle tree). */
-template <class T, class Op> static __device__ __forceinline__ T warp_reduce(T v, Op op) {
-    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_down_sync(FULL_MASK, v, o));
-    return v;
-}
-
-/* op over the block (blockDim.x a multiple of 32), returned to every thread: each warp reduces with
- * shuffles, warp 0 reduces the per-warp results from red[32] (shared). Every thread must call it. */
-template <class T, class Op> static __device__ T block_reduce(T v, T identity, Op op, T *red) {
-    const int lane = (int)(threadIdx.x % 32), warp = (int)(threadIdx.x / 32), nwarps = (int)(blockDim.x / 32);
-    v = warp_reduce(v, op);
-    if (lane == 0) red[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        T w = lane < nwarps ? red[lane] : identity;
-        w = warp_reduce(w, op);
-        if (lane == 0) red[0] = w;
-    }
-    __syncthreads();
-    const T r = red[0];
-    __syncthreads(); /* red is reused by the caller's next reduction */
-    return r;
-}
-
 /* ---- small helpers -------------------------------------------------------------------------------- */
 
 static __device__ __forceinline__ int64_t global_thread(void) {
     return (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
 }
 static __device__ __forceinline__ int64_t grid_threads(void) { return (int64_t)gridDim.x * blockDim.x; }
-
-/* a - b, never contracted with a product that forms a or b */
-static __device__ __forceinline__ float sub_rn(float a, float b) { return __fadd_rn(a, -b); }
 
 static __device__ __forceinline__ float4 load4(const float *p, int64_t i) {
     return reinterpret_cast<const float4 *>(p)[i];
