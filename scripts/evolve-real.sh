@@ -146,7 +146,7 @@ for k in ("loss_ce", "loss_kd"):
     if k in st[-1]: res["final_" + k] = st[-1][k]
 json.dump(res, open(f"{d}/result.json", "w"), indent=1)
 PY
-  log "$name: $(cat "$d/result.json" | tr -d '\n ')"
+  log "$name: $(tr -d '\n ' < "$d/result.json")"
 }
 
 # ---- rows ------------------------------------------------------------------------------------------------------
@@ -193,6 +193,7 @@ for lr in $SWEEP_LRS; do
   train_row "sweep-$lr" "$SWEEP_TOKENS" "$lr" "${STE[@]}"
 done
 # The sweep's best learning rate (lowest Alpaca-val loss) for every STE row.
+# shellcheck disable=SC2086 # one argument per learning rate
 best_lr=$("$PY" - "$W/rows" $SWEEP_LRS <<'PY'
 import json, os, sys
 res = [json.load(open(p)) for lr in sys.argv[2:] if os.path.exists(p := f"{sys.argv[1]}/sweep-{lr}/result.json")]
@@ -214,8 +215,8 @@ want primal15-kd && train_row primal15-kd "$TOKENS" "$best_lr" quant.grid=primal
 "$PY" - "$W/rows" "$WIKI_WINDOWS" "$device" <<'PY' | tee "$W/results.md"
 import json, os, sys
 rows_dir, windows, device = sys.argv[1], sys.argv[2], sys.argv[3]
-order = ["dense", "dense-sft", "ptq"] + sorted(n for n in os.listdir(rows_dir) if n.startswith("sweep-")) + \
-        ["ste", "ste-kd", "ste-kd-lean", "primal15-kd"]
+sweeps = sorted((n for n in os.listdir(rows_dir) if n.startswith("sweep-")), key=lambda n: float(n[len("sweep-"):]))
+order = ["dense", "dense-sft", "ptq"] + sweeps + ["ste", "ste-kd", "ste-kd-lean", "primal15-kd"]
 print("| row | lr | tokens | Alpaca-val loss | WikiText-2 ppl | train time | tokens/s | peak RSS |")
 print("|---|---|---|---|---|---|---|---|")
 for n in order:
@@ -227,7 +228,8 @@ for n in order:
     tps = f"{r['tokens_per_s']:.0f}" if "tokens_per_s" in r else "-"
     rss = f"{r['peak_rss_bytes'] / 2**30:.2f} GiB" if "peak_rss_bytes" in r else "-"
     lr = f"{r['lr']:g}" if "lr" in r else "-"
-    print(f"| {n} | {lr} | {r['tokens']} | {r['alpaca_val_loss']:.4f} | {r['wiki_ppl']:.2f} | {t} | {tps} | {rss} |")
+    ppl = f"{r['wiki_ppl']:.3g}" if r["wiki_ppl"] >= 1e5 else f"{r['wiki_ppl']:,.1f}"
+    print(f"| {n} | {lr} | {r['tokens']:,} | {r['alpaca_val_loss']:.4f} | {ppl} | {t} | {tps} | {rss} |")
 print(f"\nAlpaca-val: mean NLL of the answer tokens of the 200 held-out records; WikiText-2: test split, the first "
       f"{windows} windows of 512 tokens; device {device}.")
 PY
