@@ -9,7 +9,7 @@
 #include <string.h>
 
 static void help(void) {
-    printf("usage: trinity bench <train|gemv|decode> [options]   ('trinity bench <what> --help')\n");
+    printf("usage: trinity bench <train|gemv|decode|prefill> [options]   ('trinity bench <what> --help')\n");
 }
 
 static void train_help(void) {
@@ -99,5 +99,6 @@ int tn_cmd_bench(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) return bench_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "gemv")) return tn_bench_gemv(argc - 1, argv + 1);
     if (!strcmp(argv[1], "decode")) return tn_bench_decode(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "prefill")) return tn_bench_prefill(argc - 1, argv + 1);
     return tn_cli_usage_error("bench", "unknown benchmark '%s'", argv[1]);
 }

@@ -17,7 +17,8 @@ static void help(void) {
            "checkpoints are evaluated with their snapped weights. A .trin runs through the inference engine:\n"
            "exactly (float activations, the checkpoint's loss) by default, or with --fast through the int8 /\n"
            "lookup kernels that `trinity run` uses.\n"
-           "--device evaluates a .h5 checkpoint on that device (default cpu; docs/CUDA.md).\n"
+           "--device runs the evaluation on that device (default cpu; docs/CUDA.md): a .h5 checkpoint through\n"
+           "the training model, a .trin through the inference engine with its packed weights on the device.\n"
            "--json prints {\"loss\": L, \"ppl\": P, \"tokens\": T} on one line.\n");
 }
 
@@ -70,11 +71,8 @@ int tn_cmd_eval(int argc, char **argv) {
     size_t ml = strlen(model);
     int rc;
     if (ml > 5 && !strcmp(model + ml - 5, ".trin")) {
-        if (strcmp(device, "cpu") != 0)
-            return tn_cli_usage_error("eval", "--device %s: a .trin runs on the CPU inference engine; --device applies "
-                                              "to .h5 checkpoints", device);
-        rc = tn_trin_eval(model, data, (int)seq, (int)batch, maxw, fast ? TN_INFER_FAST : TN_INFER_EXACT, &loss,
-                          &counted);
+        rc = tn_trin_eval(model, data, (int)seq, (int)batch, maxw, fast ? TN_INFER_FAST : TN_INFER_EXACT, device,
+                          &loss, &counted);
     } else {
         if (fast) return tn_cli_usage_error("eval", "--fast applies to .trin models");
         rc = tn_eval_checkpoint(model, data, (int)seq, (int)batch, maxw, device, &loss, &counted);

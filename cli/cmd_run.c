@@ -32,6 +32,9 @@ static void usage(FILE *f) {
             "                          (\"Instruction: ...\\nInput: \\nResponse: \") or alpaca\n"
             "  --ctx N                 context length (default min(max_seq_len, 4096))\n"
             "  --threads N             threads (default: all cores)\n"
+            "  --device D              cpu (default), cuda or cuda:N: run the whole forward pass there, packed\n"
+            "                          weights uploaded once (docs/CUDA.md)\n"
+            "  --no-graph              CUDA: run each decode step kernel by kernel, not as a CUDA graph\n"
             "  --exact                 fp32 products on dequantized weights (slow; matches the training model)\n"
             "  --tokenizer T           use this tokenizer instead of the model's (file, dir or 'bytes')\n"
             "  --no-stop               do not stop at the end-of-sequence token\n"
@@ -75,17 +78,21 @@ int tn_cmd_run(int argc, char **argv) {
             interactive = 1;
         } else if (!strcmp(a, "--exact")) {
             io.mode = TN_INFER_EXACT;
+        } else if (!strcmp(a, "--no-graph")) {
+            io.graph = 0;
         } else if (!strcmp(a, "--no-stop")) {
             go.stop_at_eos = 0;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt") || !strcmp(a, "-n") || !strcmp(a, "--tokens") ||
                    !strcmp(a, "--temp") || !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
                    !strcmp(a, "--repeat-penalty") || !strcmp(a, "--seed") || !strcmp(a, "--template") ||
-                   !strcmp(a, "--ctx") || !strcmp(a, "--threads") || !strcmp(a, "--tokenizer")) {
+                   !strcmp(a, "--ctx") || !strcmp(a, "--threads") || !strcmp(a, "--tokenizer") ||
+                   !strcmp(a, "--device")) {
             if (i + 1 >= argc) return tn_cli_usage_error("run", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
             else if (!strcmp(a, "--template")) go.template_name = v;
             else if (!strcmp(a, "--tokenizer")) tok_path = v;
+            else if (!strcmp(a, "--device")) io.device = v;
             else if (!strcmp(a, "-n") || !strcmp(a, "--tokens")) {
                 if (parse_int(v, 0, 1 << 24, &iv)) return tn_cli_usage_error("run", "%s: '%s' is not a count", a, v);
                 go.max_new = (int)iv;

@@ -22,7 +22,7 @@ static const struct {
     {"export", tn_cmd_export, "pack a checkpoint into a .trin file"},
     {"run", tn_cmd_run, "generate text from a .trin or .h5 model"},
     {"eval", tn_cmd_eval, "masked loss and perplexity of a model on a shard"},
-    {"bench", tn_cmd_bench, "benchmarks (train, gemv, decode)"},
+    {"bench", tn_cmd_bench, "benchmarks (train, gemv, decode, prefill)"},
     {"info", tn_cmd_info, "describe a .trin, .h5, .gguf or shard file"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])

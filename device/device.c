@@ -58,6 +58,7 @@ int tn_device_open(const char *spec, tn_device *d) {
     snprintf(d->spec, sizeof d->spec, "cuda:%d", d->index);
     TN_CHECK(g_cuda->open(d->index, d->name, (int)sizeof d->name, &d->cc, &d->emulated));
     d->ops = g_cuda->ops();
+    d->infer_ops = g_cuda->infer_ops ? g_cuda->infer_ops() : NULL;
     return g_cuda->set_precision(TN_PRECISION_FP32);
 }
 

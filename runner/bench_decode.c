@@ -12,7 +12,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/packed.h"
 #include "model/params.h"
-#include "runner/bench_gemv.h"
+#include "runner/bandwidth.h"
 #include "runner/infer.h"
 
 #include <cblas.h>
@@ -35,17 +35,32 @@ static const preset PRESETS[] = {
 };
 #define N_PRESETS (int)(sizeof PRESETS / sizeof PRESETS[0])
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: trinity bench decode [--preset tinyllama-1.1b|tiny] [--threads N] [--tokens N] [--json]\n"
-            "\n"
-            "Builds a random-weight T2 model of the preset's shape in memory (attention and MLP ternary with a\n"
-            "per-tensor scale, embeddings and LM head F16, norms F32), opens it through the TRIN reader and the\n"
-            "inference engine, and times greedy decoding of --tokens tokens (default 128) after a warm-up. In the\n"
-            "same run it measures the memory read bandwidth (before and after decoding; the higher counts) and\n"
-            "prints the bandwidth-bound tokens/s for the bytes read per token, and the ratio measured / bound.\n"
-            "Threads default to 2. Run it on an otherwise idle machine.\n"
-            "  --json   one JSON object on one line\n");
+static void usage(FILE *f, int prefill) {
+    if (prefill)
+        fprintf(f,
+                "usage: trinity bench prefill [--preset tinyllama-1.1b|tiny] [--prompt N] [--device D] [--threads N]\n"
+                "                             [--json]\n"
+                "\n"
+                "Builds the random-weight T2 model of `trinity bench decode` and times the processing of a prompt of\n"
+                "--prompt tokens (default 512) as one batch through the inference engine (chunks of 64 tokens, the\n"
+                "logits of the last token): the best and the median of 5 runs after a warm-up, in tokens/s. It\n"
+                "prints the bytes of weights, which a batched product reads once per chunk.\n"
+                "  --device D  cpu (default), cuda or cuda:N\n"
+                "  --json      one JSON object on one line\n");
+    else
+        fprintf(f,
+                "usage: trinity bench decode [--preset tinyllama-1.1b|tiny] [--device D] [--no-graph] [--threads N]\n"
+                "                            [--tokens N] [--json]\n"
+                "\n"
+                "Builds a random-weight T2 model of the preset's shape in memory (attention and MLP ternary with a\n"
+                "per-tensor scale, embeddings and LM head F16, norms F32), opens it through the TRIN reader and the\n"
+                "inference engine, and times greedy decoding of --tokens tokens (default 128) after a warm-up. In the\n"
+                "same run it measures the read bandwidth of the device's memory (before and after decoding; the\n"
+                "higher counts) and prints the bandwidth-bound tokens/s for the bytes read per token, and the ratio\n"
+                "measured / bound. Threads default to 2. Run it on an otherwise idle machine.\n"
+                "  --device D   cpu (default), cuda or cuda:N (docs/CUDA.md)\n"
+                "  --no-graph   CUDA: run each step kernel by kernel instead of replaying a CUDA graph\n"
+                "  --json       one JSON object on one line\n");
 }
 
 /* The 81 bytes whose four 2-bit fields are all valid ternary codes (0, 1, 2). */
@@ -144,88 +159,131 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
-int tn_bench_decode(int argc, char **argv) {
-    const preset *p = &PRESETS[0];
-    int threads = 2, tokens = 128, json = 0;
+typedef struct {
+    const preset *p;
+    int threads, tokens, prompt, json, graph;
+    const char *device;
+} bench_opts;
+
+/* The options of `bench decode` (prefill = 0) or `bench prefill`; returns -1 to go on, else an exit code. */
+static int parse(int argc, char **argv, int prefill, bench_opts *o) {
+    const char *cmd = prefill ? "bench prefill" : "bench decode";
+    o->p = &PRESETS[0];
+    o->threads = 2, o->tokens = 128, o->prompt = 512, o->json = 0, o->graph = 1;
+    o->device = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (tn_cli_is_help(a)) {
-            usage(stdout);
+            usage(stdout, prefill);
             return TN_EXIT_OK;
         } else if (!strcmp(a, "--json")) {
-            json = 1;
+            o->json = 1;
+        } else if (!prefill && !strcmp(a, "--no-graph")) {
+            o->graph = 0;
+        } else if (!strcmp(a, "--device")) {
+            if (++i >= argc) return tn_cli_usage_error(cmd, "--device needs cpu, cuda or cuda:N");
+            o->device = argv[i];
         } else if (!strcmp(a, "--preset")) {
-            if (++i >= argc) return tn_cli_usage_error("bench decode", "--preset needs a name");
-            p = NULL;
+            if (++i >= argc) return tn_cli_usage_error(cmd, "--preset needs a name");
+            o->p = NULL;
             for (int k = 0; k < N_PRESETS; k++)
-                if (!strcmp(argv[i], PRESETS[k].name)) p = &PRESETS[k];
-            if (!p) return tn_cli_usage_error("bench decode", "unknown preset '%s' (tinyllama-1.1b, tiny)", argv[i]);
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "--tokens")) {
-            if (++i >= argc) return tn_cli_usage_error("bench decode", "%s needs a value", a);
+                if (!strcmp(argv[i], PRESETS[k].name)) o->p = &PRESETS[k];
+            if (!o->p) return tn_cli_usage_error(cmd, "unknown preset '%s' (tinyllama-1.1b, tiny)", argv[i]);
+        } else if (!strcmp(a, "--threads") || (!prefill && !strcmp(a, "--tokens")) || (prefill && !strcmp(a, "--prompt"))) {
+            if (++i >= argc) return tn_cli_usage_error(cmd, "%s needs a value", a);
             char *end;
             long v = strtol(argv[i], &end, 10);
             if (*argv[i] == '\0' || *end || v <= 0 || v > 100000)
-                return tn_cli_usage_error("bench decode", "%s: '%s' is not a positive integer", a, argv[i]);
-            if (!strcmp(a, "--threads")) threads = (int)v;
-            else tokens = (int)v;
+                return tn_cli_usage_error(cmd, "%s: '%s' is not a positive integer", a, argv[i]);
+            if (!strcmp(a, "--threads")) o->threads = (int)v;
+            else if (!strcmp(a, "--tokens")) o->tokens = (int)v;
+            else o->prompt = (int)v;
         } else {
-            return tn_cli_usage_error("bench decode", "unknown option '%s'", a);
+            return tn_cli_usage_error(cmd, "unknown option '%s'", a);
         }
     }
-    const tn_llama_config *cfg = &p->cfg;
-    if (tokens + 16 > cfg->max_seq_len) return tn_cli_usage_error("bench decode", "--tokens: at most %d for this preset", cfg->max_seq_len - 16);
-    omp_set_num_threads(threads);
-    tn_packed_set_threads(threads);
-    openblas_set_num_threads(threads);
+    const int need = prefill ? o->prompt : o->tokens + 16;
+    if (need > o->p->cfg.max_seq_len)
+        return tn_cli_usage_error(cmd, "%s: at most %d for this preset", prefill ? "--prompt" : "--tokens",
+                                  o->p->cfg.max_seq_len - (prefill ? 0 : 16));
+    omp_set_num_threads(o->threads);
+    tn_packed_set_threads(o->threads);
+    openblas_set_num_threads(o->threads);
+    return -1;
+}
 
+/* The preset's random model, in huge pages where the kernel allows, opened through the TRIN reader on the
+ * device. *img / *hp / *hp_len: what to release after tn_infer_free (release_image). */
+typedef struct {
+    uint8_t *img, *hp;
+    size_t hp_len;
+    double t_build, t_open;
+} image;
+
+static void release_image(image *im) {
+    tn_free(im->img);
+    if (im->hp) munmap(im->hp, im->hp_len);
+    memset(im, 0, sizeof *im);
+}
+
+static int open_model(const bench_opts *b, int ctx, image *im, tn_infer **out) {
+    const tn_llama_config *cfg = &b->p->cfg;
+    memset(im, 0, sizeof *im);
     double t0 = tn_time_s();
-    uint8_t *img = NULL;
     size_t img_size = 0;
-    if (build_image(cfg, &img, &img_size) != 0) return tn_err_prefix("bench decode: building the model"), tn_cli_fail();
-    const uint8_t *img_view = img;
-    double t_build = tn_time_s() - t0;
+    if (build_image(cfg, &im->img, &img_size) != 0) return tn_err_prefix("building the model");
+    const uint8_t *img_view = im->img;
+    im->t_build = tn_time_s() - t0;
     t0 = tn_time_s();
-    tn_trin *t = NULL;
-    tn_infer *m = NULL;
     tn_infer_opts o;
     tn_infer_opts_default(&o);
-    o.threads = threads;
-    o.ctx = tokens + 16;
+    o.threads = b->threads;
+    o.ctx = ctx;
+    o.device = b->device;
+    o.graph = b->graph;
     /* Move the image into 2 MiB pages when the kernel allows it (transparent huge pages, madvise mode):
      * fewer TLB misses while streaming 370 MB per token. TN_BENCH_NO_HUGEPAGES=1 keeps 4 KiB pages. */
-    uint8_t *hp = NULL;
-    size_t hp_len = 0;
     if (!getenv("TN_BENCH_NO_HUGEPAGES")) {
         const size_t huge = (size_t)2 << 20;
-        hp_len = (img_size + 2 * huge - 1) / huge * huge;
-        void *map = mmap(NULL, hp_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (map == MAP_FAILED) {
-            hp_len = 0;
-        } else {
-            hp = map;
-            uint8_t *aligned = (uint8_t *)(((uintptr_t)hp + huge - 1) & ~(uintptr_t)(huge - 1));
+        size_t len = (img_size + 2 * huge - 1) / huge * huge;
+        void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (map != MAP_FAILED) {
+            im->hp = map;
+            im->hp_len = len;
+            uint8_t *aligned = (uint8_t *)(((uintptr_t)im->hp + huge - 1) & ~(uintptr_t)(huge - 1));
             madvise(aligned, img_size, MADV_HUGEPAGE);
-            memcpy(aligned, img, img_size);
-            tn_free(img);
-            img = NULL;
+            memcpy(aligned, im->img, img_size);
+            tn_free(im->img);
+            im->img = NULL;
             img_view = aligned;
         }
     }
+    tn_trin *t = NULL;
     int rc = tn_trin_open_memory(img_view, img_size, &t);
-    if (rc == 0) rc = tn_infer_from_trin(t, &o, &m); /* takes t */
-    double t_open = tn_time_s() - t0;
-    if (rc != 0) {
-        tn_free(img);
-        if (hp) munmap(hp, hp_len);
-        return tn_err_prefix("bench decode"), tn_cli_fail();
-    }
+    if (rc == 0) rc = tn_infer_from_trin(t, &o, out); /* takes t */
+    im->t_open = tn_time_s() - t0;
+    if (rc != 0) release_image(im);
+    return rc;
+}
+
+int tn_bench_decode(int argc, char **argv) {
+    bench_opts b;
+    const int prc = parse(argc, argv, 0, &b);
+    if (prc >= 0) return prc;
+    const preset *p = b.p;
+    const int threads = b.threads, tokens = b.tokens, json = b.json;
+    const tn_llama_config *cfg = &p->cfg;
+    tn_infer *m = NULL;
+    image im;
+    if (open_model(&b, tokens + 16, &im, &m) != 0) return tn_err_prefix("bench decode"), tn_cli_fail();
+    const double t_build = im.t_build, t_open = im.t_open;
     const int64_t bytes = tn_infer_weight_bytes(m);
 
     /* Bandwidth over a buffer at least the model's size (and >= 256 MiB), same thread count, measured
      * before and after decoding; the higher of the two sets the bound, so a disturbance during either
      * measurement can only make the ratio look worse, never better. */
     size_t bw_bytes = (size_t)bytes > ((size_t)256 << 20) ? (size_t)bytes : ((size_t)256 << 20);
-    double bw_before = tn_bench_read_bandwidth(bw_bytes, threads, 5);
+    double bw_before = tn_infer_read_bandwidth(m, bw_bytes, threads, 5);
 
     /* Decode: a BOS prompt, a warm-up of 8 tokens, then `tokens` timed greedy steps. */
     const int V = cfg->vocab_size;
@@ -242,15 +300,14 @@ int tn_bench_decode(int argc, char **argv) {
     if (!lg) {
         free(dt);
         tn_infer_free(m);
-        tn_free(img);
-        if (hp) munmap(hp, hp_len);
+        release_image(&im);
         return tn_err_prefix("bench decode"), tn_cli_fail();
     }
     tn_sort_doubles(dt, tokens);
     const double tok_s = tokens / t_dec, med_tok_s = 1.0 / dt[tokens / 2];
     free(dt);
 
-    double bw_after = tn_bench_read_bandwidth(bw_bytes, threads, 5);
+    double bw_after = tn_infer_read_bandwidth(m, bw_bytes, threads, 5);
     double bw = bw_before > bw_after ? bw_before : bw_after;
     const double bound = bw > 0 ? bw / (double)bytes : 0, ratio = bound > 0 ? tok_s / bound : 0;
 
@@ -259,6 +316,9 @@ int tn_bench_decode(int argc, char **argv) {
         cJSON_AddStringToObject(j, "bench", "decode");
         cJSON_AddStringToObject(j, "preset", p->name);
         cJSON_AddStringToObject(j, "model", tn_infer_describe(m));
+        cJSON_AddStringToObject(j, "device", tn_infer_device(m));
+        cJSON_AddStringToObject(j, "device_name", tn_infer_device_name(m));
+        cJSON_AddBoolToObject(j, "graph", b.graph && tn_infer_graph_active(m));
         cJSON_AddNumberToObject(j, "threads", threads);
         cJSON_AddStringToObject(j, "kernels", tn_isa_name(tn_kernels_isa()));
         cJSON_AddNumberToObject(j, "tokens", tokens);
@@ -276,7 +336,8 @@ int tn_bench_decode(int argc, char **argv) {
         tn_json_print_line(stdout, j);
         cJSON_Delete(j);
     } else {
-        printf("bench decode: %s (%s), %d threads, kernels %s\n", p->name, tn_infer_describe(m), threads,
+        printf("bench decode: %s (%s), %s%s, %d threads, kernels %s\n", p->name, tn_infer_describe(m),
+               tn_infer_device(m), tn_infer_graph_active(m) ? " (CUDA graph)" : "", threads,
                tn_isa_name(tn_kernels_isa()));
         printf("  model      %.1f MB read per token (built in %.1fs, opened and verified in %.2fs)\n", (double)bytes / 1e6,
                t_build, t_open);
@@ -286,7 +347,73 @@ int tn_bench_decode(int argc, char **argv) {
                bw_before / 1e9, bw_after / 1e9, bound, ratio);
     }
     tn_infer_free(m);
-    tn_free(img);
-    if (hp) munmap(hp, hp_len);
+    release_image(&im);
     return bw > 0 ? TN_EXIT_OK : (tn_err("bench decode: out of memory for the bandwidth buffer"), tn_cli_fail());
+}
+
+int tn_bench_prefill(int argc, char **argv) {
+    bench_opts b;
+    const int prc = parse(argc, argv, 1, &b);
+    if (prc >= 0) return prc;
+    const tn_llama_config *cfg = &b.p->cfg;
+    const int n = b.prompt, V = cfg->vocab_size, runs = 5;
+    tn_infer *m = NULL;
+    image im;
+    if (open_model(&b, n, &im, &m) != 0) return tn_err_prefix("bench prefill"), tn_cli_fail();
+    int32_t *toks = malloc((size_t)n * sizeof *toks);
+    float *logits = malloc((size_t)V * sizeof *logits);
+    double dt[5];
+    int rc = toks && logits ? 0 : tn_err("out of memory");
+    tn_rng r;
+    tn_rng_seed(&r, 7);
+    for (int i = 0; toks && i < n; i++) toks[i] = (int32_t)tn_rng_below(&r, (uint64_t)V);
+    /* a warm-up run, then the timed ones; tn_infer_forward returns after the logits came back (on CUDA
+     * the download waits for the device) */
+    for (int k = -1; rc == 0 && k < runs; k++) {
+        tn_infer_reset(m);
+        const double t0 = tn_time_s();
+        rc = tn_infer_forward(m, toks, n, logits, 0);
+        if (k >= 0) dt[k] = tn_time_s() - t0;
+    }
+    if (rc != 0) {
+        free(toks);
+        free(logits);
+        tn_infer_free(m);
+        release_image(&im);
+        return tn_err_prefix("bench prefill"), tn_cli_fail();
+    }
+    tn_sort_doubles(dt, runs);
+    const double best = n / dt[0], median = n / dt[runs / 2];
+    const int64_t bytes = tn_infer_weight_bytes(m);
+    if (b.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "bench", "prefill");
+        cJSON_AddStringToObject(j, "preset", b.p->name);
+        cJSON_AddStringToObject(j, "model", tn_infer_describe(m));
+        cJSON_AddStringToObject(j, "device", tn_infer_device(m));
+        cJSON_AddStringToObject(j, "device_name", tn_infer_device_name(m));
+        cJSON_AddNumberToObject(j, "threads", b.threads);
+        cJSON_AddStringToObject(j, "kernels", tn_isa_name(tn_kernels_isa()));
+        cJSON_AddNumberToObject(j, "prompt", n);
+        tn_json_add_num(j, "tok_s", best);
+        tn_json_add_num(j, "median_tok_s", median);
+        tn_json_add_num(j, "ms_per_prompt", 1e3 * dt[0]);
+        cJSON_AddNumberToObject(j, "weight_bytes", (double)bytes);
+        tn_json_add_num(j, "build_s", im.t_build);
+        tn_json_add_num(j, "open_s", im.t_open);
+        tn_json_print_line(stdout, j);
+        cJSON_Delete(j);
+    } else {
+        printf("bench prefill: %s (%s), %s, %d threads, kernels %s\n", b.p->name, tn_infer_describe(m),
+               tn_infer_device(m), b.threads, tn_isa_name(tn_kernels_isa()));
+        printf("  model      %.1f MB of weights (built in %.1fs, opened in %.2fs)\n", (double)bytes / 1e6, im.t_build,
+               im.t_open);
+        printf("  prefill    %d tokens: %.1f tok/s (%.1f ms; median of %d runs %.1f tok/s)\n", n, best, 1e3 * dt[0],
+               runs, median);
+    }
+    free(toks);
+    free(logits);
+    tn_infer_free(m);
+    release_image(&im);
+    return TN_EXIT_OK;
 }

@@ -14,7 +14,11 @@
 #ifndef TN_RUNNER_BENCH_DECODE_H
 #define TN_RUNNER_BENCH_DECODE_H
 
-/* argv[0] is "decode". Options: --preset tinyllama-1.1b|tiny, --threads N, --tokens N, --json. */
+/* argv[0] is "decode". Options: --preset tinyllama-1.1b|tiny, --device D, --no-graph, --threads N,
+ * --tokens N, --json. On a CUDA device the bandwidth is the device memory's (a read kernel). */
 int tn_bench_decode(int argc, char **argv);
+/* `trinity bench prefill` (argv[0] "prefill"): the same model, a random prompt of --prompt N tokens (default
+ * 512) processed as one batch; tokens/s, best and median of 5 runs. Options as decode, --prompt for --tokens. */
+int tn_bench_prefill(int argc, char **argv);
 
 #endif

@@ -3,6 +3,8 @@
 
 #include <stddef.h>
 
+#include "runner/bandwidth.h"
+
 /* trinity bench gemv [--threads N] [--iters N] [--json]
  * Times the packed T2 matrix-vector product (kernels/packed.h) for the TinyLlama shapes 2048x2048,
  * 5632x2048 and 2048x5632 (rows x cols = out x in), with 2 threads unless told otherwise: the median
@@ -12,10 +14,5 @@
  * (tn_bench_read_bandwidth), from which the bandwidth-bound time of each shape's bytes follows.
  * --json: one JSON object per shape per line on stdout. Returns a process exit code. */
 int tn_bench_gemv(int argc, char **argv);
-
-/* Memory read bandwidth in bytes/s: `passes` streaming sums over a `bytes` buffer (>= 256 MiB to defeat
- * caches), each 16 MiB piece split over `threads` OpenMP threads and timed on its own; the rate of the
- * 10th-percentile time is returned (robust against other processes on the machine). 0 on allocation failure. */
-double tn_bench_read_bandwidth(size_t bytes, int threads, int passes);
 
 #endif

@@ -18,12 +18,13 @@ static double nll_of(const float *logits, int V, int target) {
 }
 
 int tn_trin_eval(const char *model, const char *shard_path, int seq_len, int batch, int64_t max_windows,
-                 tn_infer_mode mode, double *loss, int64_t *tokens) {
+                 tn_infer_mode mode, const char *device, double *loss, int64_t *tokens) {
     (void)batch;
     tn_shard s;
     TN_CHECK(tn_shard_load(shard_path, &s));
     tn_infer_opts o;
     tn_infer_opts_default(&o);
+    o.device = device;
     o.mode = mode;
     o.ctx = seq_len > 0 ? seq_len : 512; /* one window is all the cache ever holds */
     tn_infer *m = NULL;

@@ -12,8 +12,8 @@
 /* model: a .trin file (or an .h5 checkpoint, through the engine). seq_len 0 = min(512, max_seq_len).
  * batch is accepted for symmetry with tn_eval_checkpoint and unused (the engine runs one window at a
  * time, each as one batched prompt). max_windows 0 = all. mode: TN_INFER_EXACT gives the checkpoint's
- * loss; TN_INFER_FAST uses the int8 / lookup kernels. *loss = masked mean NLL, *tokens = targets counted. */
+ * loss; TN_INFER_FAST uses the int8 / lookup kernels. device: "cpu" (or NULL), "cuda", "cuda:N". *loss = masked mean NLL, *tokens = targets counted. */
 int tn_trin_eval(const char *model, const char *shard, int seq_len, int batch, int64_t max_windows,
-                 tn_infer_mode mode, double *loss, int64_t *tokens);
+                 tn_infer_mode mode, const char *device, double *loss, int64_t *tokens);
 
 #endif

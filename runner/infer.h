@@ -18,10 +18,15 @@
  *   TN_INFER_EXACT  every quantized tensor is dequantized once at load (s · value, exactly what the
  *                   training model's snapped forward uses) and multiplied in fp32: logits match the
  *                   training model to float rounding (1e-4 relative is tested). Costs fp32 memory.
- * F16 / F32 tensors always use float products. */
+ * F16 / F32 tensors always use float products.
+ *
+ * Devices: the forward pass is written once over a packed-ops table (runner/infer_ops.h) with a CPU and a
+ * CUDA implementation. On CUDA every weight is uploaded once as the file stores it (packed), the KV cache
+ * and activations live on the device, and only token ids go up and logits come down per step. */
 #ifndef TN_RUNNER_INFER_H
 #define TN_RUNNER_INFER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "data/tokenizer.h"
@@ -34,6 +39,8 @@ typedef struct {
     tn_infer_mode mode;
     int ctx;     /* KV cache length in tokens; 0 = the model's max_seq_len */
     int threads; /* 0 = OpenMP default */
+    const char *device; /* "cpu" (default), "cuda" or "cuda:N": where the forward pass runs (docs/CUDA.md) */
+    int graph;   /* CUDA: capture the decode step as a CUDA graph (default 1; 0 runs it op by op) */
 } tn_infer_opts;
 
 typedef struct tn_infer tn_infer;
@@ -56,6 +63,16 @@ int tn_infer_ctx(const tn_infer *m);
 int tn_infer_pos(const tn_infer *m);
 /* Forget the cache (next token is position 0). */
 void tn_infer_reset(tn_infer *m);
+/* The device the engine runs on ("cpu" or "cuda:N"), and the bytes it holds in that device's memory
+ * (weights uploaded, KV cache, scratch; the CPU: KV cache and scratch). */
+const char *tn_infer_device(const tn_infer *m);
+/* The device in words ("CPU (2 threads)", "NVIDIA H100 80GB HBM3, sm_90, ...", the emulator's name). */
+const char *tn_infer_device_name(const tn_infer *m);
+/* 1 once decode steps replay a captured CUDA graph. */
+int tn_infer_graph_active(const tn_infer *m);
+/* Read bandwidth of the engine's device memory, bytes/s (CPU: `threads` threads; best of `reps`). */
+double tn_infer_read_bandwidth(const tn_infer *m, size_t bytes, int threads, int reps);
+int64_t tn_infer_device_bytes(const tn_infer *m);
 /* Bytes the engine reads per decoded token: every weight matrix (the embedding row aside) plus norms.
  * The numerator of the bandwidth bound. */
 int64_t tn_infer_weight_bytes(const tn_infer *m);

@@ -6,7 +6,7 @@
 #       and pack the binaries with every shared library they need except the CUDA ones (the GPU machine
 #       has CUDA 13's libcudart, libcublas and the driver) into build-gpu/gpu-bundle.tar.xz (< 64 MiB).
 #
-#   scripts/gpu-check.sh [--only tests|sanitize|train|bench] [--bundle FILE]
+#   scripts/gpu-check.sh [--only tests|sanitize|train|infer|bench] [--bundle FILE]
 #       there, on the GPU machine (e.g. the device tool: command "scripts/gpu-check.sh", carry
 #       ["build-gpu/gpu-bundle.tar.xz"]): unpack, then in sections that can run alone, printing a summary
 #       line as each finishes, so that a cut-off run still reports:
@@ -18,6 +18,12 @@
 #                   reported, since grid snapping turns last-bit differences into different paths);
 #                   PRIMAL: the first step whose grid indices differ, if any (checkpoints every 25 steps);
 #                   the memory plan against the measured peak
+#         infer     the inference engine: a small model trained on the GPU, evolved to T2 (int8 activations)
+#                   and L4 (prime7) and exported; greedy decode of 128 tokens on the CPU, on the GPU op by op
+#                   and replaying the CUDA graph (tokens compared); eval of each .trin on both (exact within
+#                   1e-5, --fast within 1e-3 relative); memcheck of a graph decode; bench decode (graph and
+#                   not) and bench prefill (512 tokens) --device cuda for the tinyllama-1.1b preset, with the
+#                   card's read bandwidth measured in the same run and the ratio to the bandwidth bound
 #         bench     bench train --device cuda: TinyLlama-1.1B lean ternary STE at 1 x 512 (memory planned and
 #                   measured); smollm2-135m and ghost-0.1b (tokens/s, MFU against the card's FP32 peak,
 #                   memory planned and measured), fp32, and smollm2 with tf32
@@ -70,7 +76,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --only) only=$2; shift 2;;
     --bundle) bundle=$2; shift 2;;
-    *) echo "usage: $0 prepare [--arch N] | $0 [--only tests|sanitize|train|bench] [--bundle FILE]"; exit 2;;
+    *) echo "usage: $0 prepare [--arch N] | $0 [--only tests|sanitize|train|infer|bench] [--bundle FILE]"; exit 2;;
   esac
 done
 [ -f "$bundle" ] || { echo "gpu-check: no $bundle (run 'scripts/gpu-check.sh prepare' where the project builds)"; exit 2; }
@@ -240,6 +246,105 @@ if m == "primal":
 print(line + ("" if ok else "  FAILED"))
 sys.exit(0 if ok else 1)
 PY
+  done
+fi
+
+# ---- infer: the inference engine on the GPU against the CPU -----------------------------------------------------------
+if want infer; then
+  d=$work/infer
+  mkdir -p "$d"
+  $T prepare text --tokenizer bytes --in README.md docs/*.md optim/*.c train/*.c model/*.c -o "$d/text.h5" >/dev/null 2>&1
+  cat > "$d/dense.ini" <<INI
+[model]
+dim = 256
+n_layers = 4
+n_heads = 8
+n_kv_heads = 2
+ffn_dim = 704
+tied_embeddings = false
+[data]
+train = $d/text.h5
+tokenizer = bytes
+[train]
+out_dir = $d/dense
+batch = 16
+seq_len = 128
+steps = 150
+log_every = 50
+device = cuda
+[optim]
+lr = 3e-3
+INI
+  ok_models=""
+  if $T train "$d/dense.ini" > /dev/null 2> "$OUT/infer-train.log"; then
+    # T2: ternary with int8 activations; L4: prime7 per row (the lookup-table kernels)
+    for spec in "t2 quant.grid=ternary quant.scale=absmean quant.act_bits=8" \
+                "l4 quant.grid=prime7 quant.scale=std quant.scale_per_row=true"; do
+      set -- $spec; name=$1; shift
+      if $T train "$d/dense.ini" "model.init=$d/dense/ckpt-000150.h5" "train.out_dir=$d/$name" train.steps=30 "$@" \
+           > /dev/null 2>> "$OUT/infer-train.log" &&
+         $T export "$d/$name/ckpt-000030.h5" -o "$d/$name.trin" --dtype f16 > /dev/null 2>&1; then
+        ok_models="$ok_models $name"
+      else
+        say "infer: training / exporting $name FAILED:"; tail -3 "$OUT/infer-train.log" | tee -a "$summary"; status=1
+      fi
+    done
+  else
+    say "infer: dense training FAILED:"; tail -3 "$OUT/infer-train.log" | tee -a "$summary"; status=1
+  fi
+  for name in $ok_models; do
+    m=$d/$name.trin
+    # greedy decode: CPU, GPU op by op, GPU replaying a CUDA graph: the same tokens
+    $T run "$m" --tokenizer bytes -p "The model" -n 128 --temp 0 --no-stop > "$d/$name.cpu.txt" 2> "$OUT/infer-$name-cpu.log"
+    $T run "$m" --tokenizer bytes -p "The model" -n 128 --temp 0 --no-stop --device cuda --no-graph > "$d/$name.nograph.txt" 2> "$OUT/infer-$name-nograph.log"
+    $T run "$m" --tokenizer bytes -p "The model" -n 128 --temp 0 --no-stop --device cuda > "$d/$name.graph.txt" 2> "$OUT/infer-$name-graph.log"
+    same() { cmp -s "$1" "$2" && echo same || echo "DIFFERENT (first byte $(cmp "$1" "$2" | awk '{print $5}'))"; }
+    a=$(same "$d/$name.cpu.txt" "$d/$name.nograph.txt"); b=$(same "$d/$name.nograph.txt" "$d/$name.graph.txt")
+    say "infer: $name greedy 128 tokens: cpu vs cuda $a; cuda graph vs no graph $b; $(tail -1 "$OUT/infer-$name-graph.log")"
+    [ "$a" = same ] && [ "$b" = same ] || status=1
+    # eval: the .trin's loss on both devices (exact and --fast)
+    for fast in "" --fast; do
+      # shellcheck disable=SC2086
+      lc=$($T eval "$m" --data "$d/text.h5" --seq-len 128 --max-windows 16 --json $fast 2>/dev/null)
+      # shellcheck disable=SC2086
+      lg=$($T eval "$m" --data "$d/text.h5" --seq-len 128 --max-windows 16 --json $fast --device cuda 2>/dev/null)
+      python3 - "$lc" "$lg" "$name ${fast:-exact}" <<'PY' | tee -a "$summary" || status=1
+import json, sys
+try:
+    a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+except ValueError:
+    print(f"infer: eval {sys.argv[3]} FAILED (no result)"); sys.exit(1)
+rel = abs(a["loss"] - b["loss"]) / abs(a["loss"])
+tol = 1e-5 if sys.argv[3].endswith("exact") else 1e-3
+print(f"infer: eval {sys.argv[3]}: cpu {a['loss']:.6f}, cuda {b['loss']:.6f}, {rel:.1e} relative" + ("" if rel <= tol else "  FAILED"))
+sys.exit(0 if rel <= tol else 1)
+PY
+    done
+  done
+  # the decode step's graph under memcheck
+  if command -v compute-sanitizer >/dev/null && [ -f "$d/t2.trin" ]; then
+    compute-sanitizer --tool memcheck --error-exitcode 9 "${loader[@]}" "$B/bin/trinity" run "$d/t2.trin" --tokenizer bytes -p "The" -n 16 \
+      --temp 0 --device cuda > "$OUT/infer-memcheck.log" 2>&1
+    rc=$?
+    say "infer: memcheck of run --device cuda (graph): exit $rc, $(grep -m1 'ERROR SUMMARY' "$OUT/infer-memcheck.log" || echo 'no summary')"
+    [ $rc -eq 0 ] || status=1
+  fi
+  # speed: TinyLlama-1.1B shape, T2 with an F16 head, batch 1
+  for args in "decode" "decode --no-graph" "prefill --prompt 512"; do
+    # shellcheck disable=SC2086
+    j=$($T bench $args --preset tinyllama-1.1b --device cuda --json 2> "$OUT/bench-infer.log")
+    if [ -z "$j" ]; then say "infer: bench $args FAILED:"; tail -3 "$OUT/bench-infer.log" | tee -a "$summary"; status=1; continue; fi
+    echo "$j" >> "$OUT/bench.jsonl"
+    python3 -c "
+import json, sys
+j = json.loads(sys.argv[1])
+if j['bench'] == 'decode':
+    print(f\"infer: bench decode tinyllama-1.1b ({'graph' if j['graph'] else 'no graph'}): {j['tok_s']:.0f} tok/s \"
+          f\"({j['ms_per_token']:.3f} ms), {j['bytes_per_token'] / 1e6:.0f} MB/token, read bandwidth {j['bandwidth_gb_s']:.0f} GB/s \"
+          f\"-> bound {j['bound_tok_s']:.0f} tok/s, ratio {j['ratio']:.2f}\")
+else:
+    print(f\"infer: bench prefill tinyllama-1.1b {j['prompt']} tokens: {j['tok_s']:.0f} tok/s ({j['ms_per_prompt']:.1f} ms)\")
+" "$j" | tee -a "$summary"
   done
 fi
 

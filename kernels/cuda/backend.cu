@@ -76,6 +76,7 @@ static double peak_flops(int precision) {
     return per_clock * g_prop.multiProcessorCount * (double)g_clock_khz * 1e3;
 }
 
-static const tn_cuda_backend g_backend = {open_device, mem_info, tn_cuda_set_precision, peak_flops, tn_cuda_ops};
+static const tn_cuda_backend g_backend = {open_device, mem_info, tn_cuda_set_precision, peak_flops, tn_cuda_ops,
+                                          tn_cuda_infer_ops};
 
 extern "C" const tn_cuda_backend *tn_cuda_backend_get(void) { return &g_backend; }

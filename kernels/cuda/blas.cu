@@ -148,6 +148,14 @@ extern "C" int tn_cuda_gemm(int transa, int transb, int64_t m, int64_t n, int64_
     return 0;
 }
 
+/* Queue cuBLAS work on stream s (0: the legacy default stream). */
+extern "C" int tn_cuda_blas_set_stream(cudaStream_t s) {
+    cublasHandle_t h = NULL;
+    TN_CHECK(blas_handle(&h));
+    cublasStatus_t st = cublasSetStream(h, s);
+    return st == CUBLAS_STATUS_SUCCESS ? 0 : blas_err("cublasSetStream", st);
+}
+
 extern "C" void tn_cuda_blas_shutdown(void) {
     if (g_blas) cublasDestroy(g_blas);
     g_blas = NULL;

@@ -29,5 +29,9 @@ static inline int tn_cuda_err(const char *what, cudaError_t e) {
  * is in the memory accounting), and their release (blas.cu). */
 extern "C" int tn_cuda_blas_init(size_t workspace_bytes);
 extern "C" void tn_cuda_blas_shutdown(void);
+#ifndef TN_CUDA_EMU
+/* Queue cuBLAS work on stream s (blas.cu; the graph capture of kernels/cuda/infer_ops.cu). */
+extern "C" int tn_cuda_blas_set_stream(cudaStream_t s);
+#endif
 
 #endif

@@ -27,6 +27,10 @@ extern "C" int tn_cuda_probe(void) {
     return e == cudaSuccess ? 0 : -1;
 }
 
+#ifndef TN_CUDA_EMU
+cudaStream_t tn_cuda_launch_stream = 0;
+#endif
+
 static int g_avail = -1; /* -1 unknown, 0 no, 1 yes */
 static char g_reason[512];
 

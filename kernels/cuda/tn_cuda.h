@@ -24,7 +24,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#define TN_LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem)>>>(__VA_ARGS__)
+/* The stream every launch goes to: 0 (the legacy default stream) except while the inference engine
+ * captures a CUDA graph (kernels/cuda/infer_ops.cu), which needs a stream of its own. */
+extern cudaStream_t tn_cuda_launch_stream;
+#define TN_LAUNCH(kernel, grid, block, smem, ...) \
+    kernel<<<(grid), (block), (smem), tn_cuda_launch_stream>>>(__VA_ARGS__)
 #define TN_DYN_SHARED(type, name)                                                                      \
     extern __shared__ __align__(16) unsigned char tn_dyn_smem_[];                                      \
     type *name = reinterpret_cast<type *>(tn_dyn_smem_)

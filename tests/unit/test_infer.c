@@ -320,7 +320,7 @@ static void check_eval_equal(const char *h5, const char *tr, const char *what) {
     double l1 = 0, l2 = 0;
     int64_t n1 = 0, n2 = 0;
     CHECK_OK(tn_eval_checkpoint(h5, sp, 100, 2, 0, "cpu", &l1, &n1));
-    CHECK_OK(tn_trin_eval(tr, sp, 100, 2, 0, TN_INFER_EXACT, &l2, &n2));
+    CHECK_OK(tn_trin_eval(tr, sp, 100, 2, 0, TN_INFER_EXACT, "cpu", &l2, &n2));
     CHECKF(n1 == n2 && n1 > 0 && fabs(l1 - l2) <= 1e-4 * fabs(l1), "%s: eval ckpt %.7f (%lld) vs trin %.7f (%lld)", what,
            l1, (long long)n1, l2, (long long)n2);
     printf("eval %s: checkpoint %.6f, trin %.6f over %lld targets\n", what, l1, l2, (long long)n2);

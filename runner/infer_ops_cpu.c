@@ -1,0 +1,292 @@
+/* The CPU table of the inference engine's packed ops (runner/infer_ops.h): the packed kernels of
+ * kernels/packed.h, F16 products (runner/f16.h), OpenBLAS for F32, and the engine's own elementwise steps
+ * and attention. Every op runs on the calling thread: the engine calls them from inside its one OpenMP
+ * parallel region, each thread on its own rows (runner/infer.c). */
+#include "runner/infer_ops.h"
+
+#include "core/alloc.h"
+#include "kernels/cpu/ops_cpu.h"
+#include "kernels/packed.h"
+#include "kernels/t2_math.h"
+#include "quant/act.h"
+#include "runner/bandwidth.h"
+#include "runner/f16.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- weights ----------------------------------------------------------------------------------------- */
+
+static float row_scale_of(const tn_imat *W, int64_t r) {
+    return W->tensor_scale * (W->row_scale ? W->row_scale[r] : 1.0f);
+}
+
+/* Index of column c in a packed L4 row (kernels/packed.h: nibble s of 32-bit word i of a 64-byte block
+ * holds column 16 s + i of the block's 128). */
+static int l4_index(const uint8_t *row, int64_t c) {
+    const int64_t in = c % TN_L4_BLOCK;
+    const int s = (int)(in / 16), i = (int)(in % 16);
+    const uint8_t b = row[(c / TN_L4_BLOCK) * TN_L4_BLOCK_BYTES + 4 * i + s / 2];
+    return (b >> (4 * (s & 1))) & 15;
+}
+
+void tn_imat_row(const tn_imat *W, int64_t r, float *out) {
+    const int64_t n = W->cols;
+    const uint8_t *p = (const uint8_t *)W->w + (size_t)r * W->row_bytes;
+    const float s = row_scale_of(W, r);
+    switch (W->dtype) {
+    case TN_TRIN_F32: memcpy(out, (const float *)W->w + r * n, (size_t)n * sizeof *out); return;
+    case TN_TRIN_F16: tn_f16_to_f32_row((const uint16_t *)W->w + r * n, n, out); return;
+    case TN_TRIN_T2:
+        for (int64_t c = 0; c < n; c++)
+            out[c] = s * (float)(tn_t2_code(p[tn_t2_col_byte(c)], tn_t2_col_shift(c) / 2) - 1);
+        return;
+    case TN_TRIN_L4:
+        for (int64_t c = 0; c < n; c++) out[c] = s * W->grid[l4_index(p, c)]; /* as the training snap: s·grid[i] */
+        return;
+    case TN_TRIN_L8:
+        for (int64_t c = 0; c < n; c++) out[c] = s * W->grid[p[c]];
+        return;
+    }
+}
+
+static int cpu_embed(const tn_imat *E, const int32_t *tokens, int64_t n, float *X) {
+    for (int64_t t = 0; t < n; t++) tn_imat_row(E, tokens[t], X + t * E->cols);
+    return 0;
+}
+
+/* ---- products ---------------------------------------------------------------------------------------- */
+
+static int cpu_gemm_f32(const float *W, int64_t R, int64_t C, int64_t n, const float *X, float *Y) {
+    if (n == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)R, (blasint)C, 1.0f, W, (blasint)C, X, 1, 0.0f, Y, 1);
+    else tn_op_linear(Y, X, W, n, C, R, 0.0f);
+    return 0;
+}
+
+static int cpu_gemm_f16(const uint16_t *W, int64_t R, int64_t C, int64_t n, const float *X, float *Y) {
+    tn_f16_gemm(W, R, C, n, X, Y);
+    return 0;
+}
+
+static int cpu_gemm_t2(const uint8_t *W, const float *row_scale, float tensor_scale, int64_t R, int64_t C, int64_t n,
+                       const int8_t *Xq, const float *xscales, float *Y) {
+    if (n == 1) tn_t2_gemv(W, row_scale, tensor_scale, R, C, Xq, xscales[0], Y);
+    else tn_t2_gemm(W, row_scale, tensor_scale, R, C, n, Xq, xscales, Y);
+    return 0;
+}
+
+static int cpu_gemm_l4(const uint8_t *W, const float *grid, const float *row_scale, float tensor_scale, int64_t R,
+                       int64_t C, int64_t n, const float *X, float *Y) {
+    if (n == 1) tn_l4_gemv(W, grid, row_scale, tensor_scale, R, C, X, Y);
+    else tn_l4_gemm(W, grid, row_scale, tensor_scale, R, C, n, X, Y);
+    return 0;
+}
+
+static int cpu_gemm_l8(const uint8_t *W, const float *grid, const float *row_scale, float tensor_scale, int64_t R,
+                       int64_t C, int64_t n, const float *X, float *Y) {
+    if (n == 1) tn_l8_gemv(W, grid, row_scale, tensor_scale, R, C, X, Y);
+    else tn_l8_gemm(W, grid, row_scale, tensor_scale, R, C, n, X, Y);
+    return 0;
+}
+
+static int cpu_act_quant_i8(const float *X, int64_t n, int64_t C, int8_t *Q, float *scales) {
+    tn_act_quant_i8_rows(X, n, C, Q, scales);
+    return 0;
+}
+
+static int cpu_act_fake_quant(const float *X, int64_t n, int64_t C, float *out) {
+    tn_act_fake_quant(X, n, C, out);
+    return 0;
+}
+
+/* ---- attention ----------------------------------------------------------------------------------------
+ * For the chunk's n tokens (positions pos .. pos+n-1): RoPE on q and on the new k rows of the cache, then
+ * softmax(q kᵀ / sqrt(hd)) v over positions 0 .. own position. Query head h reads kv head h / (H / KV)
+ * (grouped-query attention). Work is split by kv head: a thread ropes its kv heads and their query
+ * heads and attends with them, so no barrier is needed in between. q [n, H, hd], out [n, H, hd]. */
+static void rope(float *x, const float *cos_t, const float *sin_t, int n, int64_t stride, int h0, int h1, int64_t hd);
+
+/* One token, one kv head and its G query heads: q [G, hd] -> out [G, hd] over cache rows 0 .. len-1 (row j
+ * of k / v at j·kvd). Each k and v row is loaded once for all G heads. The inner loops are written so the
+ * compiler vectorizes them (16 partial sums, restrict), and target_clones builds AVX-512 and AVX2 copies
+ * picked at load time: at a few hundred positions this is a fifth of a decode step when left scalar.
+ * scores: [G, len] scratch. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang_analyzer__)
+#define TN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TN_CLONES
+#endif
+/* The cache rows of a layer come from memory (a decode step streams hundreds of MB of weights between two
+ * visits of a layer) in runs of hd floats every kvd floats: too short for the hardware prefetcher, and
+ * attention waited for memory at every position (a third of its time at 128 positions; decoding took
+ * 0.6 ms a token in attention, 0.4 with these prefetches). So each k row is prefetched KV_AHEAD positions
+ * ahead, and each v row when its k row is used (the v loop then finds it in cache). */
+#define KV_AHEAD 8
+static inline void prefetch_floats(const float *p, int n) {
+    const uintptr_t e = (uintptr_t)(p + n);
+    for (uintptr_t l = (uintptr_t)p & ~(uintptr_t)63; l < e; l += 64) __builtin_prefetch((const void *)l, 0, 3);
+}
+
+TN_CLONES static void attend_group(const float *restrict q, const float *restrict kc, const float *restrict vc,
+                                   int64_t kvd, int len, int G, int hd, float scale, float *restrict scores,
+                                   float *restrict out) {
+    for (int j = 0; j < len && j < KV_AHEAD; j++) prefetch_floats(kc + (int64_t)j * kvd, hd);
+    for (int j = 0; j < len; j++) {
+        const float *kj = kc + (int64_t)j * kvd;
+        if (j + KV_AHEAD < len) prefetch_floats(kc + (int64_t)(j + KV_AHEAD) * kvd, hd);
+        prefetch_floats(vc + (int64_t)j * kvd, hd);
+        for (int g = 0; g < G; g++) {
+            const float *qg = q + (int64_t)g * hd;
+            float acc[16] = {0};
+            int i = 0;
+            for (; i + 16 <= hd; i += 16)
+                for (int k = 0; k < 16; k++) acc[k] += qg[i + k] * kj[i + k];
+            float d = 0;
+            for (int k = 0; k < 16; k++) d += acc[k];
+            for (; i < hd; i++) d += qg[i] * kj[i];
+            scores[(int64_t)g * len + j] = d * scale;
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        float *sc = scores + (int64_t)g * len;
+        float mx = -INFINITY, sum = 0;
+        for (int j = 0; j < len; j++) mx = sc[j] > mx ? sc[j] : mx;
+        for (int j = 0; j < len; j++) {
+            sc[j] = expf(sc[j] - mx);
+            sum += sc[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < len; j++) sc[j] *= inv;
+        memset(out + (int64_t)g * hd, 0, (size_t)hd * sizeof *out);
+    }
+    for (int j = 0; j < len; j++) {
+        const float *vj = vc + (int64_t)j * kvd;
+        for (int g = 0; g < G; g++) {
+            const float p = scores[(int64_t)g * len + j];
+            float *o = out + (int64_t)g * hd;
+            int i = 0;
+            for (; i + 16 <= hd; i += 16)
+                for (int k = 0; k < 16; k++) o[i + k] += p * vj[i + k];
+            for (; i < hd; i++) o[i] += p * vj[i];
+        }
+    }
+}
+
+/* On the CPU the chunk's k and v rows are the cache rows pos .. pos+n-1 (the products wrote them there). */
+static int cpu_attention(const tn_infer_attn *a, int kh0, int kh1) {
+    const int H = a->H, KV = a->KV, hd = a->hd, group = H / KV;
+    const int64_t kvd = (int64_t)KV * hd, qd = (int64_t)H * hd, half = hd / 2;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const float *cos_t = a->cos_t + (int64_t)a->pos * half, *sin_t = a->sin_t + (int64_t)a->pos * half;
+    rope(a->k_new, cos_t, sin_t, a->n, kvd, kh0, kh1, hd);
+    rope(a->q, cos_t, sin_t, a->n, qd, kh0 * group, kh1 * group, hd);
+    for (int t = 0; t < a->n; t++)
+        for (int kh = kh0; kh < kh1; kh++) {
+            const int64_t h0 = (int64_t)kh * group;
+            attend_group(a->q + t * qd + h0 * hd, a->k_cache + (int64_t)kh * hd, a->v_cache + (int64_t)kh * hd, kvd,
+                         a->pos + t + 1, group, hd, scale, a->scratch, a->out + t * qd + h0 * hd);
+        }
+    return 0;
+}
+
+static int64_t cpu_attention_scratch_floats(int64_t n, int64_t H, int64_t KV, int64_t ctx) {
+    (void)n;
+    return H / KV * ctx;
+}
+
+/* ---- the elementwise steps: kernels/cpu/ops_cpu.c's arithmetic (the training model's), on whatever rows
+ * the caller gives them ---------------------------------------------------------------------------------- */
+
+/* y[n, D] = x · rsqrt(mean(x²) + eps) · w, the sum of squares in double as tn_op_rmsnorm (in 8 partial
+ * sums, so it vectorizes: a different order of double additions, far below float rounding) */
+static int cpu_rmsnorm(float *y, const float *x, const float *w, int64_t n, int64_t D, float eps) {
+    for (int t = 0; t < n; t++) {
+        const float *xr = x + t * D;
+        float *yr = y + t * D;
+        double part[8] = {0}, ss = 0;
+        int64_t d = 0;
+        for (; d + 8 <= D; d += 8)
+            for (int k = 0; k < 8; k++) part[k] += (double)xr[d + k] * xr[d + k];
+        for (; d < D; d++) ss += (double)xr[d] * xr[d];
+        for (int k = 0; k < 8; k++) ss += part[k];
+        const float r = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
+        for (int64_t d = 0; d < D; d++) yr[d] = xr[d] * r * w[d];
+    }
+    return 0;
+}
+
+/* Rotate-half RoPE in place on heads [h0, h1) of x[n, stride] (head h at h·hd), with the tables of
+ * tn_op_rope_table (as tn_op_rope). */
+static void rope(float *x, const float *cos_t, const float *sin_t, int n, int64_t stride, int h0, int h1, int64_t hd) {
+    const int64_t half = hd / 2;
+    for (int t = 0; t < n; t++) {
+        const float *c = cos_t + t * half, *sn = sin_t + t * half;
+        for (int h = h0; h < h1; h++) {
+            float *v = x + t * stride + (int64_t)h * hd;
+            for (int64_t i = 0; i < half; i++) {
+                const float a = v[i], b = v[i + half];
+                v[i] = a * c[i] - b * sn[i];
+                v[i + half] = b * c[i] + a * sn[i];
+            }
+        }
+    }
+}
+
+/* Columns [c0, c1) of g[n, F] = silu(g) · u (as tn_op_swiglu) */
+static int cpu_swiglu(float *g, const float *u, int64_t n, int64_t F, int64_t c0, int64_t c1) {
+    for (int t = 0; t < n; t++)
+        for (int64_t i = t * F + c0; i < t * F + c1; i++) {
+            const float sg = 1.0f / (1.0f + expf(-g[i]));
+            g[i] = g[i] * sg * u[i];
+        }
+    return 0;
+}
+
+/* Columns [c0, c1) of x[n, D] += y[n, D] */
+static int cpu_add(float *x, const float *y, int64_t n, int64_t D, int64_t c0, int64_t c1) {
+    for (int t = 0; t < n; t++)
+        for (int64_t i = t * D + c0; i < t * D + c1; i++) x[i] += y[i];
+    return 0;
+}
+
+/* ---- the rest ------------------------------------------------------------------------------------------ */
+
+static void *cpu_alloc(size_t bytes) { return tn_alloc(bytes ? bytes : 1, 1); }
+
+static int cpu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes) memcpy(dst, src, bytes);
+    return 0;
+}
+
+static void cpu_barrier(void) {
+#pragma omp barrier
+}
+
+static double cpu_read_bandwidth(size_t bytes, int threads, int reps) { return tn_bench_read_bandwidth(bytes, threads, reps); }
+
+static const tn_infer_ops g_cpu = {
+    .name = "cpu",
+    .device_memory = 0,
+    .alloc = cpu_alloc,
+    .free = tn_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .gemm_f32 = cpu_gemm_f32,
+    .gemm_f16 = cpu_gemm_f16,
+    .gemm_t2 = cpu_gemm_t2,
+    .gemm_l4 = cpu_gemm_l4,
+    .gemm_l8 = cpu_gemm_l8,
+    .act_quant_i8 = cpu_act_quant_i8,
+    .act_fake_quant = cpu_act_fake_quant,
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+    .attention = cpu_attention,
+    .attention_scratch_floats = cpu_attention_scratch_floats,
+    .barrier = cpu_barrier,
+    .read_bandwidth = cpu_read_bandwidth,
+};
+
+const tn_infer_ops *tn_infer_ops_cpu(void) { return &g_cpu; }
