@@ -530,6 +530,10 @@ static int norm_upload(tn_infer *m, const float **w) {
  * allocation), allocate the state and, on a device, upload every weight once. */
 static int place(tn_infer *m) {
     plan_state(m);
+    const int hd = tn_llama_head_dim(&m->cfg);
+    if (m->ops->max_head_dim && hd > m->ops->max_head_dim)
+        return tn_err("head dimension %d: the %s attention handles at most %d", hd, m->ops->name,
+                      m->ops->max_head_dim);
     if (m->on_device) {
         int64_t state = 0, weights = 0, free_b = 0, total_b = 0;
         TN_CHECK(alloc_state(m, 0, &state));

@@ -57,6 +57,7 @@ typedef struct {
 typedef struct tn_infer_ops {
     const char *name;  /* "cpu" or "cuda" */
     int device_memory; /* 1: arrays are device memory; the forward runs on one host thread */
+    int max_head_dim;  /* the attention's largest head dimension; 0 = any */
 
     /* memory */
     void *(*alloc)(size_t bytes); /* zeroed */

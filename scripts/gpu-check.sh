@@ -28,8 +28,9 @@
 #                   measured); smollm2-135m and ghost-0.1b (tokens/s, MFU against the card's FP32 peak,
 #                   memory planned and measured), fp32, and smollm2 with tf32
 #       About 5 minutes on an H100. Exit status: 0 when every section that ran passed.
-#       GPU_CHECK_STEPS (default 200) shortens the train section for a dry run of the script itself
-#       (e.g. with a bundle of a TN_CUDA_EMU build, where `cuda` is the CPU emulator).
+#       GPU_CHECK_STEPS (default 200; infer: 150) shortens the train and infer sections and
+#       GPU_CHECK_INFER_PRESET=tiny the infer benchmarks, for a dry run of the script itself (e.g. with a
+#       bundle of a TN_CUDA_EMU build, where `cuda` is the CPU emulator).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -253,6 +254,9 @@ fi
 if want infer; then
   d=$work/infer
   mkdir -p "$d"
+  isteps=${GPU_CHECK_STEPS:-150}; esteps=$(( isteps < 30 ? isteps : 30 ))
+  preset=${GPU_CHECK_INFER_PRESET:-tinyllama-1.1b}
+  prompt=512; [ "$preset" = tiny ] && prompt=200  # the tiny preset's context is 256
   $T prepare text --tokenizer bytes --in README.md docs/*.md optim/*.c train/*.c model/*.c -o "$d/text.h5" >/dev/null 2>&1
   cat > "$d/dense.ini" <<INI
 [model]
@@ -269,7 +273,7 @@ tokenizer = bytes
 out_dir = $d/dense
 batch = 16
 seq_len = 128
-steps = 150
+steps = $isteps
 log_every = 50
 device = cuda
 [optim]
@@ -281,9 +285,9 @@ INI
     for spec in "t2 quant.grid=ternary quant.scale=absmean quant.act_bits=8" \
                 "l4 quant.grid=prime7 quant.scale=std quant.scale_per_row=true"; do
       set -- $spec; name=$1; shift
-      if $T train "$d/dense.ini" "model.init=$d/dense/ckpt-000150.h5" "train.out_dir=$d/$name" train.steps=30 "$@" \
-           > /dev/null 2>> "$OUT/infer-train.log" &&
-         $T export "$d/$name/ckpt-000030.h5" -o "$d/$name.trin" --dtype f16 > /dev/null 2>&1; then
+      if $T train "$d/dense.ini" "model.init=$d/dense/ckpt-$(printf %06d "$isteps").h5" "train.out_dir=$d/$name" \
+           "train.steps=$esteps" "$@" > /dev/null 2>> "$OUT/infer-train.log" &&
+         $T export "$d/$name/ckpt-$(printf %06d "$esteps").h5" -o "$d/$name.trin" --dtype f16 > /dev/null 2>&1; then
         ok_models="$ok_models $name"
       else
         say "infer: training / exporting $name FAILED:"; tail -3 "$OUT/infer-train.log" | tee -a "$summary"; status=1
@@ -330,20 +334,20 @@ PY
     [ $rc -eq 0 ] || status=1
   fi
   # speed: TinyLlama-1.1B shape, T2 with an F16 head, batch 1
-  for args in "decode" "decode --no-graph" "prefill --prompt 512"; do
+  for args in "decode" "decode --no-graph" "prefill --prompt $prompt"; do
     # shellcheck disable=SC2086
-    j=$($T bench $args --preset tinyllama-1.1b --device cuda --json 2> "$OUT/bench-infer.log")
+    j=$($T bench $args --preset "$preset" --device cuda --json 2> "$OUT/bench-infer.log")
     if [ -z "$j" ]; then say "infer: bench $args FAILED:"; tail -3 "$OUT/bench-infer.log" | tee -a "$summary"; status=1; continue; fi
     echo "$j" >> "$OUT/bench.jsonl"
     python3 -c "
 import json, sys
 j = json.loads(sys.argv[1])
 if j['bench'] == 'decode':
-    print(f\"infer: bench decode tinyllama-1.1b ({'graph' if j['graph'] else 'no graph'}): {j['tok_s']:.0f} tok/s \"
+    print(f\"infer: bench decode {j['preset']} ({'graph' if j['graph'] else 'no graph'}): {j['tok_s']:.0f} tok/s \"
           f\"({j['ms_per_token']:.3f} ms), {j['bytes_per_token'] / 1e6:.0f} MB/token, read bandwidth {j['bandwidth_gb_s']:.0f} GB/s \"
           f\"-> bound {j['bound_tok_s']:.0f} tok/s, ratio {j['ratio']:.2f}\")
 else:
-    print(f\"infer: bench prefill tinyllama-1.1b {j['prompt']} tokens: {j['tok_s']:.0f} tok/s ({j['ms_per_prompt']:.1f} ms)\")
+    print(f\"infer: bench prefill {j['preset']} {j['prompt']} tokens: {j['tok_s']:.0f} tok/s ({j['ms_per_prompt']:.1f} ms)\")
 " "$j" | tee -a "$summary"
   done
 fi

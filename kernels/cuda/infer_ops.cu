@@ -202,6 +202,7 @@ static tn_infer_ops make_table(void) {
     memset(&o, 0, sizeof o);
     o.name = "cuda";
     o.device_memory = 1;
+    o.max_head_dim = 128; /* kv_attention.cu */
     o.alloc = dev_alloc;
     o.free = tn_cuda_free;
     o.upload = dev_upload;

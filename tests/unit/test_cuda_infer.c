@@ -4,6 +4,8 @@
  *           embeddings F16, untied F32 head
  *   lut     every matrix L4 or L8, tied L8 embeddings (the head is a lookup-table product), GQA 6 / 2
  *   dense   F16 matrices, F32 embeddings, tied
+ * Refused: a token outside the vocabulary, a full context, an unknown device, a head dimension above the
+ * CUDA attention's 128.
  * Checked for each, over NT tokens (two prompt chunks):
  *   exact mode: all logits within 1e-5 relative (max |diff| / max |logit|) of the CPU's;
  *   fast mode: teacher-forced top-1 agreement at every position where the CPU's top-2 gap exceeds 1e-3,
@@ -102,8 +104,8 @@ static int add_tensor(tn_trin_writer *w, const tn_tensor_info *t, tn_trin_dtype 
     return tn_trin_writer_add(w, &d, buf, scales, 1);
 }
 
-typedef enum { MIXED, LUT, DENSE } recipe;
-static const char *recipe_name[] = {"mixed", "lut", "dense"};
+typedef enum { MIXED, LUT, DENSE, WIDE_HEAD } recipe;
+static const char *recipe_name[] = {"mixed", "lut", "dense", "wide-head"};
 
 static tn_llama_config config_of(recipe rc) {
     tn_llama_config c;
@@ -119,6 +121,11 @@ static tn_llama_config config_of(recipe rc) {
     c.tied_embeddings = rc != MIXED;
     c.bos_id = 1;
     c.eos_id = 2;
+    if (rc == WIDE_HEAD) { /* one head of 192 dims: more than the CUDA attention takes */
+        c.dim = 192;
+        c.n_heads = c.n_kv_heads = 1;
+        c.n_layers = 1;
+    }
     return c;
 }
 
@@ -151,6 +158,7 @@ static int build(recipe rc, uint8_t **img, size_t *size) {
                 else dt = TN_TRIN_L8, sl = TN_TRIN_SCALE_TENSOR, grid = 200;
                 break;
             case DENSE:
+            case WIDE_HEAD:
                 dt = attn || mlp ? TN_TRIN_F16 : TN_TRIN_F32;
                 break;
             }
@@ -290,6 +298,16 @@ static void test_errors(const uint8_t *img, size_t size) {
     CHECK_OK(tn_trin_open_memory(img, size, &t));
     CHECK(tn_infer_from_trin(t, &o, &m) != 0 && strstr(tn_errmsg(), "expected cpu, cuda or cuda:N"));
     tn_err_clear();
+    /* a head dimension the CUDA attention does not take: refused when the model opens */
+    uint8_t *wide = NULL;
+    size_t wide_size = 0;
+    CHECK_OK(build(WIDE_HEAD, &wide, &wide_size));
+    o.device = "cuda";
+    t = NULL;
+    CHECK_OK(tn_trin_open_memory(wide, wide_size, &t));
+    CHECK(tn_infer_from_trin(t, &o, &m) != 0 && strstr(tn_errmsg(), "head dimension 192"));
+    tn_err_clear();
+    tn_free(wide);
 }
 
 int main(void) {
