@@ -60,6 +60,47 @@ static int is_true(const cJSON *root, const char *key) {
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, key));
 }
 
+/* The rotary embedding's settings, in either layout transformers writes: rope_theta and rope_scaling at the
+ * top level (4.x), or both inside rope_parameters (5.x: {"rope_theta": ..., "rope_type": ...}). Only the
+ * plain rotation is implemented: a scaling type other than "default" is refused, as is a partial rotary
+ * factor other than 1, and a theta given twice with two values; never guessed. */
+static int rope_type_ok(const cJSON *obj, const char *where) {
+    if (!obj || cJSON_IsNull(obj)) return 0;
+    if (!cJSON_IsObject(obj)) return tn_err("config.json: %s must be an object or null", where);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "rope_type");
+    if (!t) t = cJSON_GetObjectItemCaseSensitive(obj, "type"); /* the older spelling */
+    if (t && !cJSON_IsString(t)) return tn_err("config.json: %s.rope_type must be a string", where);
+    const char *type = t ? t->valuestring : NULL;
+    if (!type && cJSON_GetObjectItemCaseSensitive(obj, "factor"))
+        return tn_err("config.json: %s has a factor but no rope_type", where);
+    if (type && strcmp(type, "default") != 0)
+        return tn_err("config.json: %s rope_type '%.32s' is not supported (default)", where, type);
+    return 0;
+}
+
+static int rope_config(const cJSON *root, float *theta) {
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    TN_CHECK(rope_type_ok(cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), "rope_scaling"));
+    TN_CHECK(rope_type_ok(rp, "rope_parameters"));
+    TN_CHECK(cfg_float(root, "rope_theta", 10000.0f, theta));
+    float prf = 1.0f;
+    TN_CHECK(cfg_float(root, "partial_rotary_factor", 1.0f, &prf));
+    if (rp && cJSON_IsObject(rp)) {
+        if (cJSON_GetObjectItemCaseSensitive(rp, "rope_theta")) {
+            float inner = 0;
+            TN_CHECK(cfg_float(rp, "rope_theta", 0.0f, &inner));
+            if (cJSON_GetObjectItemCaseSensitive(root, "rope_theta") && inner != *theta)
+                return tn_err("config.json: rope_theta %g and rope_parameters.rope_theta %g differ", (double)*theta,
+                              (double)inner);
+            *theta = inner;
+        }
+        if (cJSON_GetObjectItemCaseSensitive(rp, "partial_rotary_factor"))
+            TN_CHECK(cfg_float(rp, "partial_rotary_factor", 1.0f, &prf));
+    }
+    if (prf != 1.0f) return tn_err("config.json: partial_rotary_factor %g is not supported (1)", (double)prf);
+    return 0;
+}
+
 static int parse_config(const cJSON *root, tn_llama_config *c) {
     if (!cJSON_IsObject(root)) return tn_err("config.json: not a JSON object");
     /* Architecture: Llama, or Mistral used without a sliding window (then it is the same network). */
@@ -93,7 +134,7 @@ static int parse_config(const cJSON *root, tn_llama_config *c) {
     TN_CHECK(cfg_int(root, "intermediate_size", 1, 0, 1, &c->ffn_dim));
     TN_CHECK(cfg_int(root, "vocab_size", 1, 0, 1, &c->vocab_size));
     TN_CHECK(cfg_int(root, "max_position_embeddings", 0, 2048, 1, &c->max_seq_len));
-    TN_CHECK(cfg_float(root, "rope_theta", 10000.0f, &c->rope_theta));
+    TN_CHECK(rope_config(root, &c->rope_theta));
     TN_CHECK(cfg_float(root, "rms_norm_eps", 1e-6f, &c->norm_eps)); /* LlamaConfig's default */
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
     if (tie && !cJSON_IsBool(tie) && !cJSON_IsNull(tie)) return tn_err("config.json: tie_word_embeddings must be true or false");
@@ -109,8 +150,7 @@ static int parse_config(const cJSON *root, tn_llama_config *c) {
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     if (act && cJSON_IsString(act) && strcmp(act->valuestring, "silu") != 0)
         return tn_err("config.json: hidden_act %.32s is not supported (silu)", act->valuestring);
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-    if (rs && !cJSON_IsNull(rs)) return tn_err("config.json: rope_scaling is not supported");
+    if (is_true(root, "use_sliding_window")) return tn_err("config.json: use_sliding_window true is not supported");
     if (is_true(root, "attention_bias") || is_true(root, "mlp_bias"))
         return tn_err("config.json: attention_bias / mlp_bias are not supported");
     int head_dim = 0;

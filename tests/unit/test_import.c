@@ -356,9 +356,10 @@ static void write_config(const char *dir, const tn_llama_config *c, const char *
     int vals[] = {c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab_size, c->max_seq_len};
     for (int i = 0; i < 7; i++)
         if (!drop_key || strcmp(drop_key, keys[i]) != 0) fprintf(f, ", \"%s\": %d", keys[i], vals[i]);
-    fprintf(f, ", \"rope_theta\": %.1f, \"rms_norm_eps\": 1e-05, \"tie_word_embeddings\": %s, \"bos_token_id\": 1, "
+    if (c->rope_theta > 0) fprintf(f, ", \"rope_theta\": %.1f", (double)c->rope_theta); /* 0: left out */
+    fprintf(f, ", \"rms_norm_eps\": 1e-05, \"tie_word_embeddings\": %s, \"bos_token_id\": 1, "
                "\"eos_token_id\": [2, 3], \"hidden_act\": \"silu\", \"torch_dtype\": \"bfloat16\"%s}\n",
-            (double)c->rope_theta, c->tied_embeddings ? "true" : "false", extra ? extra : ", \"rope_scaling\": null");
+            c->tied_embeddings ? "true" : "false", extra ? extra : ", \"rope_scaling\": null");
     fclose(f);
 }
 
@@ -588,6 +589,30 @@ static void test_hf(void) {
     expect_fail(tn_import_hf(d, &ck, NULL), "rope_scaling", "rope scaling");
     write_config(d, &c, NULL, ", \"head_dim\": 16");
     expect_fail(tn_import_hf(d, &ck, NULL), "head_dim", "head_dim");
+    /* transformers 5.x keeps theta (and any scaling) in rope_parameters: read there, never defaulted */
+    tn_llama_config c5 = c;
+    c5.rope_theta = 0; /* no top-level key */
+    write_config(d, &c5, NULL, ", \"rope_parameters\": {\"rope_theta\": 250000.0, \"rope_type\": \"default\"}");
+    CHECK_OK(tn_import_hf(d, &ck, NULL));
+    CHECKF(ck.layout.cfg.rope_theta == 250000.0f, "rope_parameters.rope_theta read as %g", (double)ck.layout.cfg.rope_theta);
+    tn_ckpt_free(&ck);
+    write_config(d, &c, NULL, ", \"rope_scaling\": {\"rope_type\": \"default\"}");
+    CHECK_OK(tn_import_hf(d, &ck, NULL));
+    CHECK(ck.layout.cfg.rope_theta == c.rope_theta);
+    tn_ckpt_free(&ck);
+    write_config(d, &c5, NULL, ", \"rope_parameters\": {\"rope_theta\": 500000.0, \"rope_type\": \"llama3\", \"factor\": 8.0}");
+    expect_fail(tn_import_hf(d, &ck, NULL), "rope_parameters rope_type 'llama3' is not supported", "rope_parameters llama3");
+    write_config(d, &c, NULL, ", \"rope_parameters\": {\"rope_theta\": 10000.0}"); /* c's is 500000 */
+    expect_fail(tn_import_hf(d, &ck, NULL), "rope_parameters.rope_theta 10000 differ", "two thetas");
+    write_config(d, &c, NULL, ", \"rope_scaling\": {\"factor\": 2.0}");
+    expect_fail(tn_import_hf(d, &ck, NULL), "factor but no rope_type", "factor without type");
+    write_config(d, &c, NULL, ", \"partial_rotary_factor\": 0.5");
+    expect_fail(tn_import_hf(d, &ck, NULL), "partial_rotary_factor 0.5", "partial rotary");
+    write_config(d, &c, NULL, ", \"use_sliding_window\": true");
+    expect_fail(tn_import_hf(d, &ck, NULL), "use_sliding_window", "use_sliding_window");
+    write_config(d, &c, NULL, ", \"use_sliding_window\": false");
+    CHECK_OK(tn_import_hf(d, &ck, NULL));
+    tn_ckpt_free(&ck);
     f = fopen(tmp("hfbad/config.json"), "w");
     fprintf(f, "{\"architectures\": [\"GPT2LMHeadModel\"], \"hidden_size\": 8}");
     fclose(f);
