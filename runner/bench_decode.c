@@ -38,19 +38,20 @@ static const preset PRESETS[] = {
 static void usage(FILE *f, int prefill) {
     if (prefill)
         fprintf(f,
-                "usage: trinity bench prefill [--preset tinyllama-1.1b|tiny] [--prompt N] [--device D] [--threads N]\n"
-                "                             [--json]\n"
+                "usage: trinity bench prefill [--preset tinyllama-1.1b|tiny | --model FILE.trin] [--prompt N]\n"
+                "                             [--device D] [--threads N] [--json]\n"
                 "\n"
                 "Builds the random-weight T2 model of `trinity bench decode` and times the processing of a prompt of\n"
                 "--prompt tokens (default 512) as one batch through the inference engine (chunks of 64 tokens, the\n"
                 "logits of the last token): the best and the median of 5 runs after a warm-up, in tokens/s. It\n"
                 "prints the bytes of weights, which a batched product reads once per chunk.\n"
+                "  --model F   time this .trin (or .h5) instead of the preset's random model\n"
                 "  --device D  cpu (default), cuda or cuda:N\n"
                 "  --json      one JSON object on one line\n");
     else
         fprintf(f,
-                "usage: trinity bench decode [--preset tinyllama-1.1b|tiny] [--device D] [--no-graph] [--threads N]\n"
-                "                            [--tokens N] [--json]\n"
+                "usage: trinity bench decode [--preset tinyllama-1.1b|tiny | --model FILE.trin] [--device D]\n"
+                "                            [--no-graph] [--threads N] [--tokens N] [--json]\n"
                 "\n"
                 "Builds a random-weight T2 model of the preset's shape in memory (attention and MLP ternary with a\n"
                 "per-tensor scale, embeddings and LM head F16, norms F32), opens it through the TRIN reader and the\n"
@@ -58,6 +59,8 @@ static void usage(FILE *f, int prefill) {
                 "same run it measures the read bandwidth of the device's memory (before and after decoding; the\n"
                 "higher counts) and prints the bandwidth-bound tokens/s for the bytes read per token, and the ratio\n"
                 "measured / bound. Threads default to 2. Run it on an otherwise idle machine.\n"
+                "  --model F    time this .trin (or .h5) instead of the preset's random model (greedy from\n"
+                "               its BOS token)\n"
                 "  --device D   cpu (default), cuda or cuda:N (docs/CUDA.md)\n"
                 "  --no-graph   CUDA: run each step kernel by kernel instead of replaying a CUDA graph\n"
                 "  --json       one JSON object on one line\n");
@@ -161,6 +164,8 @@ static int argmax(const float *x, int n) {
 
 typedef struct {
     const preset *p;
+    const char *model; /* a .trin (or .h5) to time instead of the preset's random model */
+    const char *name;  /* the preset's name or the model file's */
     int threads, tokens, prompt, json, graph;
     const char *device;
 } bench_opts;
@@ -168,7 +173,9 @@ typedef struct {
 /* The options of `bench decode` (prefill = 0) or `bench prefill`; returns -1 to go on, else an exit code. */
 static int parse(int argc, char **argv, int prefill, bench_opts *o) {
     const char *cmd = prefill ? "bench prefill" : "bench decode";
+    int preset_given = 0;
     o->p = &PRESETS[0];
+    o->model = NULL;
     o->threads = 2, o->tokens = 128, o->prompt = 512, o->json = 0, o->graph = 1;
     o->device = "cpu";
     for (int i = 1; i < argc; i++) {
@@ -183,8 +190,12 @@ static int parse(int argc, char **argv, int prefill, bench_opts *o) {
         } else if (!strcmp(a, "--device")) {
             if (++i >= argc) return tn_cli_usage_error(cmd, "--device needs cpu, cuda or cuda:N");
             o->device = argv[i];
+        } else if (!strcmp(a, "--model")) {
+            if (++i >= argc) return tn_cli_usage_error(cmd, "--model needs a .trin file");
+            o->model = argv[i];
         } else if (!strcmp(a, "--preset")) {
             if (++i >= argc) return tn_cli_usage_error(cmd, "--preset needs a name");
+            preset_given = 1;
             o->p = NULL;
             for (int k = 0; k < N_PRESETS; k++)
                 if (!strcmp(argv[i], PRESETS[k].name)) o->p = &PRESETS[k];
@@ -202,8 +213,11 @@ static int parse(int argc, char **argv, int prefill, bench_opts *o) {
             return tn_cli_usage_error(cmd, "unknown option '%s'", a);
         }
     }
+    if (o->model && preset_given) return tn_cli_usage_error(cmd, "--model and --preset exclude each other");
+    const char *slash = o->model ? strrchr(o->model, '/') : NULL;
+    o->name = o->model ? (slash ? slash + 1 : o->model) : o->p->name;
     const int need = prefill ? o->prompt : o->tokens + 16;
-    if (need > o->p->cfg.max_seq_len)
+    if (!o->model && need > o->p->cfg.max_seq_len)
         return tn_cli_usage_error(cmd, "%s: at most %d for this preset", prefill ? "--prompt" : "--tokens",
                                   o->p->cfg.max_seq_len - (prefill ? 0 : 16));
     omp_set_num_threads(o->threads);
@@ -230,6 +244,23 @@ static int open_model(const bench_opts *b, int ctx, image *im, tn_infer **out) {
     const tn_llama_config *cfg = &b->p->cfg;
     memset(im, 0, sizeof *im);
     double t0 = tn_time_s();
+    if (b->model) { /* a model file: mapped and opened as `trinity run` opens it */
+        tn_infer_opts o;
+        tn_infer_opts_default(&o);
+        o.threads = b->threads;
+        o.ctx = ctx;
+        o.device = b->device;
+        o.graph = b->graph;
+        TN_CHECK(tn_infer_open(b->model, &o, out));
+        im->t_open = tn_time_s() - t0;
+        if (tn_infer_ctx(*out) < ctx) {
+            const int have = tn_infer_ctx(*out);
+            tn_infer_free(*out);
+            *out = NULL;
+            return tn_err("%s: a context of %d positions is needed, the model has %d", b->model, ctx, have);
+        }
+        return 0;
+    }
     size_t img_size = 0;
     if (build_image(cfg, &im->img, &img_size) != 0) return tn_err_prefix("building the model");
     const uint8_t *img_view = im->img;
@@ -270,12 +301,11 @@ int tn_bench_decode(int argc, char **argv) {
     bench_opts b;
     const int prc = parse(argc, argv, 0, &b);
     if (prc >= 0) return prc;
-    const preset *p = b.p;
     const int threads = b.threads, tokens = b.tokens, json = b.json;
-    const tn_llama_config *cfg = &p->cfg;
     tn_infer *m = NULL;
     image im;
     if (open_model(&b, tokens + 16, &im, &m) != 0) return tn_err_prefix("bench decode"), tn_cli_fail();
+    const tn_llama_config *cfg = tn_infer_config(m);
     const double t_build = im.t_build, t_open = im.t_open;
     const int64_t bytes = tn_infer_weight_bytes(m);
 
@@ -288,7 +318,7 @@ int tn_bench_decode(int argc, char **argv) {
     /* Decode: a BOS prompt, a warm-up of 8 tokens, then `tokens` timed greedy steps. */
     const int V = cfg->vocab_size;
     double *dt = malloc((size_t)tokens * sizeof *dt);
-    const float *lg = dt ? tn_infer_step(m, cfg->bos_id) : NULL;
+    const float *lg = dt ? tn_infer_step(m, cfg->bos_id >= 0 ? cfg->bos_id : 0) : NULL;
     for (int i = 0; lg && i < 8; i++) lg = tn_infer_step(m, argmax(lg, V));
     double t_dec = tn_time_s();
     for (int i = 0; lg && i < tokens; i++) {
@@ -314,7 +344,7 @@ int tn_bench_decode(int argc, char **argv) {
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "bench", "decode");
-        cJSON_AddStringToObject(j, "preset", p->name);
+        cJSON_AddStringToObject(j, b.model ? "model_file" : "preset", b.name);
         cJSON_AddStringToObject(j, "model", tn_infer_describe(m));
         cJSON_AddStringToObject(j, "device", tn_infer_device(m));
         cJSON_AddStringToObject(j, "device_name", tn_infer_device_name(m));
@@ -336,7 +366,7 @@ int tn_bench_decode(int argc, char **argv) {
         tn_json_print_line(stdout, j);
         cJSON_Delete(j);
     } else {
-        printf("bench decode: %s (%s), %s%s, %d threads, kernels %s\n", p->name, tn_infer_describe(m),
+        printf("bench decode: %s (%s), %s%s, %d threads, kernels %s\n", b.name, tn_infer_describe(m),
                tn_infer_device(m), tn_infer_graph_active(m) ? " (CUDA graph)" : "", threads,
                tn_isa_name(tn_kernels_isa()));
         printf("  model      %.1f MB read per token (built in %.1fs, opened and verified in %.2fs)\n", (double)bytes / 1e6,
@@ -355,11 +385,11 @@ int tn_bench_prefill(int argc, char **argv) {
     bench_opts b;
     const int prc = parse(argc, argv, 1, &b);
     if (prc >= 0) return prc;
-    const tn_llama_config *cfg = &b.p->cfg;
-    const int n = b.prompt, V = cfg->vocab_size, runs = 5;
+    const int n = b.prompt, runs = 5;
     tn_infer *m = NULL;
     image im;
     if (open_model(&b, n, &im, &m) != 0) return tn_err_prefix("bench prefill"), tn_cli_fail();
+    const int V = tn_infer_config(m)->vocab_size;
     int32_t *toks = malloc((size_t)n * sizeof *toks);
     float *logits = malloc((size_t)V * sizeof *logits);
     double dt[5];
@@ -388,7 +418,7 @@ int tn_bench_prefill(int argc, char **argv) {
     if (b.json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "bench", "prefill");
-        cJSON_AddStringToObject(j, "preset", b.p->name);
+        cJSON_AddStringToObject(j, b.model ? "model_file" : "preset", b.name);
         cJSON_AddStringToObject(j, "model", tn_infer_describe(m));
         cJSON_AddStringToObject(j, "device", tn_infer_device(m));
         cJSON_AddStringToObject(j, "device_name", tn_infer_device_name(m));
@@ -404,7 +434,7 @@ int tn_bench_prefill(int argc, char **argv) {
         tn_json_print_line(stdout, j);
         cJSON_Delete(j);
     } else {
-        printf("bench prefill: %s (%s), %s, %d threads, kernels %s\n", b.p->name, tn_infer_describe(m),
+        printf("bench prefill: %s (%s), %s, %d threads, kernels %s\n", b.name, tn_infer_describe(m),
                tn_infer_device(m), b.threads, tn_isa_name(tn_kernels_isa()));
         printf("  model      %.1f MB of weights (built in %.1fs, opened in %.2fs)\n", (double)bytes / 1e6, im.t_build,
                im.t_open);

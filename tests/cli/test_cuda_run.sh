@@ -6,7 +6,8 @@
 # embeddings and head:
 #   trinity run: greedy and seeded-sampling output on cuda equals the CPU's, for every export and the .h5;
 #   trinity eval: the .trin's loss on cuda equals the CPU's within 1e-5 relative (exact), 1e-4 (--fast);
-#   trinity bench decode / prefill --device cuda: run, report the device;
+#   trinity bench decode / prefill --model FILE (CPU and cuda) and --preset tiny --device cuda: run, report
+#   the model and the device; a prompt longer than the model's context is one error line;
 #   bad input: a model larger than the device (TN_CUDA_EMU_MEM), a device index that does not exist: one
 #   error line, exit 1. In a build without a CUDA backend the refusal is checked and the rest skipped.
 source "$(dirname "$0")/helpers/train_common.sh"
@@ -67,6 +68,21 @@ grep -q "T2" "$w/t2.export" && grep -q "L4" "$w/l4.export" && grep -q "L8" "$w/l
   fail "exports: $(cat "$w"/*.export)"
 "$T" export "$w/dense/ckpt-000040.h5" -o "$w/f16.trin" --dtype f16 > /dev/null 2>&1 || fail "export f16"
 
+# bench decode / prefill of a model file (the CPU; the same on cuda below)
+"$T" bench decode --model "$w/t2.trin" --tokens 4 --json > "$w/bdm.json" || fail "bench decode --model"
+"$T" bench prefill --model "$w/l4.trin" --prompt 40 --json > "$w/bpm.json" || fail "bench prefill --model"
+"$PY" - "$w/bdm.json" "$w/bpm.json" <<'PY' || fail "bench --model JSON"
+import json, sys
+d, p = (json.loads(open(f).read()) for f in sys.argv[1:3])
+assert d["model_file"] == "t2.trin" and d["tokens"] == 4 and d["tok_s"] > 0 and d["bytes_per_token"] > 0, d
+assert p["model_file"] == "l4.trin" and p["prompt"] == 40 and p["tok_s"] > 0, p
+print("ok: bench decode / prefill --model on", d["device"])
+PY
+set +e
+"$T" bench prefill --model "$w/l4.trin" --prompt 1000 > /dev/null 2> "$w/err"; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "a context of 1000 positions is needed, the model has 64" "$w/err" || fail "prompt past the context: $(cat "$w/err")"
+
 # ---- is there a CUDA device? ------------------------------------------------------------------------------
 set +e
 "$T" run --tokenizer bytes "$w/t2.trin" -p "The" -n 2 --device cuda > /dev/null 2> "$w/probe.err"
@@ -123,6 +139,7 @@ done
 # ---- benchmarks ----------------------------------------------------------------------------------------------
 "$T" bench decode --preset tiny --device cuda --tokens 4 --json > "$w/bd.json" || fail "bench decode --device cuda"
 "$T" bench prefill --preset tiny --device cuda --prompt 80 --json > "$w/bp.json" || fail "bench prefill --device cuda"
+"$T" bench decode --model "$w/l8.trin" --device cuda --tokens 4 --json > /dev/null || fail "bench decode --model --device cuda"
 "$PY" - "$w/bd.json" "$w/bp.json" <<'PY' || fail "bench JSON"
 import json, sys
 d, p = (json.loads(open(f).read()) for f in sys.argv[1:3])
