@@ -29,7 +29,7 @@ typedef struct {
     /* FP32 (non-tensor) and TF32/BF16 dense tensor peak, FLOP/s, of the open device; 0 = unknown. */
     double (*peak_flops)(int precision);
     const tn_ops *(*ops)(void);
-    const struct tn_infer_ops *(*infer_ops)(void); /* the inference engine's table (runner/infer_ops.h) */
+    const struct tn_infer_ops *(*infer_ops)(void); /* the inference engine's table (kernels/infer_ops.h) */
 } tn_cuda_backend;
 
 /* Make CUDA devices available (called by programs that link a CUDA backend). */
@@ -42,7 +42,7 @@ typedef struct {
     int cc;            /* compute capability × 10 (CUDA) */
     char name[200];    /* "CPU (2 threads)" / "NVIDIA H100 80GB HBM3, sm_90" */
     const tn_ops *ops;
-    const struct tn_infer_ops *infer_ops; /* CUDA: the inference engine's table; CPU: NULL (runner/infer_ops.h) */
+    const struct tn_infer_ops *infer_ops; /* CUDA: the inference engine's table; CPU: NULL (kernels/infer_ops.h) */
     tn_precision precision;
 } tn_device;
 

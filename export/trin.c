@@ -23,6 +23,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* A tensor's dtype is the packed kernels' storage type as is (kernels/packed.h). */
+_Static_assert(TN_TRIN_F32 == (int)TN_PACKED_F32 && TN_TRIN_F16 == (int)TN_PACKED_F16 && TN_TRIN_T2 == (int)TN_PACKED_T2 &&
+                   TN_TRIN_L4 == (int)TN_PACKED_L4 && TN_TRIN_L8 == (int)TN_PACKED_L8,
+               "TRIN dtype codes are the packed storage types");
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "TRIN data is little-endian and used in place: this build needs a little-endian host"
 #endif

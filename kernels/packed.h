@@ -25,6 +25,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* How a weight matrix is stored. The values are TRIN's dtype codes (export/trin.h tn_trin_dtype, checked
+ * there), so a tensor's dtype passes through unchanged. */
+typedef enum {
+    TN_PACKED_F32 = 0, /* float */
+    TN_PACKED_F16 = 1, /* IEEE binary16 */
+    TN_PACKED_T2 = 2,  /* ternary, 2 bits (below) */
+    TN_PACKED_L4 = 3,  /* 4-bit grid indices */
+    TN_PACKED_L8 = 4   /* 8-bit grid indices */
+} tn_packed_dtype;
+
 /* Largest supported `cols` for every product (keeps int32 accumulators exact). rows: any int64. */
 #define TN_PACKED_MAX_COLS ((int64_t)1 << 19)
 

@@ -1,5 +1,5 @@
 /* The inference engine (runner/infer.h). Layout of this file, top to bottom:
- *   1. the engine: weight matrices (runner/infer_ops.h tn_imat), the KV cache, scratch
+ *   1. the engine: weight matrices (kernels/infer_ops.h tn_imat), the KV cache, scratch
  *   2. the one product every layer uses, matmul(), dispatching on the weight's dtype through the ops table
  *   3. the forward pass over a chunk of tokens, the one layer sequence for every device
  *   4. running a chunk: on the CPU inside one OpenMP region, on CUDA on one host thread (a decode step
@@ -18,7 +18,7 @@
 #include "kernels/packed.h"
 #include "model/params.h"
 #include "runner/f16.h"
-#include "runner/infer_ops.h"
+#include "kernels/infer_ops.h"
 #include "train/checkpoint.h"
 #include "train/snapshot.h"
 
@@ -62,6 +62,7 @@ typedef struct worker_s {
     float *fq;     /* [CHUNK, widest] */
     float *y;      /* [CHUNK, slice]: a product's rows before they are scattered into [n, rows] (CPU) */
     float *scores; /* attention scratch (tn_infer_attn.scratch) */
+    float *rstd;   /* [CHUNK]: RMSNorm's 1/rms per token (written by the CUDA kernel, unused) */
 } worker;
 
 enum { GRAPH_OFF = -1, GRAPH_WAIT = 0, GRAPH_CAPTURE = 1, GRAPH_READY = 2 };
@@ -82,8 +83,9 @@ struct tn_infer {
     /* shared scratch for a chunk of up to CHUNK tokens */
     float *x, *q, *att, *tmp, *g, *u;
     float *k_new, *v_new;    /* CUDA: [CHUNK, kv_dim] the chunk's k and v before they enter the cache */
-    int32_t *tokens_dev;     /* CUDA: [CHUNK] the chunk's token ids */
-    int32_t *pos_dev;        /* CUDA: [1] the chunk's first position */
+    int32_t *step_dev;       /* CUDA: [1 + CHUNK] the chunk's first position, then its token ids (one upload) */
+    int32_t *pos_dev, *tokens_dev; /* step_dev and step_dev + 1 */
+    int32_t *step_host;      /* host [1 + CHUNK]: what goes up */
     float *logits_dev;       /* CUDA: [CHUNK, vocab] */
     float *logits1;          /* host [vocab]: tn_infer_step's result */
     worker *workers;         /* host array of [n_threads] */
@@ -178,7 +180,7 @@ static int product(const tn_infer_ops *ops, const imat *W, act *a, float *Y) {
     const int64_t R = W->rows, C = W->cols;
     const int n = a->n;
     const float *X = a->x;
-    if (W->act8 && W->dtype != TN_TRIN_T2) { /* T2 kernels quantize to int8 themselves */
+    if (W->act8 && W->dtype != TN_PACKED_T2) { /* T2 kernels quantize to int8 themselves */
         if (!a->faked) {
             TN_CHECK(ops->act_fake_quant(a->x, n, C, a->fq));
             a->faked = 1;
@@ -186,16 +188,16 @@ static int product(const tn_infer_ops *ops, const imat *W, act *a, float *Y) {
         X = a->fq;
     }
     switch (W->dtype) {
-    case TN_TRIN_F32: return ops->gemm_f32(W->w, R, C, n, X, Y);
-    case TN_TRIN_F16: return ops->gemm_f16(W->w, R, C, n, X, Y);
-    case TN_TRIN_T2:
+    case TN_PACKED_F32: return ops->gemm_f32(W->w, R, C, n, X, Y);
+    case TN_PACKED_F16: return ops->gemm_f16(W->w, R, C, n, X, Y);
+    case TN_PACKED_T2:
         if (!a->quantized) {
             TN_CHECK(ops->act_quant_i8(a->x, n, C, a->q, a->scale));
             a->quantized = 1;
         }
         return ops->gemm_t2(W->w, W->row_scale, W->tensor_scale, R, C, n, a->q, a->scale, Y);
-    case TN_TRIN_L4: return ops->gemm_l4(W->w, W->grid, W->row_scale, W->tensor_scale, R, C, n, X, Y);
-    case TN_TRIN_L8: return ops->gemm_l8(W->w, W->grid, W->row_scale, W->tensor_scale, R, C, n, X, Y);
+    case TN_PACKED_L4: return ops->gemm_l4(W->w, W->grid, W->row_scale, W->tensor_scale, R, C, n, X, Y);
+    case TN_PACKED_L8: return ops->gemm_l8(W->w, W->grid, W->row_scale, W->tensor_scale, R, C, n, X, Y);
     }
     return tn_err("weight of unknown dtype %d", (int)W->dtype);
 }
@@ -260,7 +262,7 @@ static int forward_layers(tn_infer *m, int n, int first, float *out, int tid, in
         at.v_new = vc;
 
         /* attention block: x += Wo · attention(rope(Wq h), rope(Wk h), Wv h),  h = rmsnorm(x) · w */
-        OP(ops->rmsnorm(w->h, x, L->attn_norm, n, D, c->norm_eps));
+        OP(ops->rmsnorm(w->h, w->rstd, x, L->attn_norm, n, D, c->norm_eps));
         act a = act_of(w, w->h, n, D);
         if (by_heads) {
             OP(matmul_rows(ops, &L->wq, &a, m->q, qd, w, kh0 * group_rows, kh1 * group_rows));
@@ -280,7 +282,7 @@ static int forward_layers(tn_infer *m, int n, int first, float *out, int tid, in
         ops->barrier();
 
         /* MLP block: x += Wd · (silu(Wg h) * (Wu h)),  h = rmsnorm(x) · w */
-        OP(ops->rmsnorm(w->h, x, L->mlp_norm, n, D, c->norm_eps));
+        OP(ops->rmsnorm(w->h, w->rstd, x, L->mlp_norm, n, D, c->norm_eps));
         act am = act_of(w, w->h, n, D);
         OP(matmul(ops, &L->wg, &am, m->g, F, w, tid, nth));
         OP(matmul(ops, &L->wu, &am, m->u, F, w, tid, nth));
@@ -294,7 +296,7 @@ static int forward_layers(tn_infer *m, int n, int first, float *out, int tid, in
 
     if (first < n) { /* logits = rmsnorm(x) · w_final · headᵀ */
         const int nr = n - first;
-        OP(ops->rmsnorm(w->h, x + first * D, m->final_norm, nr, D, c->norm_eps));
+        OP(ops->rmsnorm(w->h, w->rstd, x + first * D, m->final_norm, nr, D, c->norm_eps));
         act af = act_of(w, w->h, nr, D);
         OP(matmul(ops, &m->head, &af, out, c->vocab_size, w, tid, nth));
     }
@@ -311,7 +313,7 @@ static int device_chunk(tn_infer *m, int n, int first) {
 
 /* CUDA, one token with its logits: the decode step. The first such step runs op by op (it also sizes
  * every lazily grown scratch buffer); the second is captured as a CUDA graph, which every later step
- * replays with one launch instead of ~10 launches per layer. Positions and tokens are read from device
+ * replays with one launch instead of 19 launches per layer (T2). Positions and tokens are read from device
  * memory, so the one graph serves every position. Where capture is refused (the emulator, a failure) the
  * steps run op by op; the two paths compute the same thing (scripts/gpu-check.sh compares them). */
 static int device_decode(tn_infer *m) {
@@ -331,6 +333,9 @@ static int device_decode(tn_infer *m) {
                 tn_err_clear();
             }
         } else {
+            if (m->ops->graph_begin) /* a table without graphs (the emulator) is not a failure */
+                tn_log_warn("CUDA graph capture of the decode step could not start (%s); decoding without a graph",
+                            tn_errmsg());
             tn_err_clear();
         }
     }
@@ -344,9 +349,9 @@ static int device_decode(tn_infer *m) {
 static int forward_chunk(tn_infer *m, const int32_t *tokens, int n, int first, float *out) {
     const int64_t V = m->cfg.vocab_size;
     if (m->on_device) {
-        const int32_t pos = m->pos;
-        TN_CHECK(m->ops->upload(m->tokens_dev, tokens, (size_t)n * sizeof *tokens));
-        TN_CHECK(m->ops->upload(m->pos_dev, &pos, sizeof pos));
+        m->step_host[0] = m->pos;
+        memcpy(m->step_host + 1, tokens, (size_t)n * sizeof *tokens);
+        TN_CHECK(m->ops->upload(m->step_dev, m->step_host, (size_t)(1 + n) * sizeof *tokens));
         if (n == 1 && first == 0) TN_CHECK(device_decode(m));
         else TN_CHECK(device_chunk(m, n, first));
         if (first < n) TN_CHECK(m->ops->download(out, m->logits_dev, (size_t)((n - first) * V) * sizeof *out));
@@ -446,20 +451,26 @@ static int alloc_state(tn_infer *m, int alloc, int64_t *bytes) {
     if (m->on_device) {
         ALLOC(m->k_new, CHUNK * kvd);
         ALLOC(m->v_new, CHUNK * kvd);
-        ALLOC(m->tokens_dev, CHUNK);
-        ALLOC(m->pos_dev, 1);
+        ALLOC(m->step_dev, 1 + CHUNK);
         ALLOC(m->logits_dev, CHUNK * V);
     }
     if (alloc) {
-        m->workers = calloc((size_t)m->n_threads, sizeof *m->workers);
+        if (m->on_device) {
+            m->pos_dev = m->step_dev;
+            m->tokens_dev = m->step_dev + 1;
+            m->step_host = tn_alloc(1 + CHUNK, sizeof *m->step_host);
+            if (own(m, m->step_host) != 0) return -1;
+        }
         m->logits1 = tn_alloc((size_t)V, sizeof *m->logits1);
-        if (!m->workers || own(m, m->logits1) != 0) return tn_err("out of memory");
+        if (own(m, m->logits1) != 0) return -1;
+        m->workers = calloc((size_t)m->n_threads, sizeof *m->workers);
+        if (!m->workers) return tn_err("out of memory");
     }
     /* per thread: the widest product output any thread's slice can have (CPU) */
     int64_t rows_max = V > F ? V : F;
     rows_max = rows_max > qd ? rows_max : qd;
     const int64_t slice_max = ((rows_max + m->n_threads - 1) / m->n_threads + 2 * ROW_ALIGN);
-    const int64_t scores = m->ops->attention_scratch_floats(CHUNK, c->n_heads, c->n_kv_heads, m->ctx);
+    const int64_t scores = m->ops->attention_scratch_floats(CHUNK, c->n_heads, c->n_kv_heads, hd, m->ctx);
     for (int t = 0; t < m->n_threads; t++) {
         worker *w = alloc ? &m->workers[t] : &(worker){0};
         ALLOC(w->h, CHUNK * D);
@@ -468,6 +479,7 @@ static int alloc_state(tn_infer *m, int alloc, int64_t *bytes) {
         ALLOC(w->fq, CHUNK * widest);
         if (!m->on_device) ALLOC(w->y, CHUNK * slice_max);
         ALLOC(w->scores, scores);
+        ALLOC(w->rstd, CHUNK);
     }
 #undef ALLOC
     if (bytes) *bytes = total;
@@ -498,16 +510,29 @@ static const void *upload_copy(tn_infer *m, const void *host, size_t bytes) {
 /* Bytes the device copy of W takes. */
 static int64_t mat_device_bytes(const imat *W) {
     int64_t b = W->rows * (int64_t)W->row_bytes + (W->row_scale ? 4 * W->rows : 0);
-    if (W->dtype == TN_TRIN_L4 || W->dtype == TN_TRIN_L8) b += 4 * (W->dtype == TN_TRIN_L4 ? 16 : 256);
+    if (W->dtype == TN_PACKED_L4 || W->dtype == TN_PACKED_L8) b += 4 * (W->dtype == TN_PACKED_L4 ? 16 : 256);
     return b;
 }
 
-/* Replace W's host pointers with device copies. */
+/* Free host memory p that the engine owns (a matrix dequantized for exact mode, once uploaded). */
+static void release_owned(tn_infer *m, const void *p) {
+    for (int i = 0; i < m->n_owned; i++)
+        if (m->owned[i] == p) {
+            tn_free(m->owned[i]);
+            m->owned[i] = m->owned[--m->n_owned];
+            return;
+        }
+}
+
+/* Replace W's host pointers with device copies. A host copy the engine made (exact mode's dequantized
+ * floats) is freed: the device holds the matrix from now on. */
 static int mat_upload(tn_infer *m, imat *W) {
+    const void *host = W->w;
     if (!(W->w = upload_copy(m, W->w, (size_t)W->rows * W->row_bytes))) return -1;
+    release_owned(m, host);
     if (W->row_scale && !(W->row_scale = upload_copy(m, W->row_scale, (size_t)W->rows * sizeof(float)))) return -1;
-    if (W->dtype == TN_TRIN_L4 || W->dtype == TN_TRIN_L8) {
-        const size_t n = W->dtype == TN_TRIN_L4 ? 16 : 256;
+    if (W->dtype == TN_PACKED_L4 || W->dtype == TN_PACKED_L8) {
+        const size_t n = W->dtype == TN_PACKED_L4 ? 16 : 256;
         if (!(W->grid = upload_copy(m, W->grid, n * sizeof(float)))) return -1;
     }
     return 0;
@@ -541,11 +566,15 @@ static int place(tn_infer *m) {
         if (!m->cfg.tied_embeddings) weights += mat_device_bytes(&m->head);
         for (int l = 0; l < m->cfg.n_layers; l++) FOR_EACH_MAT(&m->layers[l], weights += mat_device_bytes(W));
         TN_CHECK(tn_device_mem_info(&m->dev, &free_b, &total_b));
-        if (weights + state > free_b)
+        /* room beside the plan: allocation rounding of ~250 buffers, the CUDA graph, the runtime's own */
+        int64_t spare = total_b / 64;
+        if (spare > ((int64_t)256 << 20)) spare = (int64_t)256 << 20;
+        if (weights + state + spare > free_b)
             return tn_err("the model does not fit %s: it needs %.1f MiB (weights %.1f, KV cache of %d positions and "
-                          "scratch %.1f) and %.1f MiB of %.1f are free; a smaller --ctx shrinks the cache",
-                          m->dev.spec, (double)(weights + state) / 1048576.0, (double)weights / 1048576.0, m->ctx,
-                          (double)state / 1048576.0, (double)free_b / 1048576.0, (double)total_b / 1048576.0);
+                          "scratch %.1f, %.1f spare) and %.1f MiB of %.1f are free; a smaller --ctx shrinks the cache",
+                          m->dev.spec, (double)(weights + state + spare) / 1048576.0, (double)weights / 1048576.0,
+                          m->ctx, (double)state / 1048576.0, (double)spare / 1048576.0, (double)free_b / 1048576.0,
+                          (double)total_b / 1048576.0);
     }
     TN_CHECK(alloc_state(m, 1, NULL));
     if (!m->on_device) return 0;
@@ -570,7 +599,7 @@ static int place(tn_infer *m) {
 /* A view of tensor t of an open .trin. In exact mode quantized tensors are dequantized to floats once. */
 static int mat_from_trin(tn_infer *m, const tn_trin_tensor *t, imat *W) {
     memset(W, 0, sizeof *W);
-    W->dtype = t->dtype;
+    W->dtype = (tn_packed_dtype)t->dtype; /* the same codes (export/trin.c) */
     W->rows = t->shape[0];
     W->cols = t->rank == 2 ? t->shape[1] : 1;
     W->w = t->data;
@@ -589,7 +618,7 @@ static int mat_from_trin(tn_infer *m, const tn_trin_tensor *t, imat *W) {
         if (!d) return tn_err_prefix("dequantizing '%s'", t->name);
         for (int64_t r = 0; r < W->rows; r++) tn_imat_row(W, r, d + r * W->cols);
         TN_CHECK(own(m, d));
-        W->dtype = TN_TRIN_F32;
+        W->dtype = TN_PACKED_F32;
         W->w = d;
         W->row_scale = NULL;
         W->grid = NULL;
@@ -603,7 +632,7 @@ static int mat_from_trin(tn_infer *m, const tn_trin_tensor *t, imat *W) {
 static imat mat_dense(const float *w, int64_t rows, int64_t cols) {
     imat W;
     memset(&W, 0, sizeof W);
-    W.dtype = TN_TRIN_F32;
+    W.dtype = TN_PACKED_F32;
     W.rows = rows;
     W.cols = cols;
     W.w = w;
@@ -627,9 +656,9 @@ static void describe(tn_infer *m) {
     int w = 0;
     for (int d = 0; d < 5; d++)
         if (count[d]) w += snprintf(p + w, cap - (size_t)w, "%s%s x%d", w ? " + " : "layers ", tn_trin_dtype_name((tn_trin_dtype)d), count[d]);
-    w += snprintf(p + w, cap - (size_t)w, ", embed %s, head %s%s", tn_trin_dtype_name(m->embed.dtype),
-                  tn_trin_dtype_name(m->head.dtype), m->cfg.tied_embeddings ? " (tied)" : "");
-    if (count[TN_TRIN_T2] || m->head.dtype == TN_TRIN_T2)
+    w += snprintf(p + w, cap - (size_t)w, ", embed %s, head %s%s", tn_trin_dtype_name((tn_trin_dtype)m->embed.dtype),
+                  tn_trin_dtype_name((tn_trin_dtype)m->head.dtype), m->cfg.tied_embeddings ? " (tied)" : "");
+    if (count[TN_PACKED_T2] || m->head.dtype == TN_PACKED_T2)
         w += snprintf(p + w, cap - (size_t)w, ", %s", m->opts.mode == TN_INFER_EXACT ? "exact" : "int8 activations");
     else if (m->opts.mode == TN_INFER_EXACT)
         w += snprintf(p + w, cap - (size_t)w, ", exact");

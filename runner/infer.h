@@ -63,8 +63,7 @@ int tn_infer_ctx(const tn_infer *m);
 int tn_infer_pos(const tn_infer *m);
 /* Forget the cache (next token is position 0). */
 void tn_infer_reset(tn_infer *m);
-/* The device the engine runs on ("cpu" or "cuda:N"), and the bytes it holds in that device's memory
- * (weights uploaded, KV cache, scratch; the CPU: KV cache and scratch). */
+/* The device the engine runs on: "cpu" or "cuda:N". */
 const char *tn_infer_device(const tn_infer *m);
 /* The device in words ("CPU (2 threads)", "NVIDIA H100 80GB HBM3, sm_90, ...", the emulator's name). */
 const char *tn_infer_device_name(const tn_infer *m);
@@ -72,6 +71,8 @@ const char *tn_infer_device_name(const tn_infer *m);
 int tn_infer_graph_active(const tn_infer *m);
 /* Read bandwidth of the engine's device memory, bytes/s (CPU: `threads` threads; best of `reps`). */
 double tn_infer_read_bandwidth(const tn_infer *m, size_t bytes, int threads, int reps);
+/* Bytes the engine allocated in its device's memory: on a GPU the uploaded weights, the KV cache and the
+ * scratch; on the CPU the KV cache and scratch (the weights stay where the file is mapped). */
 int64_t tn_infer_device_bytes(const tn_infer *m);
 /* Bytes the engine reads per decoded token: every weight matrix (the embedding row aside) plus norms.
  * The numerator of the bandwidth bound. */

@@ -1,8 +1,8 @@
-/* The CPU table of the inference engine's packed ops (runner/infer_ops.h): the packed kernels of
+/* The CPU table of the inference engine's packed ops (kernels/infer_ops.h): the packed kernels of
  * kernels/packed.h, F16 products (runner/f16.h), OpenBLAS for F32, and the engine's own elementwise steps
  * and attention. Every op runs on the calling thread: the engine calls them from inside its one OpenMP
  * parallel region, each thread on its own rows (runner/infer.c). */
-#include "runner/infer_ops.h"
+#include "kernels/infer_ops.h"
 
 #include "core/alloc.h"
 #include "kernels/cpu/ops_cpu.h"
@@ -36,16 +36,16 @@ void tn_imat_row(const tn_imat *W, int64_t r, float *out) {
     const uint8_t *p = (const uint8_t *)W->w + (size_t)r * W->row_bytes;
     const float s = row_scale_of(W, r);
     switch (W->dtype) {
-    case TN_TRIN_F32: memcpy(out, (const float *)W->w + r * n, (size_t)n * sizeof *out); return;
-    case TN_TRIN_F16: tn_f16_to_f32_row((const uint16_t *)W->w + r * n, n, out); return;
-    case TN_TRIN_T2:
+    case TN_PACKED_F32: memcpy(out, (const float *)W->w + r * n, (size_t)n * sizeof *out); return;
+    case TN_PACKED_F16: tn_f16_to_f32_row((const uint16_t *)W->w + r * n, n, out); return;
+    case TN_PACKED_T2:
         for (int64_t c = 0; c < n; c++)
             out[c] = s * (float)(tn_t2_code(p[tn_t2_col_byte(c)], tn_t2_col_shift(c) / 2) - 1);
         return;
-    case TN_TRIN_L4:
+    case TN_PACKED_L4:
         for (int64_t c = 0; c < n; c++) out[c] = s * W->grid[l4_index(p, c)]; /* as the training snap: s·grid[i] */
         return;
-    case TN_TRIN_L8:
+    case TN_PACKED_L8:
         for (int64_t c = 0; c < n; c++) out[c] = s * W->grid[p[c]];
         return;
     }
@@ -190,8 +190,8 @@ static int cpu_attention(const tn_infer_attn *a, int kh0, int kh1) {
     return 0;
 }
 
-static int64_t cpu_attention_scratch_floats(int64_t n, int64_t H, int64_t KV, int64_t ctx) {
-    (void)n;
+static int64_t cpu_attention_scratch_floats(int64_t n, int64_t H, int64_t KV, int64_t hd, int64_t ctx) {
+    (void)n, (void)hd;
     return H / KV * ctx;
 }
 
@@ -200,7 +200,8 @@ static int64_t cpu_attention_scratch_floats(int64_t n, int64_t H, int64_t KV, in
 
 /* y[n, D] = x · rsqrt(mean(x²) + eps) · w, the sum of squares in double as tn_op_rmsnorm (in 8 partial
  * sums, so it vectorizes: a different order of double additions, far below float rounding) */
-static int cpu_rmsnorm(float *y, const float *x, const float *w, int64_t n, int64_t D, float eps) {
+static int cpu_rmsnorm(float *y, float *rstd, const float *x, const float *w, int64_t n, int64_t D, float eps) {
+    (void)rstd;
     for (int t = 0; t < n; t++) {
         const float *xr = x + t * D;
         float *yr = y + t * D;

@@ -320,6 +320,19 @@ INI
     a=$(same "$d/$name.cpu.txt" "$d/$name.nograph.txt"); b=$(same "$d/$name.nograph.txt" "$d/$name.graph.txt")
     say "infer: $name greedy 100 tokens: cpu vs cuda $a; cuda graph vs no graph $b; $(tail -1 "$OUT/infer-$name-graph.log")"
     [ "$a" = same ] && [ "$b" = same ] || status=1
+    # the engine falls back to op by op when a capture fails: that must not pass unnoticed
+    if grep -q "graph capture" "$OUT/infer-$name-graph.log"; then
+      say "infer: $name: CUDA graph capture FAILED: $(grep -m1 'graph capture' "$OUT/infer-$name-graph.log")"; status=1
+    fi
+    # exact mode: F32 products through cuBLAS inside the captured graph
+    $T run "$m" --tokenizer bytes -p "The model" -n 40 --temp 0 --no-stop --exact --device cuda --no-graph \
+      > "$d/$name.exact-nograph.txt" 2> "$OUT/infer-$name-exact-nograph.log"
+    $T run "$m" --tokenizer bytes -p "The model" -n 40 --temp 0 --no-stop --exact --device cuda \
+      > "$d/$name.exact-graph.txt" 2> "$OUT/infer-$name-exact-graph.log"
+    c=$(same "$d/$name.exact-nograph.txt" "$d/$name.exact-graph.txt")
+    grep -q "graph capture" "$OUT/infer-$name-exact-graph.log" && c="$c, CAPTURE FAILED: $(grep -m1 'graph capture' "$OUT/infer-$name-exact-graph.log")"
+    say "infer: $name --exact (cuBLAS in the graph) greedy 40 tokens: graph vs no graph $c"
+    [ "$c" = same ] || status=1
     # eval: the .trin's loss on both devices (exact and --fast)
     for fast in "" --fast; do
       # shellcheck disable=SC2086
@@ -359,12 +372,14 @@ PY
 import json, sys
 j = json.loads(sys.argv[1])
 if j['bench'] == 'decode':
+    if '--no-graph' not in sys.argv[2] and not j['graph'] and 'emulator' not in j['device_name']:
+        print('infer: bench decode did not replay a CUDA graph  FAILED'); sys.exit(1)
     print(f\"infer: bench decode {j['preset']} ({'graph' if j['graph'] else 'no graph'}): {j['tok_s']:.0f} tok/s \"
           f\"({j['ms_per_token']:.3f} ms), {j['bytes_per_token'] / 1e6:.0f} MB/token, read bandwidth {j['bandwidth_gb_s']:.0f} GB/s \"
           f\"-> bound {j['bound_tok_s']:.0f} tok/s, ratio {j['ratio']:.2f}\")
 else:
     print(f\"infer: bench prefill {j['preset']} {j['prompt']} tokens: {j['tok_s']:.0f} tok/s ({j['ms_per_prompt']:.1f} ms)\")
-" "$j" | tee -a "$summary"
+" "$j" "$args" | tee -a "$summary" || status=1
   done
 fi
 
@@ -394,7 +409,7 @@ j = json.loads(sys.argv[1])
 mfu = f\"MFU {100 * j['mfu']:.1f}% of {j['peak_tflops']:.1f} TFLOP/s\" if 'mfu' in j else 'MFU unknown (no clock rate)'
 print(f\"bench: {j['preset']} {j['precision']} {j['method']} B{j['batch']}xT{j['seq_len']}: {j['tokens_per_s']:.0f} tokens/s, \"
       f\"{j['tflops']:.2f} TFLOP/s, {mfu}; memory planned {j['planned_bytes'] / 2**30:.2f} GiB, \"
-      f\"peak measured {j['peak_measured_bytes'] / 2**30:.2f} GiB\")" "$j" | tee -a "$summary"
+      f\"peak measured {j['peak_measured_bytes'] / 2**30:.2f} GiB\")" "$j" "$args" | tee -a "$summary" || status=1
   done
 fi
 

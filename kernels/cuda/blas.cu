@@ -103,6 +103,7 @@ extern "C" void tn_cuda_blas_shutdown(void) {
 
 static cublasHandle_t g_blas = NULL;
 static void *g_workspace = NULL;
+static size_t g_workspace_bytes = 0;
 
 static int blas_err(const char *what, cublasStatus_t s) { return tn_err("%s: %s", what, cublasGetStatusString(s)); }
 
@@ -116,6 +117,7 @@ extern "C" int tn_cuda_blas_init(size_t workspace_bytes) {
         return blas_err("cublasCreate", s);
     }
     g_workspace = tn_cuda_alloc(workspace_bytes);
+    g_workspace_bytes = workspace_bytes;
     s = g_workspace ? cublasSetWorkspace(g_blas, g_workspace, workspace_bytes) : CUBLAS_STATUS_ALLOC_FAILED;
     if (s != CUBLAS_STATUS_SUCCESS) { /* no half-made handle: the next init starts over */
         int rc = g_workspace ? blas_err("cublasSetWorkspace", s) : -1;
@@ -148,12 +150,16 @@ extern "C" int tn_cuda_gemm(int transa, int transb, int64_t m, int64_t n, int64_
     return 0;
 }
 
-/* Queue cuBLAS work on stream s (0: the legacy default stream). */
+/* Queue cuBLAS work on stream s (0: the legacy default stream). cublasSetStream also resets the handle to
+ * cuBLAS's own default workspace pool (cuBLAS documentation, cublasSetStream), which would allocate
+ * behind the memory plan's back, and inside a graph capture: our workspace is set again at once. */
 extern "C" int tn_cuda_blas_set_stream(cudaStream_t s) {
     cublasHandle_t h = NULL;
     TN_CHECK(blas_handle(&h));
     cublasStatus_t st = cublasSetStream(h, s);
-    return st == CUBLAS_STATUS_SUCCESS ? 0 : blas_err("cublasSetStream", st);
+    if (st != CUBLAS_STATUS_SUCCESS) return blas_err("cublasSetStream", st);
+    st = cublasSetWorkspace(h, g_workspace, g_workspace_bytes);
+    return st == CUBLAS_STATUS_SUCCESS ? 0 : blas_err("cublasSetWorkspace", st);
 }
 
 extern "C" void tn_cuda_blas_shutdown(void) {
@@ -161,6 +167,7 @@ extern "C" void tn_cuda_blas_shutdown(void) {
     g_blas = NULL;
     tn_cuda_free(g_workspace);
     g_workspace = NULL;
+    g_workspace_bytes = 0;
 }
 
 #endif

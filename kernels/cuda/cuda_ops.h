@@ -131,7 +131,7 @@ int tn_cuda_bf16_accumulate(uint16_t *g, const float *d, int64_t n);
 int tn_cuda_bf16_sumsq(const uint16_t *x, int64_t n, double *host_out);
 
 /* ---- inference: the packed products and the KV-cache attention of the runner's CUDA table ---------
- * (runner/infer_ops.h; kernels/cuda/packed_infer.cu and kernels/cuda/kv_attention.cu). All arrays device
+ * (kernels/infer_ops.h; kernels/cuda/packed_infer.cu and kernels/cuda/kv_attention.cu). All arrays device
  * memory. Products: Y [n_tok, rows] = X [n_tok, cols] · Wᵀ with W as the CPU stores it (kernels/packed.h,
  * docs/PACKING.md), grid the zero-padded 16 (L4) / 256 (L8) floats, row_scale [rows] or NULL. n_tok == 1
  * runs a gemv kernel (a warp per row); n_tok > 1 a tiled kernel that reads each weight tile once for a
@@ -144,7 +144,7 @@ int tn_cuda_l8_gemm(const uint8_t *W, const float *grid, const float *row_scale,
 int tn_cuda_f16_gemm(const uint16_t *W, int64_t rows, int64_t cols, int64_t n_tok, const float *X, float *Y);
 /* Embedding rows: X[t, :] = row tokens[t] of W as floats, exactly as the CPU dequantizes one row
  * (F32 copy, F16 widened, T2: s·w, L4/L8: s·grid[idx], s = tensor_scale · (row_scale ? row_scale[r] : 1)).
- * dtype: tn_trin_dtype (export/trin.h). tokens [n_tok] device int32, each in [0, rows) (checked by the
+ * dtype: tn_packed_dtype (kernels/packed.h; the TRIN dtype codes). tokens [n_tok] device int32, each in [0, rows) (checked by the
  * caller). Bit-exact with the CPU. */
 int tn_cuda_embed_rows(int dtype, const void *W, const float *grid, const float *row_scale, float tensor_scale,
                        int64_t rows, int64_t cols, const int32_t *tokens, int64_t n_tok, float *X);
@@ -156,10 +156,10 @@ int tn_cuda_embed_rows(int dtype, const void *W, const float *grid, const float 
  *   rows p0+t of k_cache / v_cache [ctx, KV·hd] (this layer's) = roped k_new row t / v_new row t;
  *   out [n, H·hd] = softmax(q·kⱼ / sqrt(hd), j = 0 .. p0+t) · v, scores in fp32, expf, as the CPU engine.
  * Head dims: even, 2 .. 128 (else an error). scratch: device floats, tn_cuda_kv_attention_scratch_floats(n, H,
- * ctx) of them (per (token, head) the running max, sum and partial output of each 256-position chunk). The
+ * hd, ctx) of them (per (token, head) the running max, sum and partial output of each 256-position chunk). The
  * caller guarantees 0 <= p0 and p0 + n <= ctx; a position outside writes nothing to q, k_new or the cache
  * and fills out with NaN, so the mistake shows in the logits. */
-int64_t tn_cuda_kv_attention_scratch_floats(int64_t n, int64_t H, int64_t ctx);
+int64_t tn_cuda_kv_attention_scratch_floats(int64_t n, int64_t H, int64_t hd, int64_t ctx);
 int tn_cuda_kv_attention(float *q, float *k_new, const float *v_new, float *k_cache, float *v_cache,
                          const int32_t *pos, const float *cos_t, const float *sin_t, int64_t n, int64_t H,
                          int64_t KV, int64_t hd, int64_t ctx, float *out, float *scratch);
@@ -173,7 +173,7 @@ void *tn_cuda_scratch(size_t bytes);
  * (kernels/cuda/backend.cu; a `const tn_cuda_backend *` of device/device.h, for tn_device_register_cuda). */
 const tn_ops *tn_cuda_ops(void);
 const tn_cuda_backend *tn_cuda_backend_get(void);
-/* The inference engine's CUDA table (kernels/cuda/infer_ops.cu; runner/infer_ops.h). */
+/* The inference engine's CUDA table (kernels/cuda/infer_ops.cu; kernels/infer_ops.h). */
 const struct tn_infer_ops *tn_cuda_infer_ops(void);
 
 /* 1 when this build runs kernels on the CPU emulator (-DTN_CUDA_EMU=ON), 0 for a real CUDA build. */

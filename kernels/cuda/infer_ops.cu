@@ -1,4 +1,4 @@
-/* The CUDA table of the inference engine's packed ops (runner/infer_ops.h): device memory, the packed
+/* The CUDA table of the inference engine's packed ops (kernels/infer_ops.h): device memory, the packed
  * products (t2.cu, packed_infer.cu), cuBLAS for F32 weights, the KV-cache attention (kv_attention.cu), the
  * training's RMSNorm / SwiGLU / add / activation kernels (model.cu, act.cu), CUDA graphs for the decode
  * step, and the device's read bandwidth for the decode benchmark's bound.
@@ -8,7 +8,7 @@
 #include "kernels/cuda/cuda_internal.h"
 
 extern "C" {
-#include "runner/infer_ops.h"
+#include "kernels/infer_ops.h"
 }
 
 #include <string.h>
@@ -49,22 +49,8 @@ static int dev_embed(const tn_imat *E, const int32_t *tokens, int64_t n, float *
 
 /* ---- elementwise steps and attention ------------------------------------------------------------------- */
 
-/* RMSNorm's kernel also writes 1/rms per row, which inference does not need: a device buffer takes it. It
- * holds 4096 rows from the first call on (the engine's chunks have at most 64), so it is never reallocated
- * under a captured graph that points at it; it grows only for a caller with more rows. */
-static float *g_rstd = NULL;
-static int64_t g_rstd_n = 0;
-
-static int dev_rmsnorm(float *y, const float *x, const float *w, int64_t n, int64_t D, float eps) {
-    if (n > g_rstd_n) {
-        const int64_t want = n > 4096 ? n : 4096;
-        float *p = (float *)tn_cuda_alloc((size_t)want * sizeof(float));
-        if (!p) return -1;
-        tn_cuda_free(g_rstd);
-        g_rstd = p;
-        g_rstd_n = want;
-    }
-    return tn_cuda_rmsnorm(y, g_rstd, x, w, n, D, eps);
+static int dev_rmsnorm(float *y, float *rstd, const float *x, const float *w, int64_t n, int64_t D, float eps) {
+    return tn_cuda_rmsnorm(y, rstd, x, w, n, D, eps);
 }
 
 static int whole(const char *what, int64_t c0, int64_t c1, int64_t width) {
@@ -89,9 +75,9 @@ static int dev_attention(const tn_infer_attn *a, int kh0, int kh1) {
                                 a->n, a->H, a->KV, a->hd, a->ctx, a->out, a->scratch);
 }
 
-static int64_t dev_attention_scratch_floats(int64_t n, int64_t H, int64_t KV, int64_t ctx) {
+static int64_t dev_attention_scratch_floats(int64_t n, int64_t H, int64_t KV, int64_t hd, int64_t ctx) {
     (void)KV;
-    return tn_cuda_kv_attention_scratch_floats(n, H, ctx);
+    return tn_cuda_kv_attention_scratch_floats(n, H, hd, ctx);
 }
 
 static void dev_barrier(void) {}
@@ -164,6 +150,10 @@ static __global__ void read_kernel(const uint4 *__restrict__ src, int64_t n16, u
 
 static double dev_read_bandwidth(size_t bytes, int threads, int reps) {
     (void)threads;
+    /* beside a large model the card may not hold a buffer of its size: half the free memory still dwarfs
+     * any L2 (50 MiB on an H100) */
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && bytes > free_b / 2) bytes = free_b / 2;
     const int64_t n16 = (int64_t)(bytes / 16);
     uint4 *buf = (uint4 *)tn_cuda_alloc((size_t)n16 * 16);
     unsigned *sink = (unsigned *)tn_cuda_alloc(sizeof(unsigned));

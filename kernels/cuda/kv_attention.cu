@@ -26,8 +26,8 @@
  *      out = Σ_c w_c o_c / Σ_c w_c l_c  (= Σ_j exp(s_j − M) v_j / Σ_j exp(s_j − M), the CPU's softmax · v).
  *
  * scratch (tn_cuda_kv_attention_scratch_floats): stats [n, H, n_chunks, 2] (m_c, l_c), then part
- * [n, H, n_chunks, hd] (o_c), n_chunks = ceil(ctx / KVA_CHUNK); its size assumes hd = KVA_MAX_HD because the
- * declared size function has no hd. Only the chunks a token sees are written and read.
+ * [n, H, n_chunks, hd] (o_c), n_chunks = ceil(ctx / KVA_CHUNK). Only the chunks a token sees are written and
+ * read.
  *
  * Agreement with the CPU: RoPE and the cache rows bit for bit (the products and sums written with
  * __fmul_rn / __fadd_rn / sub_rn, which nvcc does not contract into FMAs; the emulator has no __fsub_rn,
@@ -229,9 +229,9 @@ kva_combine_kernel(const int32_t *__restrict__ pos, const float *__restrict__ st
 
 /* ---- host side ------------------------------------------------------------------------------------ */
 
-extern "C" int64_t tn_cuda_kv_attention_scratch_floats(int64_t n, int64_t H, int64_t ctx) {
-    if (n <= 0 || H <= 0 || ctx <= 0) return 0;
-    return n * H * kva_chunks(ctx) * (2 + KVA_MAX_HD); /* stats (m, l) and o per (token, head, chunk) */
+extern "C" int64_t tn_cuda_kv_attention_scratch_floats(int64_t n, int64_t H, int64_t hd, int64_t ctx) {
+    if (n <= 0 || H <= 0 || hd <= 0 || ctx <= 0) return 0;
+    return n * H * kva_chunks(ctx) * (2 + hd); /* stats (m, l) and o per (token, head, chunk) */
 }
 
 extern "C" int tn_cuda_kv_attention(float *q, float *k_new, const float *v_new, float *k_cache, float *v_cache,

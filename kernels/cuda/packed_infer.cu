@@ -25,9 +25,6 @@
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/t2_math.h"
 
-extern "C" {
-#include "export/trin.h"
-}
 
 #define PK_FULL 0xffffffffu
 
@@ -336,14 +333,14 @@ pk_gemm_kernel(const uint8_t *__restrict__ W, const float *__restrict__ grid, co
 template <int DT>
 static __device__ __forceinline__ float pk_embed_elem(const uint8_t *__restrict__ p, int64_t c,
                                                       const float *__restrict__ grid, float s) {
-    if constexpr (DT == TN_TRIN_F32) {
+    if constexpr (DT == TN_PACKED_F32) {
         return reinterpret_cast<const float *>(p)[c];
-    } else if constexpr (DT == TN_TRIN_F16) {
+    } else if constexpr (DT == TN_PACKED_F16) {
         return pk_h2f(reinterpret_cast<const uint16_t *>(p)[c]);
-    } else if constexpr (DT == TN_TRIN_T2) {
+    } else if constexpr (DT == TN_PACKED_T2) {
         const int code = (p[tn_t2_col_byte(c)] >> tn_t2_col_shift(c)) & 3;
         return s * (float)(code - 1);
-    } else if constexpr (DT == TN_TRIN_L4) {
+    } else if constexpr (DT == TN_PACKED_L4) {
         const int64_t in = c % TN_L4_BLOCK;
         const uint8_t b = p[(c / TN_L4_BLOCK) * TN_L4_BLOCK_BYTES + 4 * (in % 16) + in / 32];
         return s * grid[(b >> (4 * ((in / 16) & 1))) & 15];
@@ -366,7 +363,7 @@ pk_embed_kernel(const uint8_t *__restrict__ W, const float *__restrict__ grid, c
             continue;
         }
         const uint8_t *p = W + (size_t)r * rb;
-        const float s = DT == TN_TRIN_F32 || DT == TN_TRIN_F16 ? 1.0f : tensor_scale * (row_scale ? row_scale[r] : 1.0f);
+        const float s = DT == TN_PACKED_F32 || DT == TN_PACKED_F16 ? 1.0f : tensor_scale * (row_scale ? row_scale[r] : 1.0f);
         for (int64_t c = first; c < cols; c += stride) out[c] = pk_embed_elem<DT>(p, c, grid, s);
     }
 }
@@ -447,34 +444,34 @@ extern "C" int tn_cuda_embed_rows(int dtype, const void *W, const float *grid, c
                                   float tensor_scale, int64_t rows, int64_t cols, const int32_t *tokens, int64_t n_tok,
                                   float *X) {
     static const char name[] = "tn_cuda_embed_rows";
-    if (dtype < TN_TRIN_F32 || dtype > TN_TRIN_L8) return tn_err("%s: unknown dtype %d", name, dtype);
+    if (dtype < TN_PACKED_F32 || dtype > TN_PACKED_L8) return tn_err("%s: unknown dtype %d", name, dtype);
     if (rows < 0 || n_tok < 0)
         return tn_err("%s: rows = %lld, n_tok = %lld (must be >= 0)", name, (long long)rows, (long long)n_tok);
     if (cols < 0 || cols > TN_PACKED_MAX_COLS)
         return tn_err("%s: cols = %lld out of range (max %lld)", name, (long long)cols, (long long)TN_PACKED_MAX_COLS);
     if (n_tok == 0 || cols == 0) return 0;
     if (rows == 0) return tn_err("%s: %lld tokens of an empty table", name, (long long)n_tok);
-    const bool lut = dtype == TN_TRIN_L4 || dtype == TN_TRIN_L8;
+    const bool lut = dtype == TN_PACKED_L4 || dtype == TN_PACKED_L8;
     if (!W || !tokens || !X || (lut && !grid)) return tn_err("%s: NULL weights, grid, tokens or X", name);
-    const size_t align = dtype == TN_TRIN_F32 ? 4 : dtype == TN_TRIN_F16 ? 2 : 1;
+    const size_t align = dtype == TN_PACKED_F32 ? 4 : dtype == TN_PACKED_F16 ? 2 : 1;
     if ((uintptr_t)W % align != 0) return tn_err("%s: weights not %zu-byte aligned", name, align);
     size_t rb = 0;
     switch (dtype) {
-    case TN_TRIN_F32: rb = (size_t)cols * 4; break;
-    case TN_TRIN_F16: rb = (size_t)cols * 2; break;
-    case TN_TRIN_T2: rb = (size_t)((cols + TN_T2_BLOCK - 1) / TN_T2_BLOCK) * TN_T2_BLOCK_BYTES; break;
-    case TN_TRIN_L4: rb = (size_t)((cols + TN_L4_BLOCK - 1) / TN_L4_BLOCK) * TN_L4_BLOCK_BYTES; break;
+    case TN_PACKED_F32: rb = (size_t)cols * 4; break;
+    case TN_PACKED_F16: rb = (size_t)cols * 2; break;
+    case TN_PACKED_T2: rb = (size_t)((cols + TN_T2_BLOCK - 1) / TN_T2_BLOCK) * TN_T2_BLOCK_BYTES; break;
+    case TN_PACKED_L4: rb = (size_t)((cols + TN_L4_BLOCK - 1) / TN_L4_BLOCK) * TN_L4_BLOCK_BYTES; break;
     default: rb = (size_t)((cols + TN_L8_BLOCK - 1) / TN_L8_BLOCK) * TN_L8_BLOCK; break;
     }
     const int64_t bx = (cols + EM_THREADS - 1) / EM_THREADS;
     const dim3 eg((unsigned)(bx < EM_MAX_BLOCKS ? bx : EM_MAX_BLOCKS), (unsigned)(n_tok < 65535 ? n_tok : 65535));
     const uint8_t *Wb = static_cast<const uint8_t *>(W);
-    auto k = pk_embed_kernel<TN_TRIN_F32>;
+    auto k = pk_embed_kernel<TN_PACKED_F32>;
     switch (dtype) {
-    case TN_TRIN_F16: k = pk_embed_kernel<TN_TRIN_F16>; break;
-    case TN_TRIN_T2: k = pk_embed_kernel<TN_TRIN_T2>; break;
-    case TN_TRIN_L4: k = pk_embed_kernel<TN_TRIN_L4>; break;
-    case TN_TRIN_L8: k = pk_embed_kernel<TN_TRIN_L8>; break;
+    case TN_PACKED_F16: k = pk_embed_kernel<TN_PACKED_F16>; break;
+    case TN_PACKED_T2: k = pk_embed_kernel<TN_PACKED_T2>; break;
+    case TN_PACKED_L4: k = pk_embed_kernel<TN_PACKED_L4>; break;
+    case TN_PACKED_L8: k = pk_embed_kernel<TN_PACKED_L8>; break;
     default: break;
     }
     TN_LAUNCH(k, eg, EM_THREADS, 0, Wb, grid, row_scale, tensor_scale, rows, cols, rb, tokens, n_tok, X);

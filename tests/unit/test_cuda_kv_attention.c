@@ -191,7 +191,7 @@ static int dev_up(dev_state *d, const state *st, const shape *s, int64_t n, int3
     d->kc = tn_test_dev_copy(st->kc, fc);
     d->vc = tn_test_dev_copy(st->vc, fc);
     d->out = tn_cuda_alloc(fq); /* fresh: NaN in the emulator */
-    d->scratch = tn_cuda_alloc(sizeof(float) * (size_t)tn_cuda_kv_attention_scratch_floats(n, s->H, s->ctx));
+    d->scratch = tn_cuda_alloc(sizeof(float) * (size_t)tn_cuda_kv_attention_scratch_floats(n, s->H, s->hd, s->ctx));
     d->pos = tn_test_dev_copy(&p0, sizeof p0);
     return d->q && d->k && d->v && d->kc && d->vc && d->out && d->scratch && d->pos ? 0 : -1;
 }
@@ -358,8 +358,8 @@ static void test_refusals(void) {
     expect_refusal(tn_cuda_kv_attention(a, a, a, a, a, NULL, a, a, 1, 4, 2, 16, 8, a, a), "NULL");
     expect_refusal(tn_cuda_kv_attention(a, a, a, a, a, p, a, a, 1, 4, 2, 16, 8, a, NULL), "NULL");
     CHECK_OK(tn_cuda_kv_attention(a, a, a, a, a, p, a, a, 0, 4, 2, 16, 8, a, a)); /* nothing to do */
-    CHECK(tn_cuda_kv_attention_scratch_floats(13, 32, 8192) >= 13 * 32);
-    CHECK(tn_cuda_kv_attention_scratch_floats(0, 32, 8192) == 0);
+    CHECK(tn_cuda_kv_attention_scratch_floats(13, 32, 64, 8192) == 13 * 32 * 32 * 66);
+    CHECK(tn_cuda_kv_attention_scratch_floats(0, 32, 64, 8192) == 0);
     tn_cuda_free(a);
     tn_cuda_free(p);
 }

@@ -1,6 +1,6 @@
 /* The packed-ops table of the inference engine: every array operation of the forward pass in
  * runner/infer.c, behind function pointers, with a CPU implementation (runner/infer_ops_cpu.c) and a CUDA
- * one (kernels/cuda/infer_ops.cu). The layer sequence exists once, in infer.c; a device changes where the
+ * one (kernels/cuda/infer_ops.cu). The layer sequence exists once, in runner/infer.c; a device changes where the
  * weights, the KV cache and the activations live and which table computes. docs/RUNNER.md, docs/CUDA.md.
  *
  * How one forward pass runs on each:
@@ -11,13 +11,13 @@
  *
  * Arrays are in the table's memory: host memory for the CPU, device memory for CUDA (allocated with
  * alloc, filled with upload). Ops return 0, or -1 with tn_err (the CPU ones cannot fail). */
-#ifndef TN_RUNNER_INFER_OPS_H
-#define TN_RUNNER_INFER_OPS_H
+#ifndef TN_KERNELS_INFER_OPS_H
+#define TN_KERNELS_INFER_OPS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "export/trin.h"
+#include "kernels/packed.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,7 +26,7 @@ extern "C" {
 /* A weight matrix W [rows, cols] as the products see it. For quantized storage a weight is s · v with
  * s = tensor_scale · (row_scale ? row_scale[r] : 1). Pointers in the table's memory. */
 typedef struct {
-    tn_trin_dtype dtype;    /* F32, F16, T2, L4, L8 */
+    tn_packed_dtype dtype;  /* F32, F16, T2, L4, L8 (kernels/packed.h) */
     int64_t rows, cols;
     const void *w;          /* float*, uint16_t* or packed bytes */
     size_t row_bytes;       /* bytes per row */
@@ -82,8 +82,8 @@ typedef struct tn_infer_ops {
 
     /* X[t, :] = row tokens[t] of E as floats (tokens in the table's memory, each in range) */
     int (*embed)(const tn_imat *E, const int32_t *tokens, int64_t n, float *X);
-    /* y [n, D] = x · rsqrt(mean(x²) + eps) · w */
-    int (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, int64_t D, float eps);
+    /* y [n, D] = x · rsqrt(mean(x²) + eps) · w; rstd [n] scratch the op may write (CUDA: its kernel's 1/rms) */
+    int (*rmsnorm)(float *y, float *rstd, const float *x, const float *w, int64_t n, int64_t D, float eps);
     /* columns [c0, c1) of g [n, F] = silu(g) · u */
     int (*swiglu)(float *g, const float *u, int64_t n, int64_t F, int64_t c0, int64_t c1);
     /* columns [c0, c1) of x [n, D] += y */
@@ -91,7 +91,7 @@ typedef struct tn_infer_ops {
     /* the kv heads [kh0, kh1) of the attention step (CUDA: all of them) */
     int (*attention)(const tn_infer_attn *a, int kh0, int kh1);
     /* floats of tn_infer_attn.scratch for n tokens (CPU: per thread) */
-    int64_t (*attention_scratch_floats)(int64_t n, int64_t H, int64_t KV, int64_t ctx);
+    int64_t (*attention_scratch_floats)(int64_t n, int64_t H, int64_t KV, int64_t hd, int64_t ctx);
     /* every thread of the forward pass waits here (CPU: an OpenMP barrier; CUDA: nothing) */
     void (*barrier)(void);
 
