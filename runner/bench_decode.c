@@ -243,14 +243,14 @@ static void release_image(image *im) {
 static int open_model(const bench_opts *b, int ctx, image *im, tn_infer **out) {
     const tn_llama_config *cfg = &b->p->cfg;
     memset(im, 0, sizeof *im);
+    tn_infer_opts o;
+    tn_infer_opts_default(&o);
+    o.threads = b->threads;
+    o.ctx = ctx;
+    o.device = b->device;
+    o.graph = b->graph;
     double t0 = tn_time_s();
     if (b->model) { /* a model file: mapped and opened as `trinity run` opens it */
-        tn_infer_opts o;
-        tn_infer_opts_default(&o);
-        o.threads = b->threads;
-        o.ctx = ctx;
-        o.device = b->device;
-        o.graph = b->graph;
         TN_CHECK(tn_infer_open(b->model, &o, out));
         im->t_open = tn_time_s() - t0;
         if (tn_infer_ctx(*out) < ctx) {
@@ -266,12 +266,6 @@ static int open_model(const bench_opts *b, int ctx, image *im, tn_infer **out) {
     const uint8_t *img_view = im->img;
     im->t_build = tn_time_s() - t0;
     t0 = tn_time_s();
-    tn_infer_opts o;
-    tn_infer_opts_default(&o);
-    o.threads = b->threads;
-    o.ctx = ctx;
-    o.device = b->device;
-    o.graph = b->graph;
     /* Move the image into 2 MiB pages when the kernel allows it (transparent huge pages, madvise mode):
      * fewer TLB misses while streaming 370 MB per token. TN_BENCH_NO_HUGEPAGES=1 keeps 4 KiB pages. */
     if (!getenv("TN_BENCH_NO_HUGEPAGES")) {
