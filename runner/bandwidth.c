@@ -1,8 +1,9 @@
-/* Memory read bandwidth of the CPU (runner/bandwidth.h). */
+/* Memory read bandwidth and int8 dot-product peak of the CPU (runner/bandwidth.h). */
 #include "runner/bandwidth.h"
 
 #include "core/alloc.h"
 #include "core/timer.h"
+#include "kernels/cpu/cpu_features.h"
 
 #include <omp.h>
 #include <stdint.h>
@@ -92,4 +93,92 @@ double tn_bench_read_bandwidth(size_t bytes, int threads, int passes) {
     free(t);
     tn_free(buf);
     return (double)(chunk_words * 8) / p10;
+}
+
+/* ---- int8 dot-product peak ------------------------------------------------------------------------------
+ * The rate at which the CPU's best int8 instruction at the kernels' level (kernels/cpu/cpu_features.h)
+ * multiplies and adds when nothing waits on memory: each thread runs 12 independent accumulator chains
+ * (enough to cover the instruction's latency at 2 per cycle) over registers, each chain feeding its own
+ * accumulator back as the unsigned operand so that nothing can be hoisted out of the loop (the values are
+ * meaningless, the instructions are the point). One multiply-add counts as 2
+ * operations. The denominator of `bench prefill`'s compute ratio: the T2 prompt kernels do the same
+ * instructions on weights they also have to unpack. */
+#define PEAK_CHAINS 12
+#define PEAK_ITERS 200000
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static uint64_t peak_avx512(void) {
+    __m512i acc[PEAK_CHAINS];
+    const __m512i b = _mm512_set1_epi8(-2);
+    for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = _mm512_set1_epi32(k);
+    for (int i = 0; i < PEAK_ITERS; i++)
+        for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = _mm512_dpbusd_epi32(acc[k], acc[k], b);
+    __m512i s = acc[0];
+    for (int k = 1; k < PEAK_CHAINS; k++) s = _mm512_add_epi32(s, acc[k]);
+    g_sink = (uint64_t)_mm512_reduce_add_epi32(s);
+    return (uint64_t)PEAK_ITERS * PEAK_CHAINS * 64; /* multiply-adds */
+}
+
+__attribute__((target("avx2,avxvnni"))) static uint64_t peak_avxvnni(void) {
+    __m256i acc[PEAK_CHAINS];
+    const __m256i b = _mm256_set1_epi8(-2);
+    for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = _mm256_set1_epi32(k);
+    for (int i = 0; i < PEAK_ITERS; i++)
+        for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = _mm256_dpbusd_avx_epi32(acc[k], acc[k], b);
+    __m256i s = acc[0];
+    for (int k = 1; k < PEAK_CHAINS; k++) s = _mm256_add_epi32(s, acc[k]);
+    g_sink = (uint64_t)(uint32_t)_mm256_extract_epi32(s, 0);
+    return (uint64_t)PEAK_ITERS * PEAK_CHAINS * 32;
+}
+
+/* AVX2: vpmaddubsw (u8 x s8 pairs to s16) then vpmaddwd against ones (pairs to s32), as the T2 kernels */
+__attribute__((target("avx2"))) static uint64_t peak_avx2(void) {
+    __m256i acc[PEAK_CHAINS];
+    const __m256i b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
+    for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = _mm256_set1_epi32(k);
+    for (int i = 0; i < PEAK_ITERS; i++)
+        for (int k = 0; k < PEAK_CHAINS; k++)
+            acc[k] = _mm256_add_epi32(acc[k], _mm256_madd_epi16(_mm256_maddubs_epi16(acc[k], b), ones));
+    __m256i s = acc[0];
+    for (int k = 1; k < PEAK_CHAINS; k++) s = _mm256_add_epi32(s, acc[k]);
+    g_sink = (uint64_t)(uint32_t)_mm256_extract_epi32(s, 0);
+    return (uint64_t)PEAK_ITERS * PEAK_CHAINS * 32;
+}
+#endif
+
+static uint64_t peak_scalar(void) {
+    int32_t acc[PEAK_CHAINS];
+    volatile int8_t va = 3, vb = -2; /* not folded away */
+    const int32_t a = va, b = vb;
+    for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = k;
+    for (int i = 0; i < PEAK_ITERS / 16; i++)
+        for (int k = 0; k < PEAK_CHAINS; k++) acc[k] += a * b + k;
+    uint64_t s = 0;
+    for (int k = 0; k < PEAK_CHAINS; k++) s += (uint64_t)(uint32_t)acc[k];
+    g_sink = s;
+    return (uint64_t)(PEAK_ITERS / 16) * PEAK_CHAINS;
+}
+
+static uint64_t peak_once(tn_isa isa) {
+#if defined(__x86_64__)
+    if (isa == TN_ISA_AVX512) return peak_avx512();
+    if (isa == TN_ISA_AVXVNNI) return peak_avxvnni();
+    if (isa == TN_ISA_AVX2) return peak_avx2();
+#endif
+    (void)isa;
+    return peak_scalar();
+}
+
+double tn_bench_int8_peak(int threads, int reps) {
+    const tn_isa isa = tn_kernels_isa();
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        uint64_t macs = 0;
+        const double t0 = tn_time_s();
+#pragma omp parallel num_threads(threads) reduction(+ : macs)
+        macs += peak_once(isa);
+        const double dt = tn_time_s() - t0;
+        if (dt > 0 && 2.0 * (double)macs / dt > best) best = 2.0 * (double)macs / dt;
+    }
+    return best;
 }

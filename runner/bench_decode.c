@@ -408,7 +408,13 @@ int tn_bench_prefill(int argc, char **argv) {
     }
     tn_sort_doubles(dt, runs);
     const double best = n / dt[0], median = n / dt[runs / 2];
-    const int64_t bytes = tn_infer_weight_bytes(m);
+    const int64_t bytes = tn_infer_weight_bytes(m), int8_w = tn_infer_int8_weights(m);
+    const int per_read = n < tn_infer_chunk_tokens() ? n : tn_infer_chunk_tokens(); /* tokens per weight read */
+    /* CPU: the int8 ops the T2 products did per second against the int8 peak of the same threads, measured
+     * after the prefill runs (the kernels' level, kernels/cpu/cpu_features.h) */
+    const int on_cpu = !strcmp(tn_infer_device(m), "cpu");
+    const double peak = on_cpu && int8_w > 0 ? tn_bench_int8_peak(b.threads, 5) : 0;
+    const double int8_ops = 2.0 * (double)int8_w * best, peak_ratio = peak > 0 ? int8_ops / peak : 0;
     if (b.json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "bench", "prefill");
@@ -423,6 +429,13 @@ int tn_bench_prefill(int argc, char **argv) {
         tn_json_add_num(j, "median_tok_s", median);
         tn_json_add_num(j, "ms_per_prompt", 1e3 * dt[0]);
         cJSON_AddNumberToObject(j, "weight_bytes", (double)bytes);
+        tn_json_add_num(j, "bytes_per_token", (double)bytes / per_read);
+        cJSON_AddNumberToObject(j, "int8_weights", (double)int8_w);
+        if (peak > 0) {
+            tn_json_add_num(j, "int8_gops", int8_ops / 1e9);
+            tn_json_add_num(j, "int8_peak_gops", peak / 1e9);
+            tn_json_add_num(j, "int8_peak_ratio", peak_ratio);
+        }
         tn_json_add_num(j, "build_s", im.t_build);
         tn_json_add_num(j, "open_s", im.t_open);
         tn_json_print_line(stdout, j);
@@ -430,10 +443,13 @@ int tn_bench_prefill(int argc, char **argv) {
     } else {
         printf("bench prefill: %s (%s), %s, %d threads, kernels %s\n", b.name, tn_infer_describe(m),
                tn_infer_device(m), b.threads, tn_isa_name(tn_kernels_isa()));
-        printf("  model      %.1f MB of weights (built in %.1fs, opened in %.2fs)\n", (double)bytes / 1e6, im.t_build,
-               im.t_open);
+        printf("  model      %.1f MB of weights, read once per %d tokens: %.1f MB per token (built in %.1fs, opened in "
+               "%.2fs)\n", (double)bytes / 1e6, per_read, (double)bytes / per_read / 1e6, im.t_build, im.t_open);
         printf("  prefill    %d tokens: %.1f tok/s (%.1f ms; median of %d runs %.1f tok/s)\n", n, best, 1e3 * dt[0],
                runs, median);
+        if (peak > 0)
+            printf("  int8       T2 products %.1f Gop/s against the int8 peak of %.1f Gop/s (%s, %d threads): ratio %.2f\n",
+                   int8_ops / 1e9, peak / 1e9, tn_isa_name(tn_kernels_isa()), b.threads, peak_ratio);
     }
     free(toks);
     free(logits);

@@ -872,6 +872,17 @@ double tn_infer_read_bandwidth(const tn_infer *m, size_t bytes, int threads, int
     return m->ops->read_bandwidth(bytes, threads, reps);
 }
 
+int64_t tn_infer_int8_weights(const tn_infer *m) {
+    int64_t n = m->head.dtype == TN_PACKED_T2 ? m->head.rows * m->head.cols : 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        ilayer *L = &m->layers[l];
+        FOR_EACH_MAT(L, n += W->dtype == TN_PACKED_T2 ? W->rows * W->cols : 0);
+    }
+    return n;
+}
+
+int tn_infer_chunk_tokens(void) { return CHUNK; }
+
 int64_t tn_infer_weight_bytes(const tn_infer *m) {
     int64_t b = m->head.bytes + (int64_t)m->cfg.dim * 4 * (2 * m->cfg.n_layers + 1);
     for (int l = 0; l < m->cfg.n_layers; l++) {

@@ -77,6 +77,10 @@ int64_t tn_infer_device_bytes(const tn_infer *m);
 /* Bytes the engine reads per decoded token: every weight matrix (the embedding row aside) plus norms.
  * The numerator of the bandwidth bound. */
 int64_t tn_infer_weight_bytes(const tn_infer *m);
+/* Weights multiplied through the int8 kernels (T2 matrices, fast mode) per token: the multiply-adds a
+ * token costs there. And the tokens a batched product reads the weights once for (a prompt chunk). */
+int64_t tn_infer_int8_weights(const tn_infer *m);
+int tn_infer_chunk_tokens(void);
 /* "T2 + F16 head" style summary of the dtypes in use (static buffer per engine). */
 const char *tn_infer_describe(const tn_infer *m);
 
