@@ -148,11 +148,11 @@ __attribute__((target("avx2"))) static uint64_t peak_avx2(void) {
 
 static uint64_t peak_scalar(void) {
     int32_t acc[PEAK_CHAINS];
-    volatile int8_t va = 3, vb = -2; /* not folded away */
-    const int32_t a = va, b = vb;
+    volatile int8_t vb = -3; /* not folded away */
+    const int32_t b = vb;
     for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = k;
-    for (int i = 0; i < PEAK_ITERS / 16; i++)
-        for (int k = 0; k < PEAK_CHAINS; k++) acc[k] += a * b + k;
+    for (int i = 0; i < PEAK_ITERS / 16; i++) /* as the vector paths: the accumulator is the other operand */
+        for (int k = 0; k < PEAK_CHAINS; k++) acc[k] += (int32_t)(int8_t)acc[k] * b;
     uint64_t s = 0;
     for (int k = 0; k < PEAK_CHAINS; k++) s += (uint64_t)(uint32_t)acc[k];
     g_sink = s;

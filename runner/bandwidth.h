@@ -11,8 +11,9 @@
 double tn_bench_read_bandwidth(size_t bytes, int threads, int passes);
 
 /* int8 dot-product peak in operations/s (a multiply-add = 2) of `threads` threads running the kernels'
- * int8 instruction (vpdpbusd, or vpmaddubsw + vpmaddwd on AVX2; scalar otherwise) on registers; the best of
- * `reps` runs of a few milliseconds each. The ceiling of the T2 prompt kernels. */
+ * int8 instruction (vpdpbusd, or vpmaddubsw + vpmaddwd on AVX2) on registers; the best of `reps` runs of a
+ * few milliseconds each. The ceiling of the T2 prompt kernels. At the scalar level it is only a reference
+ * (dependent C multiply-adds; the scalar T2 kernels, which add and subtract, may run faster). */
 double tn_bench_int8_peak(int threads, int reps);
 
 #endif
