@@ -115,7 +115,11 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static uint64_t peak_avx5
         for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = _mm512_dpbusd_epi32(acc[k], acc[k], b);
     __m512i s = acc[0];
     for (int k = 1; k < PEAK_CHAINS; k++) s = _mm512_add_epi32(s, acc[k]);
-    g_sink = (uint64_t)_mm512_reduce_add_epi32(s);
+    uint32_t lanes[16]; /* summed as unsigned: GCC's _mm512_reduce_add_epi32 adds signed ints, which overflow */
+    _mm512_storeu_si512((void *)lanes, s);
+    uint64_t t = 0;
+    for (int k = 0; k < 16; k++) t += lanes[k];
+    g_sink = t;
     return (uint64_t)PEAK_ITERS * PEAK_CHAINS * 64; /* multiply-adds */
 }
 
