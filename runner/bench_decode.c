@@ -291,6 +291,19 @@ static int open_model(const bench_opts *b, int ctx, image *im, tn_infer **out) {
     return rc;
 }
 
+/* The fields both benchmarks' JSON lines start with: what ran, on which model, device and kernels. */
+static cJSON *json_head(const char *bench, const bench_opts *b, const tn_infer *m) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "bench", bench);
+    cJSON_AddStringToObject(j, b->model ? "model_file" : "preset", b->name);
+    cJSON_AddStringToObject(j, "model", tn_infer_describe(m));
+    cJSON_AddStringToObject(j, "device", tn_infer_device(m));
+    cJSON_AddStringToObject(j, "device_name", tn_infer_device_name(m));
+    cJSON_AddNumberToObject(j, "threads", b->threads);
+    cJSON_AddStringToObject(j, "kernels", tn_isa_name(tn_kernels_isa()));
+    return j;
+}
+
 int tn_bench_decode(int argc, char **argv) {
     bench_opts b;
     const int prc = parse(argc, argv, 0, &b);
@@ -336,15 +349,8 @@ int tn_bench_decode(int argc, char **argv) {
     const double bound = bw > 0 ? bw / (double)bytes : 0, ratio = bound > 0 ? tok_s / bound : 0;
 
     if (json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "bench", "decode");
-        cJSON_AddStringToObject(j, b.model ? "model_file" : "preset", b.name);
-        cJSON_AddStringToObject(j, "model", tn_infer_describe(m));
-        cJSON_AddStringToObject(j, "device", tn_infer_device(m));
-        cJSON_AddStringToObject(j, "device_name", tn_infer_device_name(m));
+        cJSON *j = json_head("decode", &b, m);
         cJSON_AddBoolToObject(j, "graph", b.graph && tn_infer_graph_active(m));
-        cJSON_AddNumberToObject(j, "threads", threads);
-        cJSON_AddStringToObject(j, "kernels", tn_isa_name(tn_kernels_isa()));
         cJSON_AddNumberToObject(j, "tokens", tokens);
         tn_json_add_num(j, "tok_s", tok_s);
         tn_json_add_num(j, "median_tok_s", med_tok_s);
@@ -416,14 +422,7 @@ int tn_bench_prefill(int argc, char **argv) {
     const double peak = on_cpu && int8_w > 0 ? tn_bench_int8_peak(b.threads, 5) : 0;
     const double int8_ops = 2.0 * (double)int8_w * best, peak_ratio = peak > 0 ? int8_ops / peak : 0;
     if (b.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "bench", "prefill");
-        cJSON_AddStringToObject(j, b.model ? "model_file" : "preset", b.name);
-        cJSON_AddStringToObject(j, "model", tn_infer_describe(m));
-        cJSON_AddStringToObject(j, "device", tn_infer_device(m));
-        cJSON_AddStringToObject(j, "device_name", tn_infer_device_name(m));
-        cJSON_AddNumberToObject(j, "threads", b.threads);
-        cJSON_AddStringToObject(j, "kernels", tn_isa_name(tn_kernels_isa()));
+        cJSON *j = json_head("prefill", &b, m);
         cJSON_AddNumberToObject(j, "prompt", n);
         tn_json_add_num(j, "tok_s", best);
         tn_json_add_num(j, "median_tok_s", median);

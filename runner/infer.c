@@ -39,6 +39,23 @@ typedef struct {
     imat wq, wk, wv, wo, wg, wu, wd;
 } ilayer;
 
+/* The seven matrices of a layer, indexed by tn_linear_kind (model/params.h: q, k, v, o, gate, up, down). */
+static void layer_mats(ilayer *L, imat *out[TN_W_COUNT]) {
+    out[TN_W_Q] = &L->wq, out[TN_W_K] = &L->wk, out[TN_W_V] = &L->wv, out[TN_W_O] = &L->wo;
+    out[TN_W_GATE] = &L->wg, out[TN_W_UP] = &L->wu, out[TN_W_DOWN] = &L->wd;
+}
+
+/* Run `body` with W set to each matrix of layer L in turn. */
+#define FOR_EACH_MAT(L, body)                                                                          \
+    do {                                                                                               \
+        imat *mats_[TN_W_COUNT];                                                                       \
+        layer_mats((L), mats_);                                                                        \
+        for (int k_ = 0; k_ < TN_W_COUNT; k_++) {                                                      \
+            imat *W = mats_[k_];                                                                       \
+            body;                                                                                      \
+        }                                                                                              \
+    } while (0)
+
 /* An activation batch X [n, cols] with its int8 forms, computed on first use by each thread for itself
  * (cheap next to a product, and it saves a barrier), so q, k and v (or gate and up) share them:
  *   q, scale  int8 codes and per-token scales for the T2 integer kernels (kernels/packed.h)
@@ -84,7 +101,6 @@ struct tn_infer {
     float *x, *q, *att, *tmp, *g, *u;
     float *k_new, *v_new;    /* CUDA: [CHUNK, kv_dim] the chunk's k and v before they enter the cache */
     int32_t *step_dev;       /* CUDA: [1 + CHUNK] the chunk's first position, then its token ids (one upload) */
-    int32_t *pos_dev, *tokens_dev; /* step_dev and step_dev + 1 */
     int32_t *step_host;      /* host [1 + CHUNK]: what goes up */
     float *logits_dev;       /* CUDA: [CHUNK, vocab] */
     float *logits1;          /* host [vocab]: tn_infer_step's result */
@@ -247,7 +263,7 @@ static int forward_layers(tn_infer *m, int n, int first, float *out, int tid, in
      * split() would give it) and attends with them at once: no barrier between the products and attention. */
     const int by_heads = KV % nth == 0;
     const int64_t group_rows = H / KV * hd; /* q rows of one kv head */
-    tn_infer_attn at = {.pos = m->pos, .pos_dev = m->pos_dev, .cos_t = m->cos_t, .sin_t = m->sin_t, .n = n,
+    tn_infer_attn at = {.pos = m->pos, .pos_dev = m->step_dev, .cos_t = m->cos_t, .sin_t = m->sin_t, .n = n,
                         .H = (int)H, .KV = (int)KV, .hd = (int)hd, .ctx = m->ctx, .q = m->q, .out = m->att,
                         .scratch = w->scores};
 
@@ -307,7 +323,7 @@ static int forward_layers(tn_infer *m, int n, int first, float *out, int tid, in
 
 /* CUDA: the whole chunk on the device, its tokens and first position already uploaded. */
 static int device_chunk(tn_infer *m, int n, int first) {
-    TN_CHECK(m->ops->embed(&m->embed, m->tokens_dev, n, m->x));
+    TN_CHECK(m->ops->embed(&m->embed, m->step_dev + 1, n, m->x));
     return forward_layers(m, n, first, m->logits_dev, 0, 1);
 }
 
@@ -456,8 +472,6 @@ static int alloc_state(tn_infer *m, int alloc, int64_t *bytes) {
     }
     if (alloc) {
         if (m->on_device) {
-            m->pos_dev = m->step_dev;
-            m->tokens_dev = m->step_dev + 1;
             m->step_host = tn_alloc(1 + CHUNK, sizeof *m->step_host);
             if (own(m, m->step_host) != 0) return -1;
         }
@@ -541,15 +555,6 @@ static int mat_upload(tn_infer *m, imat *W) {
 static int norm_upload(tn_infer *m, const float **w) {
     return (*w = upload_copy(m, *w, (size_t)m->cfg.dim * sizeof(float))) ? 0 : -1;
 }
-
-#define FOR_EACH_MAT(L, body)                                                                          \
-    do {                                                                                               \
-        imat *mats_[7] = {&(L)->wq, &(L)->wk, &(L)->wv, &(L)->wo, &(L)->wg, &(L)->wu, &(L)->wd};       \
-        for (int k_ = 0; k_ < 7; k_++) {                                                               \
-            imat *W = mats_[k_];                                                                       \
-            body;                                                                                      \
-        }                                                                                              \
-    } while (0)
 
 /* After the host views are built: size the state, refuse what does not fit the device (before any device
  * allocation), allocate the state and, on a device, upload every weight once. */
@@ -644,13 +649,7 @@ static imat mat_dense(const float *w, int64_t rows, int64_t cols) {
 
 static void describe(tn_infer *m) {
     int count[5] = {0};
-    const imat *all[7];
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        const ilayer *L = &m->layers[l];
-        all[0] = &L->wq, all[1] = &L->wk, all[2] = &L->wv, all[3] = &L->wo, all[4] = &L->wg, all[5] = &L->wu,
-        all[6] = &L->wd;
-        for (int k = 0; k < 7; k++) count[all[k]->dtype]++;
-    }
+    for (int l = 0; l < m->cfg.n_layers; l++) FOR_EACH_MAT(&m->layers[l], count[W->dtype]++);
     char *p = m->desc;
     size_t cap = sizeof m->desc;
     int w = 0;
@@ -715,8 +714,9 @@ static int build_from_trin(tn_infer *m) {
                                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
     for (int l = 0; l < m->cfg.n_layers; l++) {
         ilayer *L = &m->layers[l];
-        imat *dst[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wg, &L->wu, &L->wd};
-        for (int k = 0; k < 7; k++) {
+        imat *dst[TN_W_COUNT];
+        layer_mats(L, dst);
+        for (int k = 0; k < TN_W_COUNT; k++) {
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, mats[k]);
             FIND(tm, name);
             TN_CHECK(mat_from_trin(m, tm, dst[k]));
@@ -820,7 +820,8 @@ static int open_checkpoint(const char *path, tn_infer *m) {
             if (ti->layer < 0) m->head.act8 = 1;
             else {
                 ilayer *L = &m->layers[ti->layer];
-                imat *k[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wg, &L->wu, &L->wd};
+                imat *k[TN_W_COUNT];
+                layer_mats(L, k);
                 k[ti->kind]->act8 = 1;
             }
         }
@@ -874,10 +875,7 @@ double tn_infer_read_bandwidth(const tn_infer *m, size_t bytes, int threads, int
 
 int64_t tn_infer_int8_weights(const tn_infer *m) {
     int64_t n = m->head.dtype == TN_PACKED_T2 ? m->head.rows * m->head.cols : 0;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        ilayer *L = &m->layers[l];
-        FOR_EACH_MAT(L, n += W->dtype == TN_PACKED_T2 ? W->rows * W->cols : 0);
-    }
+    for (int l = 0; l < m->cfg.n_layers; l++) FOR_EACH_MAT(&m->layers[l], n += W->dtype == TN_PACKED_T2 ? W->rows * W->cols : 0);
     return n;
 }
 
@@ -885,9 +883,6 @@ int tn_infer_chunk_tokens(void) { return CHUNK; }
 
 int64_t tn_infer_weight_bytes(const tn_infer *m) {
     int64_t b = m->head.bytes + (int64_t)m->cfg.dim * 4 * (2 * m->cfg.n_layers + 1);
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        const ilayer *L = &m->layers[l];
-        b += L->wq.bytes + L->wk.bytes + L->wv.bytes + L->wo.bytes + L->wg.bytes + L->wu.bytes + L->wd.bytes;
-    }
+    for (int l = 0; l < m->cfg.n_layers; l++) FOR_EACH_MAT(&m->layers[l], b += W->bytes);
     return b;
 }

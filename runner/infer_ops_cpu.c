@@ -7,7 +7,6 @@
 #include "core/alloc.h"
 #include "kernels/cpu/ops_cpu.h"
 #include "kernels/packed.h"
-#include "kernels/t2_math.h"
 #include "quant/act.h"
 #include "runner/bandwidth.h"
 #include "runner/f16.h"
@@ -22,15 +21,6 @@ static float row_scale_of(const tn_imat *W, int64_t r) {
     return W->tensor_scale * (W->row_scale ? W->row_scale[r] : 1.0f);
 }
 
-/* Index of column c in a packed L4 row (kernels/packed.h: nibble s of 32-bit word i of a 64-byte block
- * holds column 16 s + i of the block's 128). */
-static int l4_index(const uint8_t *row, int64_t c) {
-    const int64_t in = c % TN_L4_BLOCK;
-    const int s = (int)(in / 16), i = (int)(in % 16);
-    const uint8_t b = row[(c / TN_L4_BLOCK) * TN_L4_BLOCK_BYTES + 4 * i + s / 2];
-    return (b >> (4 * (s & 1))) & 15;
-}
-
 void tn_imat_row(const tn_imat *W, int64_t r, float *out) {
     const int64_t n = W->cols;
     const uint8_t *p = (const uint8_t *)W->w + (size_t)r * W->row_bytes;
@@ -38,16 +28,27 @@ void tn_imat_row(const tn_imat *W, int64_t r, float *out) {
     switch (W->dtype) {
     case TN_PACKED_F32: memcpy(out, (const float *)W->w + r * n, (size_t)n * sizeof *out); return;
     case TN_PACKED_F16: tn_f16_to_f32_row((const uint16_t *)W->w + r * n, n, out); return;
-    case TN_PACKED_T2:
-        for (int64_t c = 0; c < n; c++)
-            out[c] = s * (float)(tn_t2_code(p[tn_t2_col_byte(c)], tn_t2_col_shift(c) / 2) - 1);
-        return;
-    case TN_PACKED_L4:
-        for (int64_t c = 0; c < n; c++) out[c] = s * W->grid[l4_index(p, c)]; /* as the training snap: s·grid[i] */
-        return;
-    case TN_PACKED_L8:
-        for (int64_t c = 0; c < n; c++) out[c] = s * W->grid[p[c]];
-        return;
+    default: break;
+    }
+    /* Packed rows are whole blocks (kernels/packed.h), each unpacked on its own into a stack buffer by the
+     * layout's own unpacker, so no row-sized scratch is needed: s·w, or s·grid[idx] as the training snap. */
+    const int t2 = W->dtype == TN_PACKED_T2, l4 = W->dtype == TN_PACKED_L4;
+    const int64_t block = t2 ? TN_T2_BLOCK : l4 ? TN_L4_BLOCK : TN_L8_BLOCK;
+    const size_t block_bytes = t2 ? TN_T2_BLOCK_BYTES : l4 ? TN_L4_BLOCK_BYTES : TN_L8_BLOCK;
+    _Static_assert(TN_L4_BLOCK <= TN_T2_BLOCK && TN_L8_BLOCK <= TN_T2_BLOCK, "one block fits the buffers");
+    int8_t w[TN_T2_BLOCK];
+    uint8_t idx[TN_T2_BLOCK];
+    for (int64_t c0 = 0; c0 < n; c0 += block) {
+        const int64_t k = n - c0 < block ? n - c0 : block;
+        const uint8_t *pb = p + (size_t)(c0 / block) * block_bytes;
+        if (t2) {
+            tn_t2_unpack(pb, 1, k, w); /* codes were range-checked when the file was opened */
+            for (int64_t c = 0; c < k; c++) out[c0 + c] = s * (float)w[c];
+        } else {
+            if (l4) tn_l4_unpack(pb, 1, k, idx);
+            else tn_l8_unpack(pb, 1, k, idx);
+            for (int64_t c = 0; c < k; c++) out[c0 + c] = s * W->grid[idx[c]];
+        }
     }
 }
 

@@ -455,14 +455,11 @@ extern "C" int tn_cuda_embed_rows(int dtype, const void *W, const float *grid, c
     if (!W || !tokens || !X || (lut && !grid)) return tn_err("%s: NULL weights, grid, tokens or X", name);
     const size_t align = dtype == TN_PACKED_F32 ? 4 : dtype == TN_PACKED_F16 ? 2 : 1;
     if ((uintptr_t)W % align != 0) return tn_err("%s: weights not %zu-byte aligned", name, align);
-    size_t rb = 0;
-    switch (dtype) {
-    case TN_PACKED_F32: rb = (size_t)cols * 4; break;
-    case TN_PACKED_F16: rb = (size_t)cols * 2; break;
-    case TN_PACKED_T2: rb = (size_t)((cols + TN_T2_BLOCK - 1) / TN_T2_BLOCK) * TN_T2_BLOCK_BYTES; break;
-    case TN_PACKED_L4: rb = (size_t)((cols + TN_L4_BLOCK - 1) / TN_L4_BLOCK) * TN_L4_BLOCK_BYTES; break;
-    default: rb = (size_t)((cols + TN_L8_BLOCK - 1) / TN_L8_BLOCK) * TN_L8_BLOCK; break;
-    }
+    const size_t rb = dtype == TN_PACKED_F32   ? (size_t)cols * 4
+                      : dtype == TN_PACKED_F16 ? (size_t)cols * 2
+                      : dtype == TN_PACKED_T2  ? tn_t2_row_bytes(cols)
+                      : dtype == TN_PACKED_L4  ? tn_l4_row_bytes(cols)
+                                               : tn_l8_row_bytes(cols);
     const int64_t bx = (cols + EM_THREADS - 1) / EM_THREADS;
     const dim3 eg((unsigned)(bx < EM_MAX_BLOCKS ? bx : EM_MAX_BLOCKS), (unsigned)(n_tok < 65535 ? n_tok : 65535));
     const uint8_t *Wb = static_cast<const uint8_t *>(W);
