@@ -4,6 +4,7 @@
 #include "core/gguf.h"
 #include "export/gguf_dequant.h"
 #include "export/import_internal.h"
+#include "model/rope.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,39 @@ static int as_int(uint32_t v, const char *key, int *out) {
     if (v > (1u << 30)) return tn_err("gguf: %s = %u is out of range", key, v);
     *out = (int)v;
     return 0;
+}
+
+/* RoPE scaling: llama.rope.scaling.type "linear" with llama.rope.scaling.factor, or Llama 3.1's rule as
+ * llama.cpp's converter stores it, a tensor rope_freqs.weight of per-frequency divisors (no metadata), from
+ * which the llama3 parameters are recovered (model/rope.h). Other types (yarn, ...) are refused. */
+static int read_rope_scaling(const tn_gguf *g, tn_llama_config *c) {
+    const int hd = tn_llama_head_dim(c);
+    if (tn_gguf_find(g, "llama.rope.scaling.type")) {
+        const char *s;
+        size_t n;
+        TN_CHECK(tn_gguf_get_str(g, "llama.rope.scaling.type", &s, &n));
+        if (str_is(s, n, "linear")) {
+            c->rope_type = TN_ROPE_LINEAR;
+            TN_CHECK(tn_gguf_get_f32(g, "llama.rope.scaling.factor", &c->rope_factor));
+        } else if (!str_is(s, n, "none")) {
+            return tn_err("gguf: RoPE scaling '%.*s' is not supported (none, linear, or llama3 as rope_freqs.weight)",
+                          (int)(n > 32 ? 32 : n), s);
+        }
+    }
+    const tn_gguf_tensor *rf = tn_gguf_find_tensor(g, "rope_freqs.weight");
+    if (!rf) return tn_llama_config_validate(c);
+    if (c->rope_type != TN_ROPE_DEFAULT) return tn_err("gguf: rope_freqs.weight together with RoPE scaling type linear");
+    if (rf->type != 0 /* F32 */ || rf->n_dims != 1 || rf->ne[0] != (uint64_t)(hd / 2))
+        return tn_err("gguf: rope_freqs.weight must be F32 of [%d] (type %s, %u dims)", hd / 2, tn_ggml_type_name(rf->type),
+                      rf->n_dims);
+    const uint8_t *data;
+    size_t nb;
+    TN_CHECK(tn_gguf_tensor_data(rf, &data, &nb));
+    float f[512];
+    if (hd / 2 > 512 || nb != (size_t)(hd / 2) * sizeof(float)) return tn_err("gguf: rope_freqs.weight has %zu bytes", nb);
+    memcpy(f, data, nb);
+    if (tn_rope_fit_llama3(c, hd, f) != 0) return tn_err_prefix("gguf");
+    return tn_llama_config_validate(c);
 }
 
 static int read_config(const tn_gguf *g, tn_llama_config *c) {
@@ -81,13 +115,8 @@ static int read_config(const tn_gguf *g, tn_llama_config *c) {
         TN_CHECK(tn_gguf_get_u32(g, "llama.expert_count", &v));
         if (v > 0) return tn_err("gguf: mixture-of-experts models (llama.expert_count = %u) are not supported", v);
     }
-    if (tn_gguf_find(g, "llama.rope.scaling.type")) {
-        const char *s;
-        size_t n;
-        TN_CHECK(tn_gguf_get_str(g, "llama.rope.scaling.type", &s, &n));
-        if (!str_is(s, n, "none")) return tn_err("gguf: RoPE scaling '%.*s' is not supported", (int)(n > 32 ? 32 : n), s);
-    }
     TN_CHECK(tn_llama_config_validate(c));
+    TN_CHECK(read_rope_scaling(g, c));
     if (tn_gguf_find(g, "llama.rope.dimension_count")) {
         TN_CHECK(tn_gguf_get_u32(g, "llama.rope.dimension_count", &v));
         if (v != (uint32_t)tn_llama_head_dim(c))
@@ -156,8 +185,8 @@ static int take_tokenizer(const tn_gguf *g, const char *path, tn_checkpoint *ck)
 static int place_tensor(const tn_gguf_tensor *t, const tn_llama_config *cfg, const tn_llama_layout *l,
                         const tn_tensor_info **out, int *perm) {
     char hf[128];
-    if (strcmp(t->name, "rope_freqs.weight") == 0)
-        return tn_err("tensor 'rope_freqs.weight': Llama 3.1-style RoPE frequency scaling is not supported");
+    *out = NULL;
+    if (strcmp(t->name, "rope_freqs.weight") == 0) return 0; /* read into the config (read_rope_scaling) */
     if (map_name(t->name, cfg, hf, sizeof hf, perm) != 0)
         return tn_err("unexpected tensor '%s' (not part of a llama model with %d layers)", t->name, cfg->n_layers);
     const tn_tensor_info *ti = tn_llama_layout_find(l, hf);
@@ -197,7 +226,7 @@ static int load(const tn_gguf *g, const char *path, tn_checkpoint *ck, tn_import
     for (uint64_t i = 0; rc == 0 && i < g->n_tensors; i++) {
         const tn_tensor_info *ti;
         int perm;
-        if ((rc = place_tensor(&g->tensors[i], &cfg, &lay, &ti, &perm)) == 0) done[ti - lay.tensors] = 1;
+        if ((rc = place_tensor(&g->tensors[i], &cfg, &lay, &ti, &perm)) == 0 && ti) done[ti - lay.tensors] = 1;
     }
     for (int k = 0; rc == 0 && k < lay.n_tensors; k++)
         if (!done[k]) rc = tn_err("missing tensor for '%s'", lay.tensors[k].name);
@@ -212,6 +241,7 @@ static int load(const tn_gguf *g, const char *path, tn_checkpoint *ck, tn_import
         const tn_tensor_info *ti;
         int perm;
         if ((rc = place_tensor(t, &cfg, l, &ti, &perm)) != 0) break;
+        if (!ti) continue;
         const uint8_t *data;
         size_t nb;
         float *dst = ck->params + ti->offset;

@@ -3,6 +3,7 @@
 #include "core/fileio.h"
 #include "export/import_internal.h"
 #include "export/safetensors.h"
+#include "model/rope.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -61,38 +62,75 @@ static int is_true(const cJSON *root, const char *key) {
 }
 
 /* The rotary embedding's settings, in either layout transformers writes: rope_theta and rope_scaling at the
- * top level (4.x), or both inside rope_parameters (5.x: {"rope_theta": ..., "rope_type": ...}). Only the
- * plain rotation is implemented: a scaling type other than "default" is refused, as is a partial rotary
- * factor other than 1, and a theta given twice with two values; never guessed. */
-static int rope_type_ok(const cJSON *obj, const char *where) {
+ * top level (4.x), or both inside rope_parameters (5.x: {"rope_theta": ..., "rope_type": ..., "factor": ...}).
+ * Types default, linear and llama3 are implemented (model/rope.h); any other type, a key of the object
+ * that is not understood (unless null), a partial rotary factor other than 1, and a theta given twice
+ * with two values are refused; never guessed. */
+static int rope_object(const cJSON *obj, const char *where, tn_llama_config *c) {
     if (!obj || cJSON_IsNull(obj)) return 0;
     if (!cJSON_IsObject(obj)) return tn_err("config.json: %s must be an object or null", where);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "rope_type");
-    if (!t) t = cJSON_GetObjectItemCaseSensitive(obj, "type"); /* the older spelling */
-    if (t && !cJSON_IsString(t)) return tn_err("config.json: %s.rope_type must be a string", where);
-    const char *type = t ? t->valuestring : NULL;
+    if (!t || cJSON_IsNull(t)) t = cJSON_GetObjectItemCaseSensitive(obj, "type"); /* the older spelling */
+    if (t && !cJSON_IsNull(t) && !cJSON_IsString(t)) return tn_err("config.json: %s.rope_type must be a string", where);
+    const char *type = t && cJSON_IsString(t) ? t->valuestring : NULL;
     if (!type && cJSON_GetObjectItemCaseSensitive(obj, "factor"))
         return tn_err("config.json: %s has a factor but no rope_type", where);
-    if (type && strcmp(type, "default") != 0)
-        return tn_err("config.json: %s rope_type '%.32s' is not supported (default)", where, type);
+    if (!type) return 0;
+    int rt;
+    if (tn_rope_parse_type(type, &rt) != 0) return tn_err_prefix("config.json: %s", where);
+    /* every key must be one this type reads (or null) */
+    static const char *const common[] = {"rope_type", "type", "rope_theta", "partial_rotary_factor"};
+    static const char *const llama3[] = {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"};
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        int known = cJSON_IsNull(it);
+        for (size_t i = 0; i < sizeof common / sizeof common[0] && !known; i++) known = strcmp(it->string, common[i]) == 0;
+        size_t n_own = rt == TN_ROPE_LLAMA3 ? 4 : rt == TN_ROPE_LINEAR ? 1 : 0;
+        for (size_t i = 0; i < n_own && !known; i++) known = strcmp(it->string, llama3[i]) == 0;
+        if (!known)
+            return tn_err("config.json: %s.%.48s is not understood for rope_type %s", where, it->string, type);
+    }
+    c->rope_type = rt;
+    if (rt == TN_ROPE_DEFAULT) return 0;
+    TN_CHECK(cfg_float(obj, "factor", 0.0f, &c->rope_factor));
+    if (!(c->rope_factor > 0)) return tn_err("config.json: %s needs a positive factor for rope_type %s", where, type);
+    if (rt == TN_ROPE_LLAMA3) {
+        for (int i = 1; i < 4; i++)
+            if (!cJSON_GetObjectItemCaseSensitive(obj, llama3[i]))
+                return tn_err("config.json: %s needs %s for rope_type llama3", where, llama3[i]);
+        TN_CHECK(cfg_float(obj, "low_freq_factor", 0.0f, &c->rope_low_freq_factor));
+        TN_CHECK(cfg_float(obj, "high_freq_factor", 0.0f, &c->rope_high_freq_factor));
+        TN_CHECK(cfg_int(obj, "original_max_position_embeddings", 1, 0, 1, &c->rope_orig_max_pos));
+    }
     return 0;
 }
 
-static int rope_config(const cJSON *root, float *theta) {
+static int rope_config(const cJSON *root, tn_llama_config *c) {
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
-    TN_CHECK(rope_type_ok(cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), "rope_scaling"));
-    TN_CHECK(rope_type_ok(rp, "rope_parameters"));
-    TN_CHECK(cfg_float(root, "rope_theta", 10000.0f, theta));
+    /* Both may be present (a 5.x config keeping the old key too): they must then say the same. */
+    tn_llama_config from_rs = *c;
+    TN_CHECK(rope_object(rs, "rope_scaling", &from_rs));
+    TN_CHECK(rope_object(rp, "rope_parameters", c));
+    if (rs && !cJSON_IsNull(rs) && rp && !cJSON_IsNull(rp)) {
+        if (from_rs.rope_type != c->rope_type || from_rs.rope_factor != c->rope_factor ||
+            from_rs.rope_low_freq_factor != c->rope_low_freq_factor ||
+            from_rs.rope_high_freq_factor != c->rope_high_freq_factor || from_rs.rope_orig_max_pos != c->rope_orig_max_pos)
+            return tn_err("config.json: rope_scaling and rope_parameters describe different scalings");
+    } else if (rs && !cJSON_IsNull(rs)) {
+        *c = from_rs;
+    }
+    TN_CHECK(cfg_float(root, "rope_theta", 10000.0f, &c->rope_theta));
     float prf = 1.0f;
     TN_CHECK(cfg_float(root, "partial_rotary_factor", 1.0f, &prf));
     if (rp && cJSON_IsObject(rp)) {
         if (cJSON_GetObjectItemCaseSensitive(rp, "rope_theta")) {
             float inner = 0;
             TN_CHECK(cfg_float(rp, "rope_theta", 0.0f, &inner));
-            if (cJSON_GetObjectItemCaseSensitive(root, "rope_theta") && inner != *theta)
-                return tn_err("config.json: rope_theta %g and rope_parameters.rope_theta %g differ", (double)*theta,
-                              (double)inner);
-            *theta = inner;
+            if (cJSON_GetObjectItemCaseSensitive(root, "rope_theta") && inner != c->rope_theta)
+                return tn_err("config.json: rope_theta %g and rope_parameters.rope_theta %g differ",
+                              (double)c->rope_theta, (double)inner);
+            c->rope_theta = inner;
         }
         if (cJSON_GetObjectItemCaseSensitive(rp, "partial_rotary_factor"))
             TN_CHECK(cfg_float(rp, "partial_rotary_factor", 1.0f, &prf));
@@ -134,7 +172,7 @@ static int parse_config(const cJSON *root, tn_llama_config *c) {
     TN_CHECK(cfg_int(root, "intermediate_size", 1, 0, 1, &c->ffn_dim));
     TN_CHECK(cfg_int(root, "vocab_size", 1, 0, 1, &c->vocab_size));
     TN_CHECK(cfg_int(root, "max_position_embeddings", 0, 2048, 1, &c->max_seq_len));
-    TN_CHECK(rope_config(root, &c->rope_theta));
+    TN_CHECK(rope_config(root, c));
     TN_CHECK(cfg_float(root, "rms_norm_eps", 1e-6f, &c->norm_eps)); /* LlamaConfig's default */
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
     if (tie && !cJSON_IsBool(tie) && !cJSON_IsNull(tie)) return tn_err("config.json: tie_word_embeddings must be true or false");

@@ -34,7 +34,8 @@ _Static_assert(TN_TRIN_F32 == (int)TN_PACKED_F32 && TN_TRIN_F16 == (int)TN_PACKE
 
 /* Fixed part of the header: preamble, config, tokenizer descriptor, meta size (docs/TRIN.md). */
 #define PREAMBLE_SIZE 32
-#define FIXED_SIZE 144
+#define FIXED_SIZE_V1 144 /* version 1: no RoPE scaling fields */
+#define FIXED_SIZE 164    /* version 2: + rope type, factor, low / high frequency factors, original length */
 #define CONFIG_OFFSET 40
 #define TOKENIZER_OFFSET 88
 #define META_SIZE_OFFSET 140
@@ -339,11 +340,11 @@ static int parse_header(tn_trin *t) {
     if (fsize == 0) return tn_err("empty file (not a TRIN file)");
     if (memcmp(b, TN_TRIN_MAGIC, fsize < 4 ? fsize : 4) != 0) return tn_err("not a TRIN file (bad magic)");
     if (fsize < PREAMBLE_SIZE)
-        return tn_err("truncated: %zu bytes, a TRIN file has at least %d", fsize, FIXED_SIZE + 4);
+        return tn_err("truncated: %zu bytes, a TRIN file has at least %d", fsize, FIXED_SIZE_V1 + 4);
     cursor c = {b, 4, PREAMBLE_SIZE, 0};
     t->version = get_u32(&c);
-    if (t->version != TN_TRIN_VERSION)
-        return tn_err("unsupported TRIN version %u (this build reads version %d)", t->version, TN_TRIN_VERSION);
+    if (t->version != 1 && t->version != TN_TRIN_VERSION)
+        return tn_err("unsupported TRIN version %u (this build reads versions 1 to %d)", t->version, TN_TRIN_VERSION);
     t->header_size = get_u64(&c);
     t->data_offset = get_u64(&c);
     uint64_t stated_size = get_u64(&c);
@@ -352,7 +353,7 @@ static int parse_header(tn_trin *t) {
             return tn_err("truncated: %zu bytes, the header says %llu", fsize, (unsigned long long)stated_size);
         return tn_err("%zu bytes, the header says %llu (trailing bytes)", fsize, (unsigned long long)stated_size);
     }
-    if (t->header_size < FIXED_SIZE + 4 || t->header_size > TN_TRIN_MAX_HEADER)
+    if (t->header_size < (t->version == 1 ? FIXED_SIZE_V1 : FIXED_SIZE) + 4 || t->header_size > TN_TRIN_MAX_HEADER)
         return tn_err("header size %llu out of range", (unsigned long long)t->header_size);
     if (t->header_size > fsize)
         return tn_err("truncated: %zu bytes, the header alone needs %llu", fsize, (unsigned long long)t->header_size);
@@ -372,8 +373,8 @@ static int parse_header(tn_trin *t) {
     c = (cursor){b, 32, hs - 4, 0};
     uint32_t n_tensors = get_u32(&c);
     uint32_t flags = get_u32(&c);
-    if (flags != 0) return tn_err("unknown flags 0x%x (this build reads version %d files with no flags)", flags,
-                                  TN_TRIN_VERSION);
+    if (flags != 0) return tn_err("unknown flags 0x%x (this build reads version %u files with no flags)", flags,
+                                  t->version);
     if (n_tensors == 0 || n_tensors > MAX_TENSORS) return tn_err("tensor count %u out of range", n_tensors);
     tn_llama_config *cfg = &t->cfg;
     cfg->dim = get_i32(&c);
@@ -388,6 +389,21 @@ static int parse_header(tn_trin *t) {
     cfg->tied_embeddings = get_i32(&c);
     cfg->bos_id = get_i32(&c);
     cfg->eos_id = get_i32(&c);
+    if (t->version >= 2) {
+        cfg->rope_type = get_i32(&c);
+        cfg->rope_factor = get_f32(&c);
+        cfg->rope_low_freq_factor = get_f32(&c);
+        cfg->rope_high_freq_factor = get_f32(&c);
+        cfg->rope_orig_max_pos = get_i32(&c);
+    } else {
+        tn_llama_config d;
+        tn_llama_config_defaults(&d);
+        cfg->rope_type = d.rope_type;
+        cfg->rope_factor = d.rope_factor;
+        cfg->rope_low_freq_factor = d.rope_low_freq_factor;
+        cfg->rope_high_freq_factor = d.rope_high_freq_factor;
+        cfg->rope_orig_max_pos = d.rope_orig_max_pos;
+    }
     if (cfg->tied_embeddings != 0 && cfg->tied_embeddings != 1)
         return tn_err("model config: tied_embeddings must be 0 or 1");
     if (cfg->bos_id < -1 || cfg->eos_id < -1) return tn_err("model config: bos_id/eos_id below -1");
@@ -868,6 +884,11 @@ static int build(tn_trin_writer *w, uint8_t **header, uint64_t *header_size, uin
     put_i32(&o, c->tied_embeddings);
     put_i32(&o, c->bos_id);
     put_i32(&o, c->eos_id);
+    put_i32(&o, c->rope_type);
+    put_f32(&o, c->rope_factor);
+    put_f32(&o, c->rope_low_freq_factor);
+    put_f32(&o, c->rope_high_freq_factor);
+    put_i32(&o, c->rope_orig_max_pos);
     put(&o, w->tok_fmt, 32);
     put_u64(&o, *tok_off);
     put_u64(&o, w->tok_len);

@@ -19,7 +19,7 @@
 #include "model/config.h"
 
 #define TN_TRIN_MAGIC "TRIN"
-#define TN_TRIN_VERSION 1
+#define TN_TRIN_VERSION 2          /* written; version 1 (no RoPE scaling fields) is still read */
 #define TN_TRIN_ALIGN 64
 #define TN_TRIN_MAX_RANK 4
 #define TN_TRIN_MAX_NAME 95          /* bytes, without the terminating NUL */

@@ -1,6 +1,7 @@
 #include "model/config.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "model/rope.h"
 
 #include <math.h>
 
@@ -13,6 +14,11 @@ void tn_llama_config_defaults(tn_llama_config *c) {
     c->vocab_size = 0;
     c->max_seq_len = 2048;
     c->rope_theta = 10000.0f;
+    c->rope_type = TN_ROPE_DEFAULT;
+    c->rope_factor = 1.0f;
+    c->rope_low_freq_factor = 1.0f;
+    c->rope_high_freq_factor = 4.0f;
+    c->rope_orig_max_pos = 8192;
     c->norm_eps = 1e-5f;
     c->tied_embeddings = 0;
     c->bos_id = -1;
@@ -32,6 +38,7 @@ int tn_llama_config_validate(const tn_llama_config *c) {
     if (c->vocab_size <= 0 || c->vocab_size > cap) return tn_err("model config: vocab_size %d out of range", c->vocab_size);
     if (c->max_seq_len <= 0 || c->max_seq_len > cap) return tn_err("model config: max_seq_len %d out of range", c->max_seq_len);
     if (!(c->rope_theta > 0) || !isfinite(c->rope_theta)) return tn_err("model config: rope_theta must be positive");
+    TN_CHECK(tn_rope_validate(c));
     if (!(c->norm_eps > 0) || !(c->norm_eps < 1)) return tn_err("model config: norm_eps must be in (0, 1)");
     if (c->bos_id >= c->vocab_size || c->eos_id >= c->vocab_size)
         return tn_err("model config: bos_id/eos_id (%d/%d) must be below vocab_size %d", c->bos_id, c->eos_id, c->vocab_size);
@@ -61,6 +68,7 @@ int tn_llama_config_from_ini(struct tn_config *ini, tn_llama_config *c) {
     TN_CHECK(tn_config_int(ini, s, "vocab_size", 0, &v)); c->vocab_size = (int)v;
     TN_CHECK(tn_config_int(ini, s, "max_seq_len", 2048, &v)); c->max_seq_len = (int)v;
     TN_CHECK(tn_config_float(ini, s, "rope_theta", 10000.0, &f)); c->rope_theta = (float)f;
+    TN_CHECK(tn_rope_config_from_ini(ini, c));
     TN_CHECK(tn_config_float(ini, s, "norm_eps", 1e-5, &f)); c->norm_eps = (float)f;
     TN_CHECK(tn_config_bool(ini, s, "tied_embeddings", 1, &b)); c->tied_embeddings = b;
     return 0;

@@ -4,6 +4,10 @@
 
 #include <stdint.h>
 
+/* RoPE frequency scaling, Hugging Face's rope_scaling / rope_parameters "rope_type" (model/rope.h has
+ * the formulas). */
+typedef enum { TN_ROPE_DEFAULT = 0, TN_ROPE_LINEAR = 1, TN_ROPE_LLAMA3 = 2, TN_ROPE_N_TYPES } tn_rope_type;
+
 typedef struct {
     int dim;             /* hidden_size */
     int n_layers;        /* num_hidden_layers */
@@ -16,6 +20,11 @@ typedef struct {
     float norm_eps;      /* rms_norm_eps */
     int tied_embeddings; /* tie_word_embeddings: lm_head shares embed_tokens */
     int bos_id, eos_id;  /* -1 when the model has none */
+    /* RoPE frequency scaling (model/rope.h); all zero reads as none */
+    int rope_type;       /* tn_rope_type */
+    float rope_factor;   /* linear, llama3: "factor" (1 for default) */
+    float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
+    int rope_orig_max_pos;                             /* llama3: original_max_position_embeddings */
 } tn_llama_config;
 
 static inline int tn_llama_head_dim(const tn_llama_config *c) { return c->dim / c->n_heads; }

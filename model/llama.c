@@ -4,6 +4,7 @@
  * table's memory (host or device) and every number is computed by a table op: this file is the layer
  * sequence for both devices. */
 #include "model/llama.h"
+#include "model/rope.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -227,8 +228,8 @@ int tn_llama_create_opts(tn_llama **out, const tn_llama_layout *layout, int B, i
     if (ok && cs) {
         /* RoPE tables on the host, then into table memory. */
         const int64_t half = (int64_t)T * m->hd / 2;
-        tn_op_rope_table(cs, cs + half, T, m->hd, c->rope_theta, 0);
-        ok = m->ops->upload(m->rope_cos, cs, (size_t)half * sizeof(float)) == 0 &&
+        ok = tn_rope_tables(c, m->hd, T, 0, cs, cs + half) == 0 &&
+             m->ops->upload(m->rope_cos, cs, (size_t)half * sizeof(float)) == 0 &&
              m->ops->upload(m->rope_sin, cs + half, (size_t)half * sizeof(float)) == 0;
     } else if (ok) {
         ok = 0;

@@ -29,9 +29,13 @@ typedef struct {
 
 static const preset PRESETS[] = {
     /* TinyLlama-1.1B (config.json of TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T) */
-    {"tinyllama-1.1b", {2048, 22, 32, 4, 5632, 32000, 2048, 10000.0f, 1e-5f, 0, 1, 2}},
+    {"tinyllama-1.1b",
+     {.dim = 2048, .n_layers = 22, .n_heads = 32, .n_kv_heads = 4, .ffn_dim = 5632, .vocab_size = 32000,
+      .max_seq_len = 2048, .rope_theta = 10000.0f, .norm_eps = 1e-5f, .bos_id = 1, .eos_id = 2}},
     /* a small shape for tests */
-    {"tiny", {256, 2, 4, 2, 768, 1024, 256, 10000.0f, 1e-5f, 0, 1, 2}},
+    {"tiny",
+     {.dim = 256, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 768, .vocab_size = 1024,
+      .max_seq_len = 256, .rope_theta = 10000.0f, .norm_eps = 1e-5f, .bos_id = 1, .eos_id = 2}},
 };
 #define N_PRESETS (int)(sizeof PRESETS / sizeof PRESETS[0])
 

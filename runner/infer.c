@@ -17,6 +17,7 @@
 #include "kernels/cpu/ops_cpu.h"
 #include "kernels/packed.h"
 #include "model/params.h"
+#include "model/rope.h"
 #include "runner/f16.h"
 #include "kernels/infer_ops.h"
 #include "train/checkpoint.h"
@@ -498,13 +499,13 @@ static int alloc_state(tn_infer *m, int alloc, int64_t *bytes) {
 #undef ALLOC
     if (bytes) *bytes = total;
     if (!alloc) return 0;
-    /* RoPE tables for every position, once (row p = position p: the values tn_op_rope_table gives any
+    /* RoPE tables for every position, once (row p = position p: the values tn_rope_tables gives any
      * chunk that starts at p) */
     float *ct = tn_alloc((size_t)(m->ctx * (hd / 2)), sizeof *ct), *st = tn_alloc((size_t)(m->ctx * (hd / 2)), sizeof *st);
     int rc = ct && st ? 0 : tn_err("out of memory");
     if (rc == 0) {
-        tn_op_rope_table(ct, st, m->ctx, hd, c->rope_theta, 0);
-        rc = m->ops->upload(m->cos_t, ct, (size_t)(m->ctx * (hd / 2)) * sizeof *ct);
+        rc = tn_rope_tables(c, hd, m->ctx, 0, ct, st);
+        if (rc == 0) rc = m->ops->upload(m->cos_t, ct, (size_t)(m->ctx * (hd / 2)) * sizeof *ct);
         if (rc == 0) rc = m->ops->upload(m->sin_t, st, (size_t)(m->ctx * (hd / 2)) * sizeof *st);
     }
     tn_free(ct);

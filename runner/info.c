@@ -2,6 +2,7 @@
  * for HDF5, from the root attribute `format` (trinity-checkpoint or trinity-shard). Each describer
  * builds one cJSON object; text output is rendered from the same object, so the two never disagree. */
 #include "runner/info.h"
+#include "model/rope.h"
 
 #include "core/error.h"
 #include "core/gguf.h"
@@ -28,6 +29,14 @@ static void add_config(cJSON *o, const tn_llama_config *c) {
     cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
     cJSON_AddNumberToObject(j, "max_seq_len", c->max_seq_len);
     tn_json_add_num(j, "rope_theta", c->rope_theta);
+    cJSON *rs = cJSON_AddObjectToObject(j, "rope_scaling");
+    cJSON_AddStringToObject(rs, "type", tn_rope_type_name(c->rope_type));
+    if (c->rope_type != TN_ROPE_DEFAULT) tn_json_add_num(rs, "factor", c->rope_factor);
+    if (c->rope_type == TN_ROPE_LLAMA3) {
+        tn_json_add_num(rs, "low_freq_factor", c->rope_low_freq_factor);
+        tn_json_add_num(rs, "high_freq_factor", c->rope_high_freq_factor);
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_orig_max_pos);
+    }
     tn_json_add_num(j, "norm_eps", c->norm_eps);
     cJSON_AddBoolToObject(j, "tied_embeddings", c->tied_embeddings != 0);
     cJSON_AddNumberToObject(j, "bos_id", c->bos_id);
@@ -296,6 +305,15 @@ static void print_config(FILE *f, const cJSON *c) {
     fprintf(f, "          max_seq_len %.0f, rope_theta %g, norm_eps %g, %s embeddings, bos %.0f, eos %.0f\n",
             num(c, "max_seq_len"), num(c, "rope_theta"), num(c, "norm_eps"),
             cJSON_IsTrue(cJSON_GetObjectItem(c, "tied_embeddings")) ? "tied" : "untied", num(c, "bos_id"), num(c, "eos_id"));
+    const cJSON *rs = cJSON_GetObjectItem(c, "rope_scaling");
+    const cJSON *rt = rs ? cJSON_GetObjectItem(rs, "type") : NULL;
+    if (cJSON_IsString(rt) && strcmp(rt->valuestring, "default") != 0) {
+        fprintf(f, "          RoPE scaling %s, factor %g", rt->valuestring, num(rs, "factor"));
+        if (strcmp(rt->valuestring, "llama3") == 0)
+            fprintf(f, ", low_freq_factor %g, high_freq_factor %g, original_max_position_embeddings %.0f",
+                    num(rs, "low_freq_factor"), num(rs, "high_freq_factor"), num(rs, "original_max_position_embeddings"));
+        fprintf(f, "\n");
+    }
     fprintf(f, "params    %.0f (%.3fB)\n", num(c, "n_params"), num(c, "n_params") / 1e9);
 }
 

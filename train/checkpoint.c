@@ -5,6 +5,7 @@
 #include "core/fileio.h"
 #include "core/h5.h"
 #include "kernels/cpu/ops_cpu.h"
+#include "model/rope.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,6 +28,13 @@ static int write_config(hid_t f, const tn_llama_config *c) {
     rc |= tn_h5_attr_set_i64(g, ".", "max_seq_len", c->max_seq_len);
     rc |= tn_h5_attr_set_f64(g, ".", "rope_theta", c->rope_theta);
     rc |= tn_h5_attr_set_f64(g, ".", "norm_eps", c->norm_eps);
+    if (c->rope_type != TN_ROPE_DEFAULT) { /* absent = default: older readers see what they know */
+        rc |= tn_h5_attr_set_str(g, ".", "rope_scaling", tn_rope_type_name(c->rope_type));
+        rc |= tn_h5_attr_set_f64(g, ".", "rope_factor", c->rope_factor);
+        rc |= tn_h5_attr_set_f64(g, ".", "rope_low_freq_factor", c->rope_low_freq_factor);
+        rc |= tn_h5_attr_set_f64(g, ".", "rope_high_freq_factor", c->rope_high_freq_factor);
+        rc |= tn_h5_attr_set_i64(g, ".", "rope_original_max_position_embeddings", c->rope_orig_max_pos);
+    }
     rc |= tn_h5_attr_set_i64(g, ".", "tied_embeddings", c->tied_embeddings);
     rc |= tn_h5_attr_set_i64(g, ".", "bos_id", c->bos_id);
     rc |= tn_h5_attr_set_i64(g, ".", "eos_id", c->eos_id);
@@ -58,6 +66,21 @@ static int read_config(hid_t f, tn_llama_config *c) {
     c->rope_theta = (float)d;
     if (tn_h5_attr_get_f64(f, "config", "norm_eps", &d) != 0) return tn_err_prefix("config");
     c->norm_eps = (float)d;
+    if (tn_h5_attr_has(f, "config", "rope_scaling")) {
+        char name[32];
+        if (tn_h5_attr_get_str(f, "config", "rope_scaling", name, sizeof name) != 0 ||
+            tn_rope_parse_type(name, &c->rope_type) != 0)
+            return tn_err_prefix("config");
+        if (tn_h5_attr_get_f64(f, "config", "rope_factor", &d) != 0) return tn_err_prefix("config");
+        c->rope_factor = (float)d;
+        if (tn_h5_attr_get_f64(f, "config", "rope_low_freq_factor", &d) != 0) return tn_err_prefix("config");
+        c->rope_low_freq_factor = (float)d;
+        if (tn_h5_attr_get_f64(f, "config", "rope_high_freq_factor", &d) != 0) return tn_err_prefix("config");
+        c->rope_high_freq_factor = (float)d;
+        if (tn_h5_attr_get_i64(f, "config", "rope_original_max_position_embeddings", &v) != 0) return tn_err_prefix("config");
+        if (v <= 0 || v > ((int64_t)1 << 30)) return tn_err("config: rope_original_max_position_embeddings out of range");
+        c->rope_orig_max_pos = (int)v;
+    }
     return tn_llama_config_validate(c);
 }
 

@@ -137,17 +137,23 @@ void tn_op_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *
 
 /* ---- RoPE ---------------------------------------------------------------------------------------- */
 
-void tn_op_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, double theta, int64_t pos0) {
-    int64_t half = hd / 2;
-    for (int64_t i = 0; i < half; i++) {
-        /* HF computes inv_freq in float32: 1 / theta^(2i/hd). Match that rounding, then angle in double. */
-        float inv_freq = (float)(1.0 / pow(theta, (double)(2 * i) / (double)hd));
-        for (int64_t t = 0; t < T; t++) {
-            double a = (double)(pos0 + t) * (double)inv_freq;
-            cos_t[t * half + i] = (float)cos(a);
-            sin_t[t * half + i] = (float)sin(a);
-        }
+/* Column i of the tables: the angles (pos0 + t) · inv_freq, computed in double, stored float. */
+static void rope_column(float *cos_t, float *sin_t, int64_t T, int64_t half, int64_t i, float inv_freq, int64_t pos0) {
+    for (int64_t t = 0; t < T; t++) {
+        double a = (double)(pos0 + t) * (double)inv_freq;
+        cos_t[t * half + i] = (float)cos(a);
+        sin_t[t * half + i] = (float)sin(a);
     }
+}
+
+void tn_op_rope_table_freq(float *cos_t, float *sin_t, int64_t T, int64_t hd, const float *inv_freq, int64_t pos0) {
+    for (int64_t i = 0; i < hd / 2; i++) rope_column(cos_t, sin_t, T, hd / 2, i, inv_freq[i], pos0);
+}
+
+void tn_op_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, double theta, int64_t pos0) {
+    /* HF computes inv_freq in float32: 1 / theta^(2i/hd). Match that rounding, then angle in double. */
+    for (int64_t i = 0; i < hd / 2; i++)
+        rope_column(cos_t, sin_t, T, hd / 2, i, (float)(1.0 / pow(theta, (double)(2 * i) / (double)hd)), pos0);
 }
 
 void tn_op_rope(float *x, const float *cos_t, const float *sin_t, int64_t B, int64_t T, int64_t n_heads,

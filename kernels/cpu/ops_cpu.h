@@ -32,6 +32,9 @@ void tn_op_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *
 
 /* cos/sin tables [T, hd/2] for positions pos0 .. pos0+T-1 (computed in double, stored float). */
 void tn_op_rope_table(float *cos_t, float *sin_t, int64_t T, int64_t hd, double theta, int64_t pos0);
+/* The same from explicit inverse frequencies inv_freq[hd/2] (model/rope.h computes them for every RoPE
+ * scaling type; tn_op_rope_table is the default rule 1 / theta^(2i/hd)). */
+void tn_op_rope_table_freq(float *cos_t, float *sin_t, int64_t T, int64_t hd, const float *inv_freq, int64_t pos0);
 /* In place on x[B, T, n_heads, hd] (row stride n_heads*hd). inverse = 1 applies the transpose
  * rotation (the backward of the forward rotation). */
 void tn_op_rope(float *x, const float *cos_t, const float *sin_t, int64_t B, int64_t T, int64_t n_heads,

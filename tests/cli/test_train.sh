@@ -65,6 +65,19 @@ PY
 out=$("$T" eval "$w/A/ckpt-000012.h5" --data "$w/val.h5" --seq-len 32 --json)
 echo "$out" | "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); assert set(d)=={"loss","ppl","tokens"}, d; assert d["tokens"]==2999, d; print("eval", d)'
 
+# A RoPE scaling rule from [model] keys: kept in the checkpoint and shown by info; an unknown type is refused.
+"$T" train "$w/run.ini" "train.out_dir=$w/R" train.steps=2 train.eval_every=0 train.ckpt_every=2 \
+  model.rope_scaling=llama3 model.rope_factor=8 model.rope_original_max_position_embeddings=8 2> "$w/R.err" \
+  || { cat "$w/R.err"; fail "training with llama3 RoPE"; }
+"$T" info "$w/R/ckpt-000002.h5" > "$w/R.info" 2>&1 || fail "info of the llama3 checkpoint"
+grep -q "RoPE scaling llama3, factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8" \
+  "$w/R.info" || { cat "$w/R.info"; fail "info does not show the RoPE rule"; }
+expect_fail "RoPE scaling type 'yarn' is not supported" "$T" train "$w/run.ini" "train.out_dir=$w/R2" model.rope_scaling=yarn
+grep -q "RoPE scaling type 'yarn' is not supported (default, linear, llama3)" "$w/err" || fail "yarn message"
+expect_fail "rope_low_freq_factor < rope_high_freq_factor" "$T" train "$w/run.ini" "train.out_dir=$w/R3" \
+  model.rope_scaling=llama3 model.rope_factor=8 model.rope_high_freq_factor=0.5
+grep -q "rope_low_freq_factor < rope_high_freq_factor" "$w/err" || fail "llama3 factors message"
+
 # Bad input: one error line, exit 1.
 "$PY" "$here/helpers/make_pattern_shard.py" "$w/bad.h5" 2000 64 3 --bad-token
 expect_fail "token id >= vocab" "$T" train "$w/run.ini" "data.train=$w/bad.h5" "train.out_dir=$w/C"

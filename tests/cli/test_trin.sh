@@ -48,7 +48,7 @@ ls "$W"/*.tmp.* >/dev/null 2>&1 && fail "temporary file left behind"
 
 # ---- info ----
 expect 0 "$TRINITY" info "$W/t2.trin"
-grep -q 'TRIN v1' "$W/out" && grep -q 'model.layers.0.mlp.up_proj.weight *T2' "$W/out" && grep -q 'quant = ternary-absmean' "$W/out" ||
+grep -q 'TRIN v2' "$W/out" && grep -q 'model.layers.0.mlp.up_proj.weight *T2' "$W/out" && grep -q 'quant = ternary-absmean' "$W/out" ||
     fail "info t2.trin text: $(head -5 "$W/out")"
 expect 0 "$TRINITY" info "$W/t2.trin" --json
 [ "$(wc -l <"$W/out")" = 1 ] || fail "info --json is not one line"
@@ -56,7 +56,7 @@ if "$PY" -c 1 2>/dev/null; then
     "$PY" - "$W/out" <<'PY' || fail "info --json content"
 import json, sys
 o = json.loads(open(sys.argv[1]).read())
-assert o["format"] == "trin" and o["version"] == 1
+assert o["format"] == "trin" and o["version"] == 2 and o["config"]["rope_scaling"]["type"] == "default"
 assert o["config"]["dim"] == 8 and o["config"]["vocab_size"] == 32000 and o["config"]["n_layers"] == 1
 assert o["tokenizer"]["format"] == "trinity-tokenizer" and o["tokenizer"]["vocab_size"] == 32000
 assert len(o["tensors"]) == 12 and sum(t["dtype"] == "T2" for t in o["tensors"]) == 7

@@ -3,7 +3,7 @@
  *   mixed   attention T2 (per-tensor and per-row scales), gate/up L4 with int8-activation inputs, down L8,
  *           embeddings F16, untied F32 head
  *   lut     every matrix L4 or L8, tied L8 embeddings (the head is a lookup-table product), GQA 6 / 2
- *   dense   F16 matrices, F32 embeddings, tied
+ *   dense   F16 matrices, F32 embeddings, tied; Llama 3.1's RoPE scaling rule (llama3)
  * Refused: a token outside the vocabulary, a full context, an unknown device, a head dimension above the
  * CUDA attention's 128.
  * Checked for each, over NT tokens (two prompt chunks):
@@ -120,6 +120,13 @@ static tn_llama_config config_of(recipe rc) {
     c.tied_embeddings = rc != MIXED;
     c.bos_id = 1;
     c.eos_id = 2;
+    if (rc == DENSE) { /* Llama 3.1's RoPE rule, with a short original length so that it bends within 128 positions */
+        c.rope_type = TN_ROPE_LLAMA3;
+        c.rope_factor = 8.0f;
+        c.rope_low_freq_factor = 1.0f;
+        c.rope_high_freq_factor = 4.0f;
+        c.rope_orig_max_pos = 32;
+    }
     if (rc == WIDE_HEAD) { /* one head of 192 dims: more than the CUDA attention takes */
         c.dim = 192;
         c.n_heads = c.n_kv_heads = 1;

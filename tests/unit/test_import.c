@@ -10,6 +10,7 @@
 #include "export/gguf_dequant.h"
 #include "export/import.h"
 #include "export/safetensors.h"
+#include "model/rope.h"
 #include "tn_test.h"
 #include "byte_writer.h"
 #include "train/checkpoint.h"
@@ -146,7 +147,10 @@ static void encode(buf *b, uint32_t type, const float *x, size_t n) {
 
 enum {
     G_OK = 0, G_NO_OUTPUT = 1, G_DROP_FFN_UP = 2, G_BAD_SHAPE = 4, G_EXTRA = 8, G_ARCH = 16, G_Q5K = 32,
-    G_NAN = 64, G_BAD_LAYER = 128
+    G_NAN = 64, G_BAD_LAYER = 128,
+    G_ROPE_FREQS = 256,  /* llama3 scaling of the config as llama.cpp stores it: a rope_freqs.weight tensor */
+    G_ROPE_BENT = 512,   /* ... with one divisor off the rule */
+    G_ROPE_LINEAR = 1024, G_ROPE_YARN = 2048 /* llama.rope.scaling.type metadata */
 };
 
 static const char *gguf_name(const tn_tensor_info *t, char *out, size_t cap) {
@@ -206,8 +210,36 @@ static void write_gguf(const char *path, const tn_llama_layout *l, const float *
         for (int k = 0; k < 4; k++) f32(&data, 0);
         n_t++;
     }
-    int n_kv = 13;
+    if (flags & (G_ROPE_FREQS | G_ROPE_BENT)) {
+        /* llama.cpp's convert_hf_to_gguf.py (LlamaModel): per frequency, 1 (short wavelengths), factor (long),
+         * or 1 / ((1 - s) / factor + s) in between, in double, stored F32 */
+        const int half = tn_llama_head_dim(c) / 2;
+        while (data.n % 32) u8(&data, 0);
+        gstr(&infos, "rope_freqs.weight"), u32(&infos, 1), u64(&infos, (uint64_t)half), u32(&infos, TN_GGML_F32);
+        u64(&infos, data.n);
+        const double lo_w = c->rope_orig_max_pos / c->rope_low_freq_factor;
+        const double hi_w = c->rope_orig_max_pos / c->rope_high_freq_factor;
+        for (int i = 0; i < half; i++) {
+            double freq = 1.0 / pow(c->rope_theta, 2.0 * i / (2.0 * half)), wavelen = 2 * M_PI / freq, f;
+            if (wavelen < hi_w) f = 1;
+            else if (wavelen > lo_w) f = c->rope_factor;
+            else {
+                double sm = (c->rope_orig_max_pos / wavelen - c->rope_low_freq_factor) /
+                            (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                f = 1 / ((1 - sm) / c->rope_factor + sm);
+            }
+            if ((flags & G_ROPE_BENT) && i == half / 2) f *= 1.01;
+            f32(&data, (float)f);
+        }
+        n_t++;
+    }
+    int n_kv = 13 + ((flags & G_ROPE_LINEAR) ? 2 : 0) + ((flags & G_ROPE_YARN) ? 1 : 0);
     put(&b, "GGUF", 4), u32(&b, 3), u64(&b, (uint64_t)n_t), u64(&b, (uint64_t)n_kv);
+    if (flags & G_ROPE_LINEAR) {
+        gstr(&b, "llama.rope.scaling.type"), u32(&b, TN_GGUF_STRING), gstr(&b, "linear");
+        gstr(&b, "llama.rope.scaling.factor"), u32(&b, TN_GGUF_FLOAT32), f32(&b, 4.0f);
+    }
+    if (flags & G_ROPE_YARN) gstr(&b, "llama.rope.scaling.type"), u32(&b, TN_GGUF_STRING), gstr(&b, "yarn");
     gstr(&b, "general.architecture"), u32(&b, TN_GGUF_STRING), gstr(&b, (flags & G_ARCH) ? "gpt2" : "llama");
     gstr(&b, "llama.embedding_length"), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->dim);
     gstr(&b, "llama.block_count"), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->n_layers);
@@ -392,6 +424,66 @@ static void expect_fail(int rc, const char *want, const char *what) {
 
 /* ---- tests ------------------------------------------------------------------------------------------- */
 
+/* RoPE scaling from GGUF: linear from metadata; llama3 recovered from rope_freqs.weight for the shapes of
+ * Llama 3.1 8B (hd 128, theta 5e5, factor 8, original 8192) and 3.2 (factor 32), and for a short original
+ * length where few frequencies are smoothed; the recovered rule gives the same frequencies. Refused: yarn,
+ * a divisor off the rule. */
+static void test_gguf_rope(const tn_llama_layout *l0, const float *w) {
+    const char *q = tmp("rope.gguf");
+    tn_checkpoint ck;
+    write_gguf(q, l0, w, G_ROPE_LINEAR);
+    CHECK_OK(tn_import_gguf(q, &ck, NULL));
+    CHECK(ck.layout.cfg.rope_type == TN_ROPE_LINEAR && ck.layout.cfg.rope_factor == 4.0f);
+    tn_ckpt_free(&ck);
+    write_gguf(q, l0, w, G_ROPE_YARN);
+    expect_fail(tn_import_gguf(q, &ck, NULL), "RoPE scaling 'yarn' is not supported", "gguf yarn");
+
+    static const struct {
+        int dim, heads;
+        float theta, factor, low, high;
+        int orig;
+    } rules[] = {
+        {512, 4, 500000.0f, 8.0f, 1.0f, 4.0f, 8192},  /* Llama 3.1: hd 128 */
+        {256, 2, 500000.0f, 32.0f, 1.0f, 4.0f, 8192}, /* Llama 3.2: hd 128 */
+        {32, 4, 10000.0f, 8.0f, 1.0f, 4.0f, 16},      /* the hf-families fixture: hd 8, one smoothed frequency */
+        {64, 2, 10000.0f, 4.0f, 2.0f, 8.0f, 64},      /* low_freq_factor != 1 */
+    };
+    for (size_t k = 0; k < sizeof rules / sizeof rules[0]; k++) {
+        tn_llama_config c = l0->cfg;
+        c.dim = rules[k].dim, c.n_heads = rules[k].heads, c.n_kv_heads = rules[k].heads, c.n_layers = 1;
+        c.rope_theta = rules[k].theta, c.rope_type = TN_ROPE_LLAMA3, c.rope_factor = rules[k].factor;
+        c.rope_low_freq_factor = rules[k].low, c.rope_high_freq_factor = rules[k].high, c.rope_orig_max_pos = rules[k].orig;
+        tn_llama_layout l;
+        CHECK_OK(tn_llama_layout_init(&l, &c));
+        float *wk = tn_alloc(l.numel, sizeof(float));
+        fill_model(&l, wk);
+        write_gguf(q, &l, wk, G_ROPE_FREQS);
+        if (tn_import_gguf(q, &ck, NULL) != 0) {
+            CHECKF(0, "rule %zu: %s", k, tn_errmsg());
+        } else {
+            const tn_llama_config *got = &ck.layout.cfg;
+            const int hd = tn_llama_head_dim(&c);
+            float want[128], have[128];
+            tn_rope_inv_freq(&c, hd, want);
+            tn_rope_inv_freq(got, hd, have);
+            double worst = 0;
+            for (int i = 0; i < hd / 2; i++) worst = fmax(worst, fabs(have[i] / want[i] - 1));
+            printf("gguf rope_freqs rule %zu: llama3 factor %g, original %d, low %g, high %g; frequencies within %.1e\n", k,
+                   (double)got->rope_factor, got->rope_orig_max_pos, (double)got->rope_low_freq_factor,
+                   (double)got->rope_high_freq_factor, worst);
+            CHECK(got->rope_type == TN_ROPE_LLAMA3 && got->rope_factor == c.rope_factor && worst < 1e-6);
+            if (k < 2) /* many smoothed frequencies: the parameters themselves come back */
+                CHECK(got->rope_orig_max_pos == 8192 && got->rope_low_freq_factor == 1.0f &&
+                      fabsf(got->rope_high_freq_factor - 4.0f) < 1e-4f);
+            tn_ckpt_free(&ck);
+        }
+        write_gguf(q, &l, wk, G_ROPE_BENT);
+        expect_fail(tn_import_gguf(q, &ck, NULL), "follow the llama3 rule", "bent rope_freqs");
+        tn_free(wk);
+        tn_llama_layout_free(&l);
+    }
+}
+
 static void test_gguf(void) {
     for (int tied = 0; tied < 2; tied++) {
         tn_llama_config c = test_cfg(tied);
@@ -444,6 +536,7 @@ static void test_gguf(void) {
                 expect_fail(tn_import_gguf(q, &ck, NULL), bad[k].want, "bad gguf");
                 CHECK(ck.params == NULL); /* nothing leaks out on failure */
             }
+            test_gguf_rope(&l, w);
         }
         tn_free(w);
         tn_llama_layout_free(&l);
@@ -585,8 +678,31 @@ static void test_hf(void) {
     expect_fail(tn_import_hf(d, &ck, NULL), "config.json: missing key hidden_size", "missing key");
     write_config(d, &c, "intermediate_size", NULL);
     expect_fail(tn_import_hf(d, &ck, NULL), "config.json: missing key intermediate_size", "missing key");
+    /* RoPE scaling: linear and llama3 read in both layouts, anything else refused by name */
     write_config(d, &c, NULL, ", \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}");
-    expect_fail(tn_import_hf(d, &ck, NULL), "rope_scaling", "rope scaling");
+    CHECK_OK(tn_import_hf(d, &ck, NULL));
+    CHECK(ck.layout.cfg.rope_type == TN_ROPE_LINEAR && ck.layout.cfg.rope_factor == 2.0f);
+    tn_ckpt_free(&ck);
+    write_config(d, &c, NULL, ", \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 2.0}");
+    expect_fail(tn_import_hf(d, &ck, NULL), "RoPE scaling type 'yarn' is not supported (default, linear, llama3)", "yarn");
+    write_config(d, &c, NULL, ", \"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}");
+    expect_fail(tn_import_hf(d, &ck, NULL), "'dynamic' is not supported", "dynamic");
+    write_config(d, &c, NULL, ", \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 2.0, \"beta_fast\": 32}");
+    expect_fail(tn_import_hf(d, &ck, NULL), "rope_scaling.beta_fast is not understood", "unknown rope key");
+    write_config(d, &c, NULL, ", \"rope_scaling\": {\"rope_type\": \"linear\"}");
+    expect_fail(tn_import_hf(d, &ck, NULL), "positive factor", "linear without factor");
+    write_config(d, &c, NULL, ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0}");
+    expect_fail(tn_import_hf(d, &ck, NULL), "needs high_freq_factor", "llama3 incomplete");
+    write_config(d, &c, NULL,
+                 ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 4.0, "
+                 "\"high_freq_factor\": 1.0, \"original_max_position_embeddings\": 8192}");
+    expect_fail(tn_import_hf(d, &ck, NULL), "rope_low_freq_factor < rope_high_freq_factor", "llama3 inverted");
+    write_config(d, &c, NULL,
+                 ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                 "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}, "
+                 "\"rope_parameters\": {\"rope_type\": \"llama3\", \"factor\": 32.0, \"low_freq_factor\": 1.0, "
+                 "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}");
+    expect_fail(tn_import_hf(d, &ck, NULL), "describe different scalings", "two scalings");
     write_config(d, &c, NULL, ", \"head_dim\": 16");
     expect_fail(tn_import_hf(d, &ck, NULL), "head_dim", "head_dim");
     /* transformers 5.x keeps theta (and any scaling) in rope_parameters: read there, never defaulted */
@@ -600,8 +716,14 @@ static void test_hf(void) {
     CHECK_OK(tn_import_hf(d, &ck, NULL));
     CHECK(ck.layout.cfg.rope_theta == c.rope_theta);
     tn_ckpt_free(&ck);
-    write_config(d, &c5, NULL, ", \"rope_parameters\": {\"rope_theta\": 500000.0, \"rope_type\": \"llama3\", \"factor\": 8.0}");
-    expect_fail(tn_import_hf(d, &ck, NULL), "rope_parameters rope_type 'llama3' is not supported", "rope_parameters llama3");
+    write_config(d, &c5, NULL,
+                 ", \"rope_parameters\": {\"rope_theta\": 500000.0, \"rope_type\": \"llama3\", \"factor\": 8.0, "
+                 "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}");
+    CHECK_OK(tn_import_hf(d, &ck, NULL));
+    CHECK(ck.layout.cfg.rope_type == TN_ROPE_LLAMA3 && ck.layout.cfg.rope_factor == 8.0f &&
+          ck.layout.cfg.rope_low_freq_factor == 1.0f && ck.layout.cfg.rope_high_freq_factor == 4.0f &&
+          ck.layout.cfg.rope_orig_max_pos == 8192 && ck.layout.cfg.rope_theta == 500000.0f);
+    tn_ckpt_free(&ck);
     write_config(d, &c, NULL, ", \"rope_parameters\": {\"rope_theta\": 10000.0}"); /* c's is 500000 */
     expect_fail(tn_import_hf(d, &ck, NULL), "rope_parameters.rope_theta 10000 differ", "two thetas");
     write_config(d, &c, NULL, ", \"rope_scaling\": {\"factor\": 2.0}");

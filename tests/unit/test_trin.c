@@ -287,9 +287,9 @@ static void test_crafted(void) {
     uint8_t *b = malloc(size);
     uint64_t meta_size;
     uint32_t m32;
-    memcpy(&m32, img + 140, 4);
+    memcpy(&m32, img + 160, 4);
     meta_size = m32;
-    uint64_t first = 144 + meta_size; /* first directory entry: embed_tokens */
+    uint64_t first = 164 + meta_size; /* first directory entry: embed_tokens */
     uint16_t nl;
     memcpy(&nl, img + first, 2);
     uint64_t fields = first + 2 + nl; /* dtype, rank, layout, res, grid_len(2), res(2), shape... */
@@ -304,7 +304,8 @@ static void test_crafted(void) {
     uint32_t v32;
     uint64_t v64;
     int32_t i32;
-    CRAFT((v32 = 2, memcpy(b + 4, &v32, 4)), "version");
+    CRAFT((v32 = 3, memcpy(b + 4, &v32, 4)), "version");
+    CRAFT((v32 = 0, memcpy(b + 4, &v32, 4)), "version");
     CRAFT((v32 = 1u << 30, memcpy(b + 32, &v32, 4)), "tensor count");
     CRAFT((v32 = 3, memcpy(b + 32, &v32, 4)), NULL);
     CRAFT((v32 = 1, memcpy(b + 36, &v32, 4)), "flags");
@@ -312,12 +313,20 @@ static void test_crafted(void) {
     CRAFT((i32 = 2, memcpy(b + 76, &i32, 4)), "tied_embeddings");
     CRAFT((i32 = 1, memcpy(b + 76, &i32, 4)), "unexpected tensor 'lm_head.weight'");
     CRAFT((i32 = 3, memcpy(b + 44, &i32, 4)), "missing");
-    CRAFT((v32 = 0xffffff, memcpy(b + 140, &v32, 4)), "metadata");
-    CRAFT(b[144] = 0, "NUL");
-    CRAFT(b[88] = 0x07, "non-printable");
-    CRAFT((v64 = 0, memcpy(b + 128, &v64, 8)), "tokenizer");
-    CRAFT((v64 = 1ull << 62, memcpy(b + 128, &v64, 8)), "outside the data section");
-    CRAFT((v64 = rd64(b + 120) + 1, memcpy(b + 120, &v64, 8)), "aligned");
+    /* version 2's RoPE fields at 88: type, factor, low, high, original length */
+    CRAFT((i32 = 7, memcpy(b + 88, &i32, 4)), "RoPE scaling type");
+    CRAFT((i32 = -1, memcpy(b + 88, &i32, 4)), "RoPE scaling type");
+    float f32 = -2.0f;
+    CRAFT((i32 = TN_ROPE_LINEAR, memcpy(b + 88, &i32, 4), memcpy(b + 92, &f32, 4)), "rope_factor");
+    CRAFT((i32 = TN_ROPE_LLAMA3, memcpy(b + 88, &i32, 4), f32 = 8.0f, memcpy(b + 92, &f32, 4), f32 = 9.0f,
+           memcpy(b + 96, &f32, 4)), "rope_low_freq_factor < rope_high_freq_factor");
+    CRAFT((i32 = TN_ROPE_LLAMA3, memcpy(b + 88, &i32, 4), i32 = 0, memcpy(b + 104, &i32, 4)), "original");
+    CRAFT((v32 = 0xffffff, memcpy(b + 160, &v32, 4)), "metadata");
+    CRAFT(b[164] = 0, "NUL");
+    CRAFT(b[108] = 0x07, "non-printable");
+    CRAFT((v64 = 0, memcpy(b + 148, &v64, 8)), "tokenizer");
+    CRAFT((v64 = 1ull << 62, memcpy(b + 148, &v64, 8)), "outside the data section");
+    CRAFT((v64 = rd64(b + 140) + 1, memcpy(b + 140, &v64, 8)), "aligned");
     CRAFT(b[fields] = 9, "unknown dtype");
     CRAFT(b[fields + 1] = 0, "rank");
     CRAFT(b[fields + 1] = 5, "rank");
@@ -415,6 +424,51 @@ static void test_writer_refuses(void) {
     CHECK(strstr(tn_errmsg(), "/nonexistent.trin") != NULL);
 }
 
+/* Version 1 files (no RoPE scaling fields) stay readable: a version-2 image with the 20 bytes at 88 taken
+ * out of the header (data offsets are absolute and the data section does not move) reads as the same model
+ * with the default rule. And a llama3 config survives a round trip. */
+static void test_versions(void) {
+    tn_llama_config cfg = tiny_config();
+    tn_trin_writer *w = tiny_writer(&cfg, 5);
+    uint8_t *img;
+    size_t size;
+    CHECK_OK(tn_trin_writer_to_memory(w, &img, &size));
+    tn_trin_writer_free(w);
+    uint8_t *v1 = calloc(1, size);
+    uint64_t hs = rd64(img + 8);
+    memcpy(v1, img, 88);
+    memcpy(v1 + 88, img + 108, hs - 108);
+    memcpy(v1 + hs, img + hs, size - hs);
+    uint32_t one = 1;
+    uint64_t hs1 = hs - 20;
+    memcpy(v1 + 4, &one, 4);
+    memcpy(v1 + 8, &hs1, 8);
+    fix_crc(v1);
+    tn_trin *t = NULL;
+    CHECK_OK(tn_trin_open_memory(v1, size, &t));
+    if (t) {
+        CHECK(t->version == 1 && memcmp(&t->cfg, &cfg, sizeof cfg) == 0 && t->cfg.rope_type == TN_ROPE_DEFAULT);
+        tn_trin_close(t);
+    }
+    free(v1);
+    tn_free(img);
+
+    cfg.rope_type = TN_ROPE_LLAMA3;
+    cfg.rope_factor = 8.0f;
+    cfg.rope_low_freq_factor = 1.0f;
+    cfg.rope_high_freq_factor = 4.0f;
+    cfg.rope_orig_max_pos = 16;
+    w = tiny_writer(&cfg, 6);
+    CHECK_OK(tn_trin_writer_to_memory(w, &img, &size));
+    tn_trin_writer_free(w);
+    CHECK_OK(tn_trin_open_memory(img, size, &t));
+    if (t) {
+        CHECK(t->version == 2 && memcmp(&t->cfg, &cfg, sizeof cfg) == 0);
+        tn_trin_close(t);
+    }
+    tn_free(img);
+}
+
 int main(void) {
     char path[] = "/tmp/tn_test_trinXXXXXX";
     int fd = mkstemp(path);
@@ -422,6 +476,7 @@ int main(void) {
     test_round_trip(path);
     test_corruption();
     test_crafted();
+    test_versions();
     test_writer_refuses();
     unlink(path);
     return tn_test_finish();
