@@ -1,6 +1,6 @@
 /* Tokenizer from a GGUF file's metadata. Keys (llama.cpp's gguf-py constants / llama-vocab.cpp):
  *   tokenizer.ggml.model        "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE); others rejected
- *   tokenizer.ggml.pre          byte-level pre-tokenizer name ("gpt-2", "smollm", "starcoder", ...)
+ *   tokenizer.ggml.pre          byte-level pre-tokenizer name ("gpt-2", "llama-bpe", "qwen2", ...)
  *   tokenizer.ggml.tokens       [string]  the vocabulary
  *   tokenizer.ggml.scores       [f32]     optional (spm merge priorities)
  *   tokenizer.ggml.token_type   [i32]     optional, SentencePiece numbering (1 normal ... 6 byte)
@@ -13,16 +13,52 @@
 
 #include <string.h>
 
-/* llama.cpp's names for pre-tokenizers, mapped to the ones trinity implements. Names whose pattern is
- * not one of these (llama3, deepseek, qwen2, ...) are refused rather than tokenized differently. */
+/* llama.cpp's names for pre-tokenizers (src/llama-vocab.cpp, llama_vocab::impl::load), mapped to the ones
+ * trinity implements: a name is listed only when llama.cpp gives it exactly one of these patterns. `llama3`
+ * marks llama.cpp's LLAMA3 group, which also sets ignore_merges and adds BOS unless the file says
+ * otherwise (dbrx, smaug-bpe and glm4 share the regex but not those). Other names (deepseek-*, gpt-4o,
+ * tekken, ...) are refused rather than tokenized differently. */
 static const struct {
     const char *name;
-    int pretok;
+    int pretok, llama3;
 } pre_names[] = {
-    {"gpt-2", TN_PRETOK_GPT2},         {"mpt", TN_PRETOK_GPT2},         {"olmo", TN_PRETOK_GPT2},
-    {"jais", TN_PRETOK_GPT2},          {"starcoder", TN_PRETOK_GPT2_DIGITS}, {"refact", TN_PRETOK_GPT2_DIGITS},
-    {"smollm", TN_PRETOK_GPT2_DIGITS}, {"command-r", TN_PRETOK_GPT2_DIGITS}, {"codeshell", TN_PRETOK_GPT2_DIGITS},
-    {"falcon", TN_PRETOK_FALCON},
+    {"gpt-2", TN_PRETOK_GPT2, 0},
+    {"mpt", TN_PRETOK_GPT2, 0},
+    {"olmo", TN_PRETOK_GPT2, 0},
+    {"jais", TN_PRETOK_GPT2, 0},
+    {"starcoder", TN_PRETOK_GPT2_DIGITS, 0},
+    {"refact", TN_PRETOK_GPT2_DIGITS, 0},
+    {"smollm", TN_PRETOK_GPT2_DIGITS, 0},
+    {"command-r", TN_PRETOK_GPT2_DIGITS, 0},
+    {"codeshell", TN_PRETOK_GPT2_DIGITS, 0},
+    {"falcon", TN_PRETOK_FALCON, 0},
+    /* LLAMA3 */
+    {"llama-bpe", TN_PRETOK_LLAMA3, 1},
+    {"llama3", TN_PRETOK_LLAMA3, 1},
+    {"llama-v3", TN_PRETOK_LLAMA3, 1},
+    {"falcon3", TN_PRETOK_LLAMA3, 1},
+    {"falcon-h1", TN_PRETOK_LLAMA3, 1},
+    {"pixtral", TN_PRETOK_LLAMA3, 1},
+    {"midm-2.0", TN_PRETOK_LLAMA3, 1},
+    {"lfm2", TN_PRETOK_LLAMA3, 1},
+    {"jina-v5-nano", TN_PRETOK_LLAMA3, 1},
+    /* DBRX, SMAUG, CHATGLM4: Llama-3's regex, merges always run */
+    {"dbrx", TN_PRETOK_LLAMA3, 0},
+    {"smaug-bpe", TN_PRETOK_LLAMA3, 0},
+    {"glm4", TN_PRETOK_LLAMA3, 0},
+    {"chatglm-bpe", TN_PRETOK_LLAMA3, 0},
+    /* QWEN2, STABLELM2, HUNYUAN, SOLAR_OPEN, GROK_2: the same regex string */
+    {"qwen2", TN_PRETOK_QWEN2, 0},
+    {"deepseek-r1-qwen", TN_PRETOK_QWEN2, 0},
+    {"kormo", TN_PRETOK_QWEN2, 0},
+    {"f2llmv2", TN_PRETOK_QWEN2, 0},
+    {"megrez", TN_PRETOK_QWEN2, 0},
+    {"stablelm2", TN_PRETOK_QWEN2, 0},
+    {"hunyuan", TN_PRETOK_QWEN2, 0},
+    {"solar-open", TN_PRETOK_QWEN2, 0},
+    {"grok-2", TN_PRETOK_QWEN2, 0},
+    /* QWEN35 */
+    {"qwen35", TN_PRETOK_QWEN35, 0},
 };
 
 static int opt_id(const tn_gguf *g, const char *key, int32_t *id) {
@@ -89,21 +125,22 @@ int tn_tokenizer_from_gguf(const tn_gguf *g, tn_tokenizer **out) {
     if (mlen == 5 && memcmp(model, "llama", 5) == 0) spm = 1;
     else if (mlen == 4 && memcmp(model, "gpt2", 4) == 0) spm = 0;
     else return tn_err("GGUF tokenizer model '%.*s' is not supported (only 'llama' and 'gpt2')", (int)mlen, model);
-    int pretok = TN_PRETOK_NONE;
+    int pretok = TN_PRETOK_NONE, llama3 = 0;
     if (!spm) {
         const char *pre = "gpt-2";
         size_t plen = 5;
         if (tn_gguf_find(g, "tokenizer.ggml.pre")) TN_CHECK(tn_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &plen));
         pretok = -1;
         for (size_t i = 0; i < sizeof pre_names / sizeof pre_names[0]; i++)
-            if (strlen(pre_names[i].name) == plen && memcmp(pre_names[i].name, pre, plen) == 0) pretok = pre_names[i].pretok;
+            if (strlen(pre_names[i].name) == plen && memcmp(pre_names[i].name, pre, plen) == 0)
+                pretok = pre_names[i].pretok, llama3 = pre_names[i].llama3;
         if (pretok < 0) return tn_err("GGUF pre-tokenizer '%.*s' is not supported", (int)plen, pre);
     }
     tn_tokenizer *t = tn_tok_new(spm ? TN_TOK_SPM : TN_TOK_BPE);
     if (!t) return -1;
     t->pretok = pretok;
     if (spm) t->unk = 0, t->bos = 1, t->eos = 2; /* llama.cpp's defaults for SentencePiece vocabularies */
-    int add_bos = spm, add_space = 1;
+    int add_bos = spm || llama3, add_space = 1;
     if (fill(t, g, spm) != 0 || opt_id(g, "tokenizer.ggml.bos_token_id", &t->bos) != 0 ||
         opt_id(g, "tokenizer.ggml.eos_token_id", &t->eos) != 0 ||
         opt_id(g, "tokenizer.ggml.unknown_token_id", &t->unk) != 0 ||
@@ -120,6 +157,7 @@ int tn_tokenizer_from_gguf(const tn_gguf *g, tn_tokenizer **out) {
         t->flags = (add_space ? TN_TOKF_DUMMY_PREFIX : 0) | (has_bytes ? TN_TOKF_BYTE_FALLBACK : 0);
     }
     if (add_bos && t->bos >= 0) t->flags |= TN_TOKF_ADD_BOS;
+    if (llama3) t->flags |= TN_TOKF_IGNORE_MERGES;
     if (tn_tok_finish(t) != 0) goto fail;
     *out = t;
     return 0;

@@ -1,17 +1,24 @@
 /* Tokenizer from a Hugging Face tokenizer.json (the `tokenizers` library's serialization). What is read:
  *
  *   model          {"type": "BPE", "vocab": {string: id}, "merges": ["a b", ...] or [["a", "b"], ...],
- *                   "byte_fallback": bool, "unk_token": string}
+ *                   "byte_fallback": bool, "unk_token": string,
+ *                   "ignore_merges": bool (Llama-3)}
  *   added_tokens   [{"id", "content", "special"}]: special -> control token, else a user-defined token
  *                   (matched whole in the text before anything else)
  *   pre_tokenizer  byte-level:   ByteLevel{use_regex: true, add_prefix_space}, possibly after
- *                                Digits{individual_digits: true} in a Sequence (SmolLM2)
+ *                                Digits{individual_digits: true} in a Sequence (SmolLM2); or
+ *                                Split{pattern: {Regex: R}, behavior: Isolated} then
+ *                                ByteLevel{use_regex: false} where R is, character for character, the
+ *                                Llama-3, Qwen2 or Qwen3.5 regex (split_regexes below)
  *                  SentencePiece: null, or Metaspace{prepend_scheme, split: false}
- *   normalizer     SentencePiece style: Prepend("▁") and Replace(" " -> "▁") (Llama / TinyLlama)
- *   post_processor TemplateProcessing whose single-sequence template starts with a special token = BOS
+ *   normalizer     SentencePiece style: Prepend("▁") and Replace(" " -> "▁") (Llama / TinyLlama);
+ *                  byte-level: none, or NFC with a Split regex (Qwen), accepted but NOT applied, as
+ *                  llama.cpp does: text that is not in NFC can tokenize differently from HF tokenizers
+ *   post_processor TemplateProcessing whose single-sequence template starts with a special token = BOS,
+ *                  alone or in a Sequence (Llama-3: [ByteLevel, TemplateProcessing])
  * plus, when given, the sibling tokenizer_config.json: bos_token, eos_token (a string or {"content"}),
- * add_bos_token. Anything else (WordPiece, Unigram, a Split regex such as Llama-3's) is refused by name,
- * because tokenizing with a different rule would silently give different ids. */
+ * add_bos_token. Anything else (WordPiece, Unigram, any other Split regex) is refused by name, because
+ * tokenizing with a different rule would silently give different ids. */
 #include "core/error.h"
 #include "data/tok_internal.h"
 
@@ -57,6 +64,54 @@ typedef struct {
     uint32_t flags;
 } shape;
 
+/* The Split regexes trinity implements (data/tok_bpe.c), as tokenizer.json spells them (after JSON
+ * unescaping), plus llama.cpp's equivalent spelling of the contractions without (?i:...). */
+static const struct {
+    const char *regex;
+    int pretok;
+} split_regexes[] = {
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|"
+     "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     TN_PRETOK_LLAMA3},
+    {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|"
+     "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     TN_PRETOK_LLAMA3},
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|"
+     "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     TN_PRETOK_QWEN2},
+    {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|"
+     "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     TN_PRETOK_QWEN2},
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|"
+     "[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     TN_PRETOK_QWEN35},
+    {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|"
+     "[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     TN_PRETOK_QWEN35},
+};
+
+/* A Split step: its regex must be one of split_regexes, isolated, not inverted. */
+static int split_step(const cJSON *st, int *pretok) {
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(st, "pattern");
+    const char *re = jstr(pat, "Regex"), *behavior = jstr(st, "behavior");
+    if (!re) return tn_err("tokenizer.json: Split by a plain string is not supported (only the Llama-3/Qwen regexes)");
+    for (size_t i = 0; i < sizeof split_regexes / sizeof split_regexes[0]; i++)
+        if (strcmp(re, split_regexes[i].regex) == 0) *pretok = split_regexes[i].pretok;
+    if (*pretok == TN_PRETOK_NONE)
+        return tn_err("tokenizer.json: Split regex \"%.60s%s\" is not supported (only the Llama-3, Qwen2 and Qwen3.5 "
+                      "patterns)", re, strlen(re) > 60 ? "..." : "");
+    if (!behavior || strcmp(behavior, "Isolated") != 0 || jbool(st, "invert", 0))
+        return tn_err("tokenizer.json: Split with behavior '%s'%s is not supported (only Isolated)",
+                      behavior ? behavior : "(none)", jbool(st, "invert", 0) ? " inverted" : "");
+    return 0;
+}
+
 /* Which tokenizer this is, from the pre-tokenizer and normalizer. */
 static int detect(const cJSON *root, const cJSON *model, shape *sh) {
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
@@ -77,13 +132,23 @@ static int detect(const cJSON *root, const cJSON *model, shape *sh) {
             steps[n++] = pre;
         }
     }
-    int byte_level = 0, digits = 0, metaspace = 0;
+    int byte_level = 0, digits = 0, metaspace = 0, split = TN_PRETOK_NONE;
     for (int i = 0; i < n; i++) {
         const char *ty = jstr(steps[i], "type");
         if (ty && strcmp(ty, "ByteLevel") == 0 && i == n - 1) {
-            if (!jbool(steps[i], "use_regex", 1)) return tn_err("tokenizer.json: ByteLevel without its regex is not supported");
-            if (jbool(steps[i], "add_prefix_space", 0)) sh->flags |= TN_TOKF_PREFIX_SPACE;
+            /* After a Split, ByteLevel only maps bytes (use_regex false); alone, its regex is GPT-2's. */
+            if (jbool(steps[i], "use_regex", 1) != (split == TN_PRETOK_NONE))
+                return tn_err(split ? "tokenizer.json: ByteLevel with its own regex after a Split is not supported"
+                                    : "tokenizer.json: ByteLevel without its regex is not supported");
+            /* HF would prepend the space to every split piece; no model does that */
+            if (jbool(steps[i], "add_prefix_space", 0)) {
+                if (split) return tn_err("tokenizer.json: ByteLevel add_prefix_space after a Split is not supported");
+                sh->flags |= TN_TOKF_PREFIX_SPACE;
+            }
             byte_level = 1;
+        } else if (ty && strcmp(ty, "Split") == 0) {
+            TN_CHECK(split_step(steps[i], &split));
+            if (i != 0 || n != 2) return tn_err("tokenizer.json: a Split must be followed by ByteLevel alone");
         } else if (ty && strcmp(ty, "Digits") == 0 && i == 0 && n == 2 && jbool(steps[i], "individual_digits", 0)) {
             digits = 1;
         } else if (ty && strcmp(ty, "Metaspace") == 0 && n == 1) {
@@ -98,12 +163,17 @@ static int detect(const cJSON *root, const cJSON *model, shape *sh) {
         }
     }
     if (byte_level) {
-        if (norm && !cJSON_IsNull(norm)) return tn_err("tokenizer.json: a normalizer with a byte-level pre-tokenizer is not supported");
+        /* Qwen's NFC is accepted and not applied: llama.cpp does the same with these GGUFs (see the top). */
+        int nfc = split && is_type(norm, "NFC");
+        if (norm && !cJSON_IsNull(norm) && !nfc)
+            return tn_err("tokenizer.json: a normalizer with a byte-level pre-tokenizer is not supported");
         sh->kind = TN_TOK_BPE;
-        sh->pretok = digits ? TN_PRETOK_GPT2_DIGITS : TN_PRETOK_GPT2;
+        sh->pretok = split ? split : digits ? TN_PRETOK_GPT2_DIGITS : TN_PRETOK_GPT2;
+        if (jbool(model, "ignore_merges", 0)) sh->flags |= TN_TOKF_IGNORE_MERGES;
         return 0;
     }
-    if (digits) return tn_err("tokenizer.json: Digits without ByteLevel is not supported");
+    if (digits || split)
+        return tn_err("tokenizer.json: %s without ByteLevel is not supported", split ? "Split" : "Digits");
     /* SentencePiece style: Prepend("▁") + Replace(" ", "▁") normalizers, or a Metaspace pre-tokenizer. */
     int replace = metaspace;
     if (norm && !cJSON_IsNull(norm)) {
@@ -244,6 +314,13 @@ static void specials(tn_tokenizer *t, const cJSON *root, const cJSON *model, con
     int add_bos = -1;
     /* post_processor: TemplateProcessing {"single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": ...}]} */
     const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
+    if (pp && is_type(pp, "Sequence")) { /* Llama-3: [ByteLevel, TemplateProcessing] */
+        const cJSON *it, *tp = NULL;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(pp, "processors")) {
+            if (is_type(it, "TemplateProcessing")) tp = it;
+        }
+        pp = tp;
+    }
     if (pp && is_type(pp, "TemplateProcessing")) {
         const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(pp, "single"), 0);
         const cJSON *sp = cJSON_GetObjectItemCaseSensitive(first, "SpecialToken");
@@ -257,11 +334,15 @@ static void specials(tn_tokenizer *t, const cJSON *root, const cJSON *model, con
         const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
         if (cJSON_IsBool(ab)) add_bos = cJSON_IsTrue(ab);
     }
-    /* Conventional names when nothing said otherwise. */
+    /* Conventional names when nothing said otherwise, as special tokens only: Qwen2's vocabulary has a
+     * plain "<s>" and "</s>" (ordinary text) beside its special "<|endoftext|>". */
     static const char *bos_names[] = {"<s>", "<|begin_of_text|>", "<|endoftext|>"};
     static const char *eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>"};
-    for (int i = 0; i < 3 && t->bos < 0; i++) t->bos = id_of(t, bos_names[i]);
-    for (int i = 0; i < 3 && t->eos < 0; i++) t->eos = id_of(t, eos_names[i]);
+    for (int i = 0; i < 3; i++) {
+        int32_t b = id_of(t, bos_names[i]), e = id_of(t, eos_names[i]);
+        if (t->bos < 0 && b >= 0 && t->type[b] == TN_TOKTYPE_CONTROL) t->bos = b;
+        if (t->eos < 0 && e >= 0 && t->type[e] == TN_TOKTYPE_CONTROL) t->eos = e;
+    }
     if (add_bos < 0) add_bos = t->kind == TN_TOK_SPM; /* Llama prepends BOS, GPT-2 does not */
     if (add_bos && t->bos >= 0) t->flags |= TN_TOKF_ADD_BOS;
 }

@@ -16,16 +16,20 @@ enum {
     TN_PRETOK_GPT2 = 1,        /* GPT-2's regex */
     TN_PRETOK_GPT2_DIGITS = 2, /* every \p{N} on its own first, then GPT-2's regex (SmolLM, StarCoder) */
     TN_PRETOK_FALCON = 3,      /* punctuation runs, GPT-2's regex, then digit triples (Falcon) */
+    TN_PRETOK_LLAMA3 = 4,      /* Llama-3's regex (numbers in threes) */
+    TN_PRETOK_QWEN2 = 5,       /* Llama-3's regex with single digits (Qwen2, Qwen2.5, Qwen3) */
+    TN_PRETOK_QWEN35 = 6,      /* Qwen2's regex with marks (\p{M}) inside words (Qwen3.5) */
     TN_PRETOK_COUNT
 };
 
 /* Definition flags (serialized). */
 enum {
-    TN_TOKF_DUMMY_PREFIX = 1,  /* spm: prepend "▁" to the text */
-    TN_TOKF_BYTE_FALLBACK = 2, /* spm: unknown characters become <0xNN> tokens */
-    TN_TOKF_ADD_BOS = 4,       /* BOS is conventionally prepended */
-    TN_TOKF_PREFIX_SPACE = 8,  /* bpe: prepend a space when the text does not start with whitespace */
-    TN_TOKF_ALL = 15
+    TN_TOKF_DUMMY_PREFIX = 1,   /* spm: prepend "▁" to the text */
+    TN_TOKF_BYTE_FALLBACK = 2,  /* spm: unknown characters become <0xNN> tokens */
+    TN_TOKF_ADD_BOS = 4,        /* BOS is conventionally prepended */
+    TN_TOKF_PREFIX_SPACE = 8,   /* bpe: prepend a space when the text does not start with whitespace */
+    TN_TOKF_IGNORE_MERGES = 16, /* bpe: a pre-token that is itself a token is that token, merges unused (Llama-3) */
+    TN_TOKF_ALL = 31
 };
 
 /* Limits a definition must respect (also the deserializer's sanity bounds). */

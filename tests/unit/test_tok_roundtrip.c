@@ -1,12 +1,16 @@
 /* decode(encode(x)) == x for every line of WikiText-2 test (../shared/data/wikitext2/wiki.test.raw, CRLF
- * line ends, so every line ends in '\r' too), with the Llama SentencePiece model, GPT-2's byte-level BPE
- * and `bytes`; streaming decode (piece by piece) equals whole decode; encoding is not quadratic (a long
- * line costs about as much per byte as short ones). */
+ * line ends, so every line ends in '\r' too), with the Llama SentencePiece model, GPT-2's byte-level BPE,
+ * the Llama-3 / Qwen2 / Qwen3.5 byte-level BPEs and `bytes`; streaming decode (piece by piece) equals whole
+ * decode; encoding is not quadratic (a long line costs about as much per byte as short ones). The
+ * serialized blob keeps the new pre-tokenizers and the ignore-merges flag, and refuses a pre-tokenizer
+ * code past the last. */
 #include "tn_test.h"
 
+#include "core/crc32.h"
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/timer.h"
+#include "data/tok_internal.h" /* TN_PRETOK_COUNT */
 #include "data/tokenizer.h"
 
 #include <stdlib.h>
@@ -80,6 +84,55 @@ static void not_quadratic(const char *tok_path, const char *text, size_t size) {
     tn_tokenizer_free(tok);
 }
 
+/* serialize -> deserialize: the same fingerprint, flags and ids on `text` (whose first word, for Llama-3,
+ * is one token only because of ignore_merges); then the blob with its pre-tokenizer field (offset 12) set
+ * to TN_PRETOK_COUNT, CRC fixed, is refused. */
+static void blob(const char *name, const char *tok_path, const char *text, int32_t first_id) {
+    tn_tokenizer *a, *b;
+    if (tn_tokenizer_load(tok_path, &a) != 0) {
+        CHECKF(0, "%s: %s", name, tn_errmsg());
+        return;
+    }
+    uint8_t *bl;
+    size_t len;
+    CHECK_OK(tn_tokenizer_serialize(a, &bl, &len));
+    if (tn_tokenizer_deserialize(bl, len, &b) != 0) {
+        CHECKF(0, "%s: %s", name, tn_errmsg());
+        free(bl);
+        tn_tokenizer_free(a);
+        return;
+    }
+    CHECK(strcmp(tn_tokenizer_sha256(a), tn_tokenizer_sha256(b)) == 0);
+    CHECK(tn_tokenizer_uses_bos(a) == tn_tokenizer_uses_bos(b));
+    tn_tokens x = {0}, y = {0};
+    CHECK_OK(tn_tokenizer_encode(a, text, strlen(text), 0, &x));
+    CHECK_OK(tn_tokenizer_encode(b, text, strlen(text), 0, &y));
+    CHECK(x.n == y.n && x.n > 0 && memcmp(x.ids, y.ids, x.n * sizeof *x.ids) == 0);
+    CHECKF(first_id < 0 || (x.n > 0 && x.ids[0] == first_id), "%s: first id %d, want %d", name, x.n ? x.ids[0] : -1,
+           first_id);
+    uint32_t code = (uint32_t)bl[12] | (uint32_t)bl[13] << 8 | (uint32_t)bl[14] << 16 | (uint32_t)bl[15] << 24;
+    printf("%-9s blob of %zu bytes, pre-tokenizer %u, %zu ids\n", name, len, code, x.n);
+    uint32_t codes[2] = {code, TN_PRETOK_COUNT};
+    for (int j = 0; j < 2; j++) {
+        uint32_t k = codes[j];
+        bl[12] = (uint8_t)k;
+        uint32_t crc = tn_crc32(0, bl, len - 4);
+        for (int i = 0; i < 4; i++) bl[len - 4 + i] = (uint8_t)(crc >> (8 * i));
+        tn_tokenizer *c = NULL;
+        int rc = tn_tokenizer_deserialize(bl, len, &c);
+        if (j == 0) CHECK_OK(rc);
+        else
+            CHECKF(rc != 0 && strstr(tn_errmsg(), "unknown pre-tokenizer"), "%s: code %u: %s", name, k,
+                   rc ? tn_errmsg() : "loaded");
+        tn_tokenizer_free(c);
+    }
+    tn_tokens_free(&x);
+    tn_tokens_free(&y);
+    free(bl);
+    tn_tokenizer_free(a);
+    tn_tokenizer_free(b);
+}
+
 int main(void) {
     const char *wiki = tn_test_shared("wikitext2/wiki.test.raw");
     if (!wiki) TN_SKIP("../shared/data/wikitext2 absent");
@@ -88,11 +141,24 @@ int main(void) {
     if (tn_read_file(wiki, &text, &size) != 0) return 1;
     const char *spm = tn_test_shared("llama-tokenizer/tokenizer.model");
     const char *gpt2 = tn_test_shared("llama-cpp-vocab/ggml-vocab-gpt-2.gguf");
+    const char *llama3 = tn_test_shared("llama-cpp-vocab/ggml-vocab-llama-bpe.gguf");
+    const char *qwen2 = tn_test_shared("llama-cpp-vocab/ggml-vocab-qwen2.gguf");
+    const char *qwen35 = tn_test_shared("llama-cpp-vocab/ggml-vocab-qwen35.gguf");
     if (spm) roundtrip("spm", spm, text, size);
     if (gpt2) roundtrip("gpt-2", gpt2, text, size);
+    if (llama3) roundtrip("llama3", llama3, text, size);
+    if (qwen2) roundtrip("qwen2", qwen2, text, size);
+    if (qwen35) roundtrip("qwen35", qwen35, text, size);
     roundtrip("bytes", "bytes", text, size);
     if (spm) not_quadratic(spm, text, size);
     if (gpt2) not_quadratic(gpt2, text, size);
+    if (llama3) not_quadratic(llama3, text, size);
+    if (qwen35) not_quadratic(qwen35, text, size);
+    /* " việc" is one Llama-3 token (100769); merging its bytes gives 3355 26298 66 */
+    const char *sample = " vi\xE1\xBB\x87" "c 12345 it's\r\n\n  x\xCC\x81y \xF0\x9F\x98\x81!!\n";
+    if (llama3) blob("llama3", llama3, sample, 100769);
+    if (qwen2) blob("qwen2", qwen2, sample, -1);
+    if (qwen35) blob("qwen35", qwen35, sample, -1);
     free(text);
     return tn_test_finish();
 }

@@ -15,7 +15,8 @@
 
 #define SEP "\n__ggml_vocab_test__\n"
 
-static const char *supported[] = {"llama-spm", "phi-3", "gpt-2", "mpt", "starcoder", "refact", "falcon"};
+static const char *supported[] = {"llama-spm", "phi-3",  "gpt-2",     "mpt",   "starcoder",
+                                  "refact",    "falcon", "llama-bpe", "qwen2", "qwen35"};
 static const char *unsupported[] = {"bert-bge", "deepseek-coder", "deepseek-llm"};
 
 /* Encode every case; returns the number of failing cases (printing the first few). */
