@@ -189,6 +189,16 @@ static int cpu_add(float *y, const float *x, int64_t n) {
     return 0;
 }
 
+static int cpu_bias_add(float *y, const float *b, int64_t N, int64_t C) {
+    tn_op_bias_add(y, b, N, C);
+    return 0;
+}
+
+static int cpu_bias_grad(float *db, const float *dy, int64_t N, int64_t C) {
+    tn_op_bias_grad(db, dy, N, C);
+    return 0;
+}
+
 static int cpu_scale(float *x, float s, int64_t n) {
     tn_op_scale(x, s, n);
     return 0;
@@ -329,6 +339,8 @@ static const tn_ops cpu_ops = {
     .hidden_mse = cpu_hidden_mse,
     .f16_to_f32 = cpu_f16_to_f32,
     .add = cpu_add,
+    .bias_add = cpu_bias_add,
+    .bias_grad = cpu_bias_grad,
     .scale = cpu_scale,
     .sumsq = cpu_sumsq,
     .masked_sum = cpu_masked_sum,

@@ -1,4 +1,4 @@
-/* GGUF import (llama architecture). Metadata keys and tensor names as llama.cpp writes them
+/* GGUF import (llama and qwen2 architectures). Metadata keys and tensor names as llama.cpp writes them
  * (gguf-py/gguf/constants.py: LLM_KV_*, MODEL_TENSOR names for MODEL_ARCH.LLAMA). */
 #include "core/error.h"
 #include "core/gguf.h"
@@ -29,6 +29,19 @@ static int opt_f32(const tn_gguf *g, const char *key, float def, float *out) {
     return tn_gguf_get_f32(g, key, out);
 }
 
+/* The architecture's own metadata keys: "<arch>.<suffix>" (llama.embedding_length, qwen2.embedding_length).
+ * Returns buf. */
+static const char *akey(char buf[96], const char *arch, const char *suffix) {
+    snprintf(buf, 96, "%s.%s", arch, suffix);
+    return buf;
+}
+
+/* Architectures read: llama (Q/K rows permuted by the converter), qwen2 (q/k/v biases, rows as in HF). */
+typedef struct {
+    char name[16];
+    int permute_qk;
+} gguf_arch;
+
 static int as_int(uint32_t v, const char *key, int *out) {
     if (v > (1u << 30)) return tn_err("gguf: %s = %u is out of range", key, v);
     *out = (int)v;
@@ -38,15 +51,16 @@ static int as_int(uint32_t v, const char *key, int *out) {
 /* RoPE scaling: llama.rope.scaling.type "linear" with llama.rope.scaling.factor, or Llama 3.1's rule as
  * llama.cpp's converter stores it, a tensor rope_freqs.weight of per-frequency divisors (no metadata), from
  * which the llama3 parameters are recovered (model/rope.h). Other types (yarn, ...) are refused. */
-static int read_rope_scaling(const tn_gguf *g, tn_llama_config *c) {
+static int read_rope_scaling(const tn_gguf *g, const char *arch, tn_llama_config *c) {
     const int hd = tn_llama_head_dim(c);
-    if (tn_gguf_find(g, "llama.rope.scaling.type")) {
+    char kb[96];
+    if (tn_gguf_find(g, akey(kb, arch, "rope.scaling.type"))) {
         const char *s;
         size_t n;
-        TN_CHECK(tn_gguf_get_str(g, "llama.rope.scaling.type", &s, &n));
+        TN_CHECK(tn_gguf_get_str(g, kb, &s, &n));
         if (str_is(s, n, "linear")) {
             c->rope_type = TN_ROPE_LINEAR;
-            TN_CHECK(tn_gguf_get_f32(g, "llama.rope.scaling.factor", &c->rope_factor));
+            TN_CHECK(tn_gguf_get_f32(g, akey(kb, arch, "rope.scaling.factor"), &c->rope_factor));
         } else if (!str_is(s, n, "none")) {
             return tn_err("gguf: RoPE scaling '%.*s' is not supported (none, linear, or llama3 as rope_freqs.weight)",
                           (int)(n > 32 ? 32 : n), s);
@@ -68,36 +82,44 @@ static int read_rope_scaling(const tn_gguf *g, tn_llama_config *c) {
     return tn_llama_config_validate(c);
 }
 
-static int read_config(const tn_gguf *g, tn_llama_config *c) {
+static int read_config(const tn_gguf *g, tn_llama_config *c, gguf_arch *ga) {
     const char *arch;
     size_t al;
     TN_CHECK(tn_gguf_get_str(g, "general.architecture", &arch, &al));
-    if (!str_is(arch, al, "llama"))
-        return tn_err("gguf: architecture '%.*s' is not supported (llama)", (int)(al > 64 ? 64 : al), arch);
+    if (str_is(arch, al, "llama") || str_is(arch, al, "qwen2")) {
+        memcpy(ga->name, arch, al);
+        ga->name[al] = '\0';
+        ga->permute_qk = str_is(arch, al, "llama");
+    } else {
+        return tn_err("gguf: architecture '%.*s' is not supported (llama, qwen2)", (int)(al > 64 ? 64 : al), arch);
+    }
+    const char *A = ga->name;
+    char kb[96];
     tn_llama_config_defaults(c);
+    c->qkv_bias = !ga->permute_qk; /* qwen2 */
     uint32_t v;
-    TN_CHECK(tn_gguf_get_u32(g, "llama.embedding_length", &v)); TN_CHECK(as_int(v, "embedding_length", &c->dim));
-    TN_CHECK(tn_gguf_get_u32(g, "llama.block_count", &v)); TN_CHECK(as_int(v, "block_count", &c->n_layers));
-    TN_CHECK(tn_gguf_get_u32(g, "llama.attention.head_count", &v)); TN_CHECK(as_int(v, "head_count", &c->n_heads));
-    TN_CHECK(opt_u32(g, "llama.attention.head_count_kv", (uint32_t)c->n_heads, &v));
-    TN_CHECK(as_int(v, "head_count_kv", &c->n_kv_heads));
-    TN_CHECK(tn_gguf_get_u32(g, "llama.feed_forward_length", &v)); TN_CHECK(as_int(v, "feed_forward_length", &c->ffn_dim));
-    TN_CHECK(opt_u32(g, "llama.context_length", 2048, &v)); TN_CHECK(as_int(v, "context_length", &c->max_seq_len));
-    TN_CHECK(opt_f32(g, "llama.rope.freq_base", 10000.0f, &c->rope_theta));
-    TN_CHECK(opt_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &c->norm_eps));
+    TN_CHECK(tn_gguf_get_u32(g, akey(kb, A, "embedding_length"), &v)); TN_CHECK(as_int(v, kb, &c->dim));
+    TN_CHECK(tn_gguf_get_u32(g, akey(kb, A, "block_count"), &v)); TN_CHECK(as_int(v, kb, &c->n_layers));
+    TN_CHECK(tn_gguf_get_u32(g, akey(kb, A, "attention.head_count"), &v)); TN_CHECK(as_int(v, kb, &c->n_heads));
+    TN_CHECK(opt_u32(g, akey(kb, A, "attention.head_count_kv"), (uint32_t)c->n_heads, &v));
+    TN_CHECK(as_int(v, kb, &c->n_kv_heads));
+    TN_CHECK(tn_gguf_get_u32(g, akey(kb, A, "feed_forward_length"), &v)); TN_CHECK(as_int(v, kb, &c->ffn_dim));
+    TN_CHECK(opt_u32(g, akey(kb, A, "context_length"), 2048, &v)); TN_CHECK(as_int(v, kb, &c->max_seq_len));
+    TN_CHECK(opt_f32(g, akey(kb, A, "rope.freq_base"), 10000.0f, &c->rope_theta));
+    TN_CHECK(opt_f32(g, akey(kb, A, "attention.layer_norm_rms_epsilon"), 1e-5f, &c->norm_eps));
 
-    /* vocabulary size: llama.vocab_size, else the token list, else token_embd's rows */
+    /* vocabulary size: <arch>.vocab_size, else the token list, else token_embd's rows */
     const tn_gguf_kv *toks = tn_gguf_find(g, "tokenizer.ggml.tokens");
     const tn_gguf_tensor *emb = tn_gguf_find_tensor(g, "token_embd.weight");
-    if (tn_gguf_find(g, "llama.vocab_size")) {
-        TN_CHECK(tn_gguf_get_u32(g, "llama.vocab_size", &v));
+    if (tn_gguf_find(g, akey(kb, A, "vocab_size"))) {
+        TN_CHECK(tn_gguf_get_u32(g, kb, &v));
     } else if (toks) {
         if (tn_gguf_arr_len(toks) > (1u << 30)) return tn_err("gguf: tokenizer.ggml.tokens is too long");
         v = (uint32_t)tn_gguf_arr_len(toks);
     } else if (emb && emb->n_dims == 2 && emb->ne[1] <= (1u << 30)) {
         v = (uint32_t)emb->ne[1];
     } else {
-        return tn_err("gguf: cannot tell the vocabulary size (no llama.vocab_size, tokenizer.ggml.tokens or token_embd.weight)");
+        return tn_err("gguf: cannot tell the vocabulary size (no %s.vocab_size, tokenizer.ggml.tokens or token_embd.weight)", A);
     }
     TN_CHECK(as_int(v, "vocab_size", &c->vocab_size));
     if (tn_gguf_find(g, "tokenizer.ggml.bos_token_id")) {
@@ -111,28 +133,28 @@ static int read_config(const tn_gguf *g, tn_llama_config *c) {
     c->tied_embeddings = tn_gguf_find_tensor(g, "output.weight") == NULL;
 
     /* what this model cannot represent */
-    if (tn_gguf_find(g, "llama.expert_count")) {
-        TN_CHECK(tn_gguf_get_u32(g, "llama.expert_count", &v));
-        if (v > 0) return tn_err("gguf: mixture-of-experts models (llama.expert_count = %u) are not supported", v);
+    if (tn_gguf_find(g, akey(kb, A, "expert_count"))) {
+        TN_CHECK(tn_gguf_get_u32(g, kb, &v));
+        if (v > 0) return tn_err("gguf: mixture-of-experts models (%s = %u) are not supported", kb, v);
     }
     TN_CHECK(tn_llama_config_validate(c));
-    TN_CHECK(read_rope_scaling(g, c));
-    if (tn_gguf_find(g, "llama.rope.dimension_count")) {
-        TN_CHECK(tn_gguf_get_u32(g, "llama.rope.dimension_count", &v));
+    TN_CHECK(read_rope_scaling(g, A, c));
+    if (tn_gguf_find(g, akey(kb, A, "rope.dimension_count"))) {
+        TN_CHECK(tn_gguf_get_u32(g, kb, &v));
         if (v != (uint32_t)tn_llama_head_dim(c))
-            return tn_err("gguf: llama.rope.dimension_count %u != head dim %d (partial RoPE is not supported)", v,
-                          tn_llama_head_dim(c));
+            return tn_err("gguf: %s %u != head dim %d (partial RoPE is not supported)", kb, v, tn_llama_head_dim(c));
     }
-    if (tn_gguf_find(g, "llama.attention.key_length")) {
-        TN_CHECK(tn_gguf_get_u32(g, "llama.attention.key_length", &v));
-        if (v != (uint32_t)tn_llama_head_dim(c)) return tn_err("gguf: llama.attention.key_length %u != head dim", v);
+    if (tn_gguf_find(g, akey(kb, A, "attention.key_length"))) {
+        TN_CHECK(tn_gguf_get_u32(g, kb, &v));
+        if (v != (uint32_t)tn_llama_head_dim(c)) return tn_err("gguf: %s %u != head dim", kb, v);
     }
     return 0;
 }
 
-/* GGUF tensor name -> HF name. *permute_heads is set for Q (n_heads) and K (n_kv_heads), else 0.
+/* GGUF tensor name -> HF name. *permute_heads is set for Q (n_heads) and K (n_kv_heads) when permute_qk
+ * (the llama architecture), else 0.
  * Returns -1 (no message) for a name that is not part of the llama layout. */
-static int map_name(const char *gn, const tn_llama_config *c, char *hf, size_t cap, int *permute_heads) {
+static int map_name(const char *gn, const tn_llama_config *c, int permute_qk, char *hf, size_t cap, int *permute_heads) {
     static const struct {
         const char *gguf, *hf;
     } top[] = {{"token_embd.weight", "model.embed_tokens.weight"},
@@ -142,7 +164,8 @@ static int map_name(const char *gn, const tn_llama_config *c, char *hf, size_t c
                {"attn_k.weight", "self_attn.k_proj.weight"},   {"attn_v.weight", "self_attn.v_proj.weight"},
                {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
                {"ffn_gate.weight", "mlp.gate_proj.weight"},    {"ffn_up.weight", "mlp.up_proj.weight"},
-               {"ffn_down.weight", "mlp.down_proj.weight"}};
+               {"ffn_down.weight", "mlp.down_proj.weight"},    {"attn_q.bias", "self_attn.q_proj.bias"},
+               {"attn_k.bias", "self_attn.k_proj.bias"},       {"attn_v.bias", "self_attn.v_proj.bias"}};
     *permute_heads = 0;
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
         if (strcmp(gn, top[i].gguf) == 0) {
@@ -159,8 +182,8 @@ static int map_name(const char *gn, const tn_llama_config *c, char *hf, size_t c
     for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++)
         if (strcmp(p, blk[i].gguf) == 0) {
             snprintf(hf, cap, "model.layers.%ld.%s", layer, blk[i].hf);
-            if (i == 1) *permute_heads = c->n_heads;
-            if (i == 2) *permute_heads = c->n_kv_heads;
+            if (i == 1 && permute_qk) *permute_heads = c->n_heads;
+            if (i == 2 && permute_qk) *permute_heads = c->n_kv_heads;
             return 0;
         }
     return -1;
@@ -182,16 +205,16 @@ static int take_tokenizer(const tn_gguf *g, const char *path, tn_checkpoint *ck)
 /* Where GGUF tensor t goes in layout l: its layout entry and, for Q / K, the head count to unpermute.
  * Fails on a tensor that is not part of the model, of a type that cannot be dequantized, or of the wrong
  * shape. */
-static int place_tensor(const tn_gguf_tensor *t, const tn_llama_config *cfg, const tn_llama_layout *l,
+static int place_tensor(const tn_gguf_tensor *t, const tn_llama_config *cfg, int permute_qk, const tn_llama_layout *l,
                         const tn_tensor_info **out, int *perm) {
     char hf[128];
     *out = NULL;
     if (strcmp(t->name, "rope_freqs.weight") == 0) return 0; /* read into the config (read_rope_scaling) */
-    if (map_name(t->name, cfg, hf, sizeof hf, perm) != 0)
+    if (map_name(t->name, cfg, permute_qk, hf, sizeof hf, perm) != 0)
         return tn_err("unexpected tensor '%s' (not part of a llama model with %d layers)", t->name, cfg->n_layers);
     const tn_tensor_info *ti = tn_llama_layout_find(l, hf);
-    if (!ti) /* lm_head when tied cannot happen (tied means output.weight is absent) */
-        return tn_err("tensor '%s': no place for it in the model", t->name);
+    if (!ti) /* a bias in a model without biases; lm_head when tied cannot happen (output.weight is absent) */
+        return tn_err("unexpected tensor '%s' (%s is not part of this model)", t->name, hf);
     if (!tn_ggml_can_dequantize(t->type))
         return tn_err("tensor '%s': ggml type %s (%u) is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)",
                       t->name, tn_ggml_type_name(t->type), t->type);
@@ -215,7 +238,8 @@ static int place_tensor(const tn_gguf_tensor *t, const tn_llama_config *cfg, con
 
 static int load(const tn_gguf *g, const char *path, tn_checkpoint *ck, tn_import_info *info) {
     tn_llama_config cfg;
-    TN_CHECK(read_config(g, &cfg));
+    gguf_arch ga;
+    TN_CHECK(read_config(g, &cfg, &ga));
     /* Every tensor placed, typed and shaped, and none missing, BEFORE the parameters are allocated: the
      * metadata alone can describe a model of terabytes (a 1 KB file made the importer allocate and zero
      * 29 GB, found by fuzzing), while tensors that pass these checks lie inside the file. */
@@ -226,7 +250,7 @@ static int load(const tn_gguf *g, const char *path, tn_checkpoint *ck, tn_import
     for (uint64_t i = 0; rc == 0 && i < g->n_tensors; i++) {
         const tn_tensor_info *ti;
         int perm;
-        if ((rc = place_tensor(&g->tensors[i], &cfg, &lay, &ti, &perm)) == 0 && ti) done[ti - lay.tensors] = 1;
+        if ((rc = place_tensor(&g->tensors[i], &cfg, ga.permute_qk, &lay, &ti, &perm)) == 0 && ti) done[ti - lay.tensors] = 1;
     }
     for (int k = 0; rc == 0 && k < lay.n_tensors; k++)
         if (!done[k]) rc = tn_err("missing tensor for '%s'", lay.tensors[k].name);
@@ -240,7 +264,7 @@ static int load(const tn_gguf *g, const char *path, tn_checkpoint *ck, tn_import
         const tn_gguf_tensor *t = &g->tensors[i];
         const tn_tensor_info *ti;
         int perm;
-        if ((rc = place_tensor(t, &cfg, l, &ti, &perm)) != 0) break;
+        if ((rc = place_tensor(t, &cfg, ga.permute_qk, l, &ti, &perm)) != 0) break;
         if (!ti) continue;
         const uint8_t *data;
         size_t nb;

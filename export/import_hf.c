@@ -139,32 +139,59 @@ static int rope_config(const cJSON *root, tn_llama_config *c) {
     return 0;
 }
 
+enum { FAMILY_LLAMA, FAMILY_MISTRAL, FAMILY_QWEN2 };
+
+/* Qwen2's per-layer attention kinds (transformers >= 4.53 writes layer_types): every layer must be full
+ * attention, as a sliding window is not implemented. */
+static int full_attention_only(const cJSON *root) {
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types"), *it;
+    if (!lt || cJSON_IsNull(lt)) return 0;
+    if (!cJSON_IsArray(lt)) return tn_err("config.json: layer_types must be a list");
+    cJSON_ArrayForEach(it, lt) {
+        if (!cJSON_IsString(it) || strcmp(it->valuestring, "full_attention") != 0)
+            return tn_err("config.json: layer_types holds '%.32s': only full_attention is supported",
+                          cJSON_IsString(it) ? it->valuestring : "?");
+    }
+    return 0;
+}
+
 static int parse_config(const cJSON *root, tn_llama_config *c) {
     if (!cJSON_IsObject(root)) return tn_err("config.json: not a JSON object");
-    /* Architecture: Llama, or Mistral used without a sliding window (then it is the same network). */
+    /* Architecture: Llama; Mistral used without a sliding window (then it is the same network); Qwen2 (Llama
+     * with biases on q, k and v), also without a sliding window. */
+    static const struct {
+        const char *arch, *model_type;
+        int family;
+    } archs_known[] = {{"LlamaForCausalLM", "llama", FAMILY_LLAMA},
+                       {"MistralForCausalLM", "mistral", FAMILY_MISTRAL},
+                       {"Qwen2ForCausalLM", "qwen2", FAMILY_QWEN2}};
+    const size_t n_known = sizeof archs_known / sizeof archs_known[0];
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-    int mistral = 0, known = 0;
+    int family = -1;
     if (cJSON_IsArray(archs) && cJSON_GetArraySize(archs) > 0) {
         const cJSON *a;
         const char *first = NULL;
         cJSON_ArrayForEach(a, archs) {
             if (!cJSON_IsString(a)) continue;
             if (!first) first = a->valuestring;
-            if (strcmp(a->valuestring, "LlamaForCausalLM") == 0) known = 1;
-            if (strcmp(a->valuestring, "MistralForCausalLM") == 0) known = mistral = 1;
+            for (size_t i = 0; i < n_known && family < 0; i++)
+                if (strcmp(a->valuestring, archs_known[i].arch) == 0) family = archs_known[i].family;
         }
-        if (!known)
-            return tn_err("config.json: architecture %.64s is not supported (LlamaForCausalLM, MistralForCausalLM)",
-                          first ? first : "?");
+        if (family < 0)
+            return tn_err("config.json: architecture %.64s is not supported (LlamaForCausalLM, MistralForCausalLM, "
+                          "Qwen2ForCausalLM)", first ? first : "?");
     } else if (cJSON_IsString(mt)) {
-        if (strcmp(mt->valuestring, "llama") == 0) known = 1;
-        if (strcmp(mt->valuestring, "mistral") == 0) known = mistral = 1;
-        if (!known) return tn_err("config.json: model_type %.64s is not supported (llama, mistral)", mt->valuestring);
+        for (size_t i = 0; i < n_known && family < 0; i++)
+            if (strcmp(mt->valuestring, archs_known[i].model_type) == 0) family = archs_known[i].family;
+        if (family < 0)
+            return tn_err("config.json: model_type %.64s is not supported (llama, mistral, qwen2)", mt->valuestring);
     } else {
         return tn_err("config.json: missing key architectures");
     }
+    const int mistral = family == FAMILY_MISTRAL;
     tn_llama_config_defaults(c);
+    c->qkv_bias = family == FAMILY_QWEN2;
     TN_CHECK(cfg_int(root, "hidden_size", 1, 0, 1, &c->dim));
     TN_CHECK(cfg_int(root, "num_hidden_layers", 1, 0, 1, &c->n_layers));
     TN_CHECK(cfg_int(root, "num_attention_heads", 1, 0, 1, &c->n_heads));
@@ -189,6 +216,7 @@ static int parse_config(const cJSON *root, tn_llama_config *c) {
     if (act && cJSON_IsString(act) && strcmp(act->valuestring, "silu") != 0)
         return tn_err("config.json: hidden_act %.32s is not supported (silu)", act->valuestring);
     if (is_true(root, "use_sliding_window")) return tn_err("config.json: use_sliding_window true is not supported");
+    TN_CHECK(full_attention_only(root));
     if (is_true(root, "attention_bias") || is_true(root, "mlp_bias"))
         return tn_err("config.json: attention_bias / mlp_bias are not supported");
     int head_dim = 0;

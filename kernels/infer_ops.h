@@ -88,6 +88,8 @@ typedef struct tn_infer_ops {
     int (*swiglu)(float *g, const float *u, int64_t n, int64_t F, int64_t c0, int64_t c1);
     /* columns [c0, c1) of x [n, D] += y */
     int (*add)(float *x, const float *y, int64_t n, int64_t D, int64_t c0, int64_t c1);
+    /* columns [c0, c1) of x [n, D] += b [D] on every row (a projection's bias) */
+    int (*add_bias)(float *x, const float *b, int64_t n, int64_t D, int64_t c0, int64_t c1);
     /* the kv heads [kh0, kh1) of the attention step (CUDA: all of them) */
     int (*attention)(const tn_infer_attn *a, int kh0, int kh1);
     /* floats of tn_infer_attn.scratch for n tokens (CPU: per thread) */

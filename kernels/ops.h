@@ -141,6 +141,11 @@ struct tn_ops {
 
     /* ---- vectors and reductions ------------------------------------------------------------------------ */
     int (*add)(float *y, const float *x, int64_t n);  /* y += x */
+    /* A linear layer's bias: y[N, C] += b[C] on every row; and its gradient db[C] += Σ_n dy[n, C], each
+     * column summed in float in row order from 0, then added to db (the same bits on every backend and for
+     * any thread count). */
+    int (*bias_add)(float *y, const float *b, int64_t N, int64_t C);
+    int (*bias_grad)(float *db, const float *dy, int64_t N, int64_t C);
     int (*scale)(float *x, float s, int64_t n);       /* x *= s */
     /* *host_out = Σ x² in double (tn_op_sumsq); waits. */
     int (*sumsq)(const float *x, int64_t n, double *host_out);

@@ -19,6 +19,7 @@ void tn_llama_config_defaults(tn_llama_config *c) {
     c->rope_low_freq_factor = 1.0f;
     c->rope_high_freq_factor = 4.0f;
     c->rope_orig_max_pos = 8192;
+    c->qkv_bias = 0;
     c->norm_eps = 1e-5f;
     c->tied_embeddings = 0;
     c->bos_id = -1;
@@ -39,6 +40,7 @@ int tn_llama_config_validate(const tn_llama_config *c) {
     if (c->max_seq_len <= 0 || c->max_seq_len > cap) return tn_err("model config: max_seq_len %d out of range", c->max_seq_len);
     if (!(c->rope_theta > 0) || !isfinite(c->rope_theta)) return tn_err("model config: rope_theta must be positive");
     TN_CHECK(tn_rope_validate(c));
+    if (c->qkv_bias != 0 && c->qkv_bias != 1) return tn_err("model config: qkv_bias must be 0 or 1");
     if (!(c->norm_eps > 0) || !(c->norm_eps < 1)) return tn_err("model config: norm_eps must be in (0, 1)");
     if (c->bos_id >= c->vocab_size || c->eos_id >= c->vocab_size)
         return tn_err("model config: bos_id/eos_id (%d/%d) must be below vocab_size %d", c->bos_id, c->eos_id, c->vocab_size);
@@ -49,6 +51,7 @@ int tn_llama_config_validate(const tn_llama_config *c) {
 int64_t tn_llama_config_n_params(const tn_llama_config *c) {
     int64_t d = c->dim, hd = c->dim / (c->n_heads ? c->n_heads : 1), kv = (int64_t)c->n_kv_heads * hd;
     int64_t per_layer = 2 * d + d * d * 2 + 2 * kv * d + 3 * d * (int64_t)c->ffn_dim;
+    if (c->qkv_bias) per_layer += d + 2 * kv;
     int64_t n = (int64_t)c->vocab_size * d + per_layer * c->n_layers + d;
     if (!c->tied_embeddings) n += (int64_t)c->vocab_size * d;
     return n;
@@ -71,5 +74,6 @@ int tn_llama_config_from_ini(struct tn_config *ini, tn_llama_config *c) {
     TN_CHECK(tn_rope_config_from_ini(ini, c));
     TN_CHECK(tn_config_float(ini, s, "norm_eps", 1e-5, &f)); c->norm_eps = (float)f;
     TN_CHECK(tn_config_bool(ini, s, "tied_embeddings", 1, &b)); c->tied_embeddings = b;
+    TN_CHECK(tn_config_bool(ini, s, "qkv_bias", 0, &b)); c->qkv_bias = b;
     return 0;
 }

@@ -25,6 +25,7 @@ typedef struct {
     float rope_factor;   /* linear, llama3: "factor" (1 for default) */
     float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
     int rope_orig_max_pos;                             /* llama3: original_max_position_embeddings */
+    int qkv_bias;        /* 1: q_proj, k_proj and v_proj have biases (Qwen2 / Qwen2.5) */
 } tn_llama_config;
 
 static inline int tn_llama_head_dim(const tn_llama_config *c) { return c->dim / c->n_heads; }

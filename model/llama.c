@@ -16,6 +16,7 @@
 /* Offsets (in floats) of one layer's tensors inside the flat parameter buffer. */
 typedef struct {
     size_t attn_norm, mlp_norm, w[TN_W_COUNT];
+    size_t bias[TN_W_COUNT]; /* q, k, v biases (qkv_bias); unused entries 0 */
 } layer_offsets;
 
 struct tn_llama {
@@ -201,6 +202,8 @@ int tn_llama_create_opts(tn_llama **out, const tn_llama_layout *layout, int B, i
             else m->off_final_norm = t->offset;
         } else if (t->kind >= 0) {
             m->lo[t->layer].w[t->kind] = t->offset;
+        } else if (t->group == TN_GROUP_BIAS) {
+            m->lo[t->layer].bias[tn_bias_target(t)] = t->offset;
         } else if (strstr(t->name, "input_layernorm")) {
             m->lo[t->layer].attn_norm = t->offset;
         } else {
@@ -413,6 +416,11 @@ static int layer_forward(tn_llama *m, const float *params, int l, int write_next
     TN_CHECK(linear(m, params, l, TN_W_Q, a.q, a.h1, D, Hq, 0.0f));
     TN_CHECK(linear(m, params, l, TN_W_K, a.k, a.h1, D, KVd, 0.0f));
     TN_CHECK(linear(m, params, l, TN_W_V, a.v, a.h1, D, KVd, 0.0f));
+    if (c->qkv_bias) { /* Qwen2: before RoPE, as in HF (the projection's own bias) */
+        TN_CHECK(ops->bias_add(a.q, params + lo->bias[TN_W_Q], N, Hq));
+        TN_CHECK(ops->bias_add(a.k, params + lo->bias[TN_W_K], N, KVd));
+        TN_CHECK(ops->bias_add(a.v, params + lo->bias[TN_W_V], N, KVd));
+    }
     TN_CHECK(ops->rope(a.q, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 0));
     TN_CHECK(ops->rope(a.k, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 0));
     TN_CHECK(ops->attention(a.att, a.saved, a.q, a.k, a.v, m->B, m->T, c->n_heads, c->n_kv_heads, m->hd));
@@ -454,6 +462,11 @@ static int layer_backward(tn_llama *m, const float *params, float *grads, int l)
                                      c->n_heads, c->n_kv_heads, m->hd, m->attn_scratch));
     TN_CHECK(ops->rope(m->dq, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 1));
     TN_CHECK(ops->rope(m->dk, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 1));
+    if (c->qkv_bias) {
+        TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_Q], m->dq, N, Hq));
+        TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_K], m->dk, N, KVd));
+        TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_V], m->dv, N, KVd));
+    }
     TN_CHECK(weight_grad(m, grads, l, TN_W_Q, m->dq, a.h1, D, Hq));
     TN_CHECK(weight_grad(m, grads, l, TN_W_K, m->dk, a.h1, D, KVd));
     TN_CHECK(weight_grad(m, grads, l, TN_W_V, m->dv, a.h1, D, KVd));

@@ -28,7 +28,7 @@ int tn_llama_layout_init(tn_llama_layout *l, const tn_llama_config *cfg) {
     memset(l, 0, sizeof *l);
     TN_CHECK(tn_llama_config_validate(cfg));
     l->cfg = *cfg;
-    int cap = 3 + 9 * cfg->n_layers;
+    int cap = 3 + 12 * cfg->n_layers;
     l->tensors = calloc((size_t)cap, sizeof *l->tensors);
     if (!l->tensors) return tn_err("layout: out of memory");
     int64_t d = cfg->dim, hd = tn_llama_head_dim(cfg), q = (int64_t)cfg->n_heads * hd,
@@ -37,12 +37,23 @@ int tn_llama_layout_init(tn_llama_layout *l, const tn_llama_config *cfg) {
     TN_CHECK(add(l, cap, "model.embed_tokens.weight", 2, V, d, TN_GROUP_EMBED, -1, -1));
     for (int i = 0; i < cfg->n_layers; i++) {
 #define ADD(suffix, rank, r, c, g, k)                                                                  \
-    snprintf(n, sizeof n, "model.layers.%d.%s", i, suffix);                                            \
-    TN_CHECK(add(l, cap, n, rank, r, c, g, i, k))
+    do {                                                                                               \
+        snprintf(n, sizeof n, "model.layers.%d.%s", i, suffix);                                        \
+        TN_CHECK(add(l, cap, n, rank, r, c, g, i, k));                                                 \
+    } while (0)
         ADD("input_layernorm.weight", 1, d, 1, TN_GROUP_NORM, -1);
         ADD("self_attn.q_proj.weight", 2, q, d, TN_GROUP_ATTN, TN_W_Q);
+        if (cfg->qkv_bias) {
+            ADD("self_attn.q_proj.bias", 1, q, 1, TN_GROUP_BIAS, -1);
+        }
         ADD("self_attn.k_proj.weight", 2, kv, d, TN_GROUP_ATTN, TN_W_K);
+        if (cfg->qkv_bias) {
+            ADD("self_attn.k_proj.bias", 1, kv, 1, TN_GROUP_BIAS, -1);
+        }
         ADD("self_attn.v_proj.weight", 2, kv, d, TN_GROUP_ATTN, TN_W_V);
+        if (cfg->qkv_bias) {
+            ADD("self_attn.v_proj.bias", 1, kv, 1, TN_GROUP_BIAS, -1);
+        }
         ADD("self_attn.o_proj.weight", 2, d, q, TN_GROUP_ATTN, TN_W_O);
         ADD("post_attention_layernorm.weight", 1, d, 1, TN_GROUP_NORM, -1);
         ADD("mlp.gate_proj.weight", 2, f, d, TN_GROUP_MLP, TN_W_GATE);
@@ -129,12 +140,26 @@ int tn_llama_view_init(tn_llama_view *v, const tn_llama_layout *l, float *base) 
         case TN_W_UP: lv->w_up = p; break;
         case TN_W_DOWN: lv->w_down = p; break;
         default:
-            if (strstr(t->name, "input_layernorm")) lv->attn_norm = p;
-            else lv->mlp_norm = p;
+            if (t->group == TN_GROUP_BIAS) {
+                int k = tn_bias_target(t);
+                *(k == TN_W_Q ? &lv->bq : k == TN_W_K ? &lv->bk : &lv->bv) = p;
+            } else if (strstr(t->name, "input_layernorm")) {
+                lv->attn_norm = p;
+            } else {
+                lv->mlp_norm = p;
+            }
         }
     }
     if (!v->lm_head) v->lm_head = v->embed;
     return 0;
+}
+
+int tn_bias_target(const tn_tensor_info *t) {
+    if (t->group != TN_GROUP_BIAS) return -1;
+    if (strstr(t->name, ".q_proj.bias")) return TN_W_Q;
+    if (strstr(t->name, ".k_proj.bias")) return TN_W_K;
+    if (strstr(t->name, ".v_proj.bias")) return TN_W_V;
+    return -1;
 }
 
 void tn_llama_view_free(tn_llama_view *v) {
@@ -161,8 +186,8 @@ void tn_llama_init_random(const tn_llama_layout *l, float *params, tn_rng *rng, 
         const tn_tensor_info *t = &l->tensors[i];
         float *p = params + t->offset;
         if (t->external) continue;
-        if (t->group == TN_GROUP_NORM) {
-            for (size_t j = 0; j < t->numel; j++) p[j] = 1.0f;
+        if (t->group == TN_GROUP_NORM || t->group == TN_GROUP_BIAS) {
+            for (size_t j = 0; j < t->numel; j++) p[j] = t->group == TN_GROUP_NORM ? 1.0f : 0.0f;
             continue;
         }
         float s = (t->kind == TN_W_O || t->kind == TN_W_DOWN) ? resid_std : std;

@@ -18,6 +18,7 @@ typedef enum {
     TN_GROUP_ATTN,      /* q_proj, k_proj, v_proj, o_proj */
     TN_GROUP_MLP,       /* gate_proj, up_proj, down_proj */
     TN_GROUP_HEAD,      /* lm_head.weight (absent when tied) */
+    TN_GROUP_BIAS,      /* q/k/v_proj.bias (Qwen2): rank 1, float, never quantized, no weight decay */
 } tn_param_group;
 
 /* Index of a matrix inside a layer, in layout order. */
@@ -45,6 +46,7 @@ typedef struct {
 /* Views into one flat buffer laid out by a tn_llama_layout. lm_head == embed when tied. */
 typedef struct {
     float *attn_norm, *wq, *wk, *wv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;
+    float *bq, *bk, *bv; /* NULL without qkv_bias */
 } tn_layer_view;
 
 typedef struct {
@@ -70,10 +72,12 @@ int tn_llama_layout_index(const tn_llama_layout *l, int layer, int kind);
 /* Build views over `base` (which must hold l->numel floats). */
 int tn_llama_view_init(tn_llama_view *v, const tn_llama_layout *l, float *base);
 void tn_llama_view_free(tn_llama_view *v);
+/* The matrix (TN_W_Q, TN_W_K, TN_W_V) whose output a bias tensor is added to; -1 for other tensors. */
+int tn_bias_target(const tn_tensor_info *t);
 /* Pointer to matrix `kind` of layer `layer` in a view. */
 float *tn_layer_matrix(const tn_layer_view *lv, tn_linear_kind kind);
 
-/* Initialise parameters for training from scratch: matrices ~ N(0, std^2), norms = 1. The residual
+/* Initialise parameters for training from scratch: matrices ~ N(0, std^2), norms = 1, biases = 0. The residual
  * output projections (o_proj, down_proj) use std / sqrt(2 * n_layers) (GPT-2 / llm.c). */
 void tn_llama_init_random(const tn_llama_layout *l, float *params, tn_rng *rng, float std);
 

@@ -37,6 +37,7 @@ typedef tn_imat imat;
 
 typedef struct {
     const float *attn_norm, *mlp_norm; /* [dim] */
+    const float *bq, *bk, *bv;         /* [q rows], [kv rows], [kv rows]: qkv_bias models only, else NULL */
     imat wq, wk, wv, wo, wg, wu, wd;
 } ilayer;
 
@@ -285,10 +286,23 @@ static int forward_layers(tn_infer *m, int n, int first, float *out, int tid, in
             OP(matmul_rows(ops, &L->wq, &a, m->q, qd, w, kh0 * group_rows, kh1 * group_rows));
             OP(matmul_rows(ops, &L->wk, &a, kc, kvd, w, kh0 * hd, kh1 * hd));
             OP(matmul_rows(ops, &L->wv, &a, vc, kvd, w, kh0 * hd, kh1 * hd));
+            if (L->bq) { /* Qwen2: each projection's bias on the rows this thread computed */
+                OP(ops->add_bias(m->q, L->bq, n, qd, kh0 * group_rows, kh1 * group_rows));
+                OP(ops->add_bias(kc, L->bk, n, kvd, kh0 * hd, kh1 * hd));
+                OP(ops->add_bias(vc, L->bv, n, kvd, kh0 * hd, kh1 * hd));
+            }
         } else {
             OP(matmul(ops, &L->wq, &a, m->q, qd, w, tid, nth));
             OP(matmul(ops, &L->wk, &a, kc, kvd, w, tid, nth));
             OP(matmul(ops, &L->wv, &a, vc, kvd, w, tid, nth));
+            if (L->bq) {
+                int64_t r0, r1;
+                split(qd, tid, nth, &r0, &r1);
+                OP(ops->add_bias(m->q, L->bq, n, qd, r0, r1));
+                split(kvd, tid, nth, &r0, &r1);
+                OP(ops->add_bias(kc, L->bk, n, kvd, r0, r1));
+                OP(ops->add_bias(vc, L->bv, n, kvd, r0, r1));
+            }
             ops->barrier();
         }
         if (kh0 < kh1) OP(ops->attention(&at, kh0, kh1));
@@ -557,6 +571,16 @@ static int norm_upload(tn_infer *m, const float **w) {
     return (*w = upload_copy(m, *w, (size_t)m->cfg.dim * sizeof(float))) ? 0 : -1;
 }
 
+/* A layer's q, k, v biases (when the model has them) into the device's memory. */
+static int bias_upload(tn_infer *m, ilayer *L) {
+    if (!L->bq) return 0;
+    const int64_t hd = tn_llama_head_dim(&m->cfg), qd = m->cfg.n_heads * hd, kvd = m->cfg.n_kv_heads * hd;
+    L->bq = upload_copy(m, L->bq, (size_t)qd * sizeof(float));
+    L->bk = L->bq ? upload_copy(m, L->bk, (size_t)kvd * sizeof(float)) : NULL;
+    L->bv = L->bk ? upload_copy(m, L->bv, (size_t)kvd * sizeof(float)) : NULL;
+    return L->bv ? 0 : -1;
+}
+
 /* After the host views are built: size the state, refuse what does not fit the device (before any device
  * allocation), allocate the state and, on a device, upload every weight once. */
 static int place(tn_infer *m) {
@@ -598,6 +622,7 @@ static int place(tn_infer *m) {
         FOR_EACH_MAT(L, TN_CHECK(mat_upload(m, W)));
         TN_CHECK(norm_upload(m, &L->attn_norm));
         TN_CHECK(norm_upload(m, &L->mlp_norm));
+        TN_CHECK(bias_upload(m, L));
     }
     return 0;
 }
@@ -727,6 +752,14 @@ static int build_from_trin(tn_infer *m) {
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         FIND(nm, name);
         if (!(L->attn_norm = norm_from_trin(m, na)) || !(L->mlp_norm = norm_from_trin(m, nm))) return -1;
+        if (m->cfg.qkv_bias) {
+            const float **dst_b[3] = {&L->bq, &L->bk, &L->bv};
+            for (int k = 0; k < 3; k++) {
+                snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, mats[k]);
+                FIND(tb, name);
+                if (!(*dst_b[k] = norm_from_trin(m, tb))) return -1;
+            }
+        }
     }
 #undef FIND
     return 0;
@@ -806,6 +839,7 @@ static int open_checkpoint(const char *path, tn_infer *m) {
         ilayer *L = &m->layers[l];
         L->attn_norm = lv->attn_norm;
         L->mlp_norm = lv->mlp_norm;
+        L->bq = lv->bq, L->bk = lv->bk, L->bv = lv->bv;
         L->wq = mat_dense(lv->wq, qd, D);
         L->wk = mat_dense(lv->wk, kvd, D);
         L->wv = mat_dense(lv->wv, kvd, D);

@@ -252,6 +252,12 @@ static int cpu_add(float *x, const float *y, int64_t n, int64_t D, int64_t c0, i
     return 0;
 }
 
+static int cpu_add_bias(float *x, const float *b, int64_t n, int64_t D, int64_t c0, int64_t c1) {
+    for (int t = 0; t < n; t++)
+        for (int64_t i = c0; i < c1; i++) x[t * D + i] += b[i];
+    return 0;
+}
+
 /* ---- the rest ------------------------------------------------------------------------------------------ */
 
 static void *cpu_alloc(size_t bytes) { return tn_alloc(bytes ? bytes : 1, 1); }
@@ -285,6 +291,7 @@ static const tn_infer_ops g_cpu = {
     .rmsnorm = cpu_rmsnorm,
     .swiglu = cpu_swiglu,
     .add = cpu_add,
+    .add_bias = cpu_add_bias,
     .attention = cpu_attention,
     .attention_scratch_floats = cpu_attention_scratch_floats,
     .barrier = cpu_barrier,

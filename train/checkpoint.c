@@ -28,6 +28,7 @@ static int write_config(hid_t f, const tn_llama_config *c) {
     rc |= tn_h5_attr_set_i64(g, ".", "max_seq_len", c->max_seq_len);
     rc |= tn_h5_attr_set_f64(g, ".", "rope_theta", c->rope_theta);
     rc |= tn_h5_attr_set_f64(g, ".", "norm_eps", c->norm_eps);
+    if (c->qkv_bias) rc |= tn_h5_attr_set_i64(g, ".", "qkv_bias", 1); /* absent = 0 */
     if (c->rope_type != TN_ROPE_DEFAULT) { /* absent = default: older readers see what they know */
         rc |= tn_h5_attr_set_str(g, ".", "rope_scaling", tn_rope_type_name(c->rope_type));
         rc |= tn_h5_attr_set_f64(g, ".", "rope_factor", c->rope_factor);
@@ -66,6 +67,11 @@ static int read_config(hid_t f, tn_llama_config *c) {
     c->rope_theta = (float)d;
     if (tn_h5_attr_get_f64(f, "config", "norm_eps", &d) != 0) return tn_err_prefix("config");
     c->norm_eps = (float)d;
+    if (tn_h5_attr_has(f, "config", "qkv_bias")) {
+        if (tn_h5_attr_get_i64(f, "config", "qkv_bias", &v) != 0) return tn_err_prefix("config");
+        if (v != 0 && v != 1) return tn_err("config: qkv_bias = %lld (0 or 1)", (long long)v);
+        c->qkv_bias = (int)v;
+    }
     if (tn_h5_attr_has(f, "config", "rope_scaling")) {
         char name[32];
         if (tn_h5_attr_get_str(f, "config", "rope_scaling", name, sizeof name) != 0 ||

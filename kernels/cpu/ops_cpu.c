@@ -350,6 +350,33 @@ void tn_op_add(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+void tn_op_bias_add(float *y, const float *b, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float *row = y + n * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) row[c] += b[c];
+    }
+}
+
+/* Columns in blocks of 64 per thread; inside a block the rows are walked in order, so each column's sum is
+ * the same sequence of float additions whatever the thread count (and as the CUDA kernel's). */
+void tn_op_bias_grad(float *db, const float *dy, int64_t N, int64_t C) {
+    enum { BLOCK = 64 };
+    const int64_t nb = (C + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < nb; blk++) {
+        const int64_t c0 = blk * BLOCK, c1 = c0 + BLOCK < C ? c0 + BLOCK : C;
+        float acc[BLOCK] = {0};
+        for (int64_t n = 0; n < N; n++) {
+            const float *row = dy + n * C;
+#pragma omp simd
+            for (int64_t c = c0; c < c1; c++) acc[c - c0] += row[c];
+        }
+        for (int64_t c = c0; c < c1; c++) db[c] += acc[c - c0];
+    }
+}
+
 /* A fixed number of chunks, summed in chunk order: an OpenMP reduction would combine the threads' partial
  * sums in the order they finish, and with 3 or more threads the gradient norm (and so the clipping) could
  * change from run to run, breaking exact resume. */

@@ -78,6 +78,9 @@ void tn_op_cross_entropy_backward(float *logits, const int32_t *targets, const u
 /* ---- reductions, vectors ------------------------------------------------------------------------- */
 
 void tn_op_add(float *y, const float *x, int64_t n);       /* y += x */
+/* y[N, C] += b[C] on every row; db[C] += Σ_n dy[n, C] (each column in row order, then added): kernels/ops.h */
+void tn_op_bias_add(float *y, const float *b, int64_t N, int64_t C);
+void tn_op_bias_grad(float *db, const float *dy, int64_t N, int64_t C);
 double tn_op_sumsq(const float *x, int64_t n);             /* Σ x² in double */
 void tn_op_scale(float *x, float s, int64_t n);            /* x *= s */
 int tn_op_all_finite(const float *x, int64_t n);           /* 1 if no NaN/Inf */

@@ -95,6 +95,9 @@ int tn_cuda_cross_entropy_backward(float *logits, const int32_t *targets, const 
                                    float g);
 int tn_cuda_act_fake_quant(const float *x, int64_t rows, int64_t cols, float *out);
 int tn_cuda_add(float *y, const float *x, int64_t n);
+/* y [N, C] += b [C] per row; db [C] += Σ_n dy [N, C] in row order (kernels/ops.h bias_add / bias_grad). */
+int tn_cuda_bias_add(float *y, const float *b, int64_t N, int64_t C);
+int tn_cuda_bias_grad(float *db, const float *dy, int64_t N, int64_t C);
 int tn_cuda_scale(float *x, float s, int64_t n);
 int tn_cuda_sumsq(const float *x, int64_t n, double *host_out);
 int tn_cuda_masked_sum(const float *x, const uint8_t *mask, int64_t n, double *host_out);

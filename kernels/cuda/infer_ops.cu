@@ -69,6 +69,11 @@ static int dev_add(float *x, const float *y, int64_t n, int64_t D, int64_t c0, i
     return tn_cuda_add(x, y, n * D);
 }
 
+static int dev_add_bias(float *x, const float *b, int64_t n, int64_t D, int64_t c0, int64_t c1) {
+    TN_CHECK(whole("add_bias", c0, c1, D));
+    return tn_cuda_bias_add(x, b, n, D);
+}
+
 static int dev_attention(const tn_infer_attn *a, int kh0, int kh1) {
     TN_CHECK(whole("attention", kh0, kh1, a->KV));
     return tn_cuda_kv_attention(a->q, a->k_new, a->v_new, a->k_cache, a->v_cache, a->pos_dev, a->cos_t, a->sin_t,
@@ -208,6 +213,7 @@ static tn_infer_ops make_table(void) {
     o.rmsnorm = dev_rmsnorm;
     o.swiglu = dev_swiglu;
     o.add = dev_add;
+    o.add_bias = dev_add_bias;
     o.attention = dev_attention;
     o.attention_scratch_floats = dev_attention_scratch_floats;
     o.barrier = dev_barrier;

@@ -511,6 +511,40 @@ static __global__ void __launch_bounds__(EW_THREADS) scale_kernel(float *__restr
     for (int64_t i = 4 * n4 + global_thread(); i < n; i += grid_threads()) x[i] *= s;
 }
 
+/* bias_add_kernel. y [N, C] += b [C] on every row; grid-stride over the N·C elements. */
+static __global__ void __launch_bounds__(EW_THREADS)
+    bias_add_kernel(float *__restrict__ y, const float *__restrict__ b, int64_t N, int64_t C) {
+    for (int64_t i = global_thread(); i < N * C; i += grid_threads()) y[i] += b[i % C];
+}
+
+/* bias_grad_kernel. db [C] += Σ_n dy [N, C]: one thread per column, the rows in order (so the same float
+ * additions as tn_op_bias_grad); a warp reads 32 adjacent columns of a row, which coalesces. */
+static __global__ void __launch_bounds__(EW_THREADS)
+    bias_grad_kernel(float *__restrict__ db, const float *__restrict__ dy, int64_t N, int64_t C) {
+    const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float acc = 0.0f;
+    for (int64_t n = 0; n < N; n++) acc += dy[n * C + c];
+    db[c] += acc;
+}
+
+extern "C" int tn_cuda_bias_add(float *y, const float *b, int64_t N, int64_t C) {
+    if (N < 0 || C < 0) return tn_err("tn_cuda_bias_add: N = %lld, C = %lld", (long long)N, (long long)C);
+    if (N == 0 || C == 0) return 0;
+    TN_LAUNCH(bias_add_kernel, ew_blocks(N * C, 0), EW_THREADS, 0, y, b, N, C);
+    TN_CU_LAUNCHED("tn_cuda_bias_add: launch");
+    return 0;
+}
+
+extern "C" int tn_cuda_bias_grad(float *db, const float *dy, int64_t N, int64_t C) {
+    if (N < 0 || C < 0 || C > ((int64_t)1 << 30))
+        return tn_err("tn_cuda_bias_grad: N = %lld, C = %lld", (long long)N, (long long)C);
+    if (N == 0 || C == 0) return 0;
+    TN_LAUNCH(bias_grad_kernel, (unsigned)((C + EW_THREADS - 1) / EW_THREADS), EW_THREADS, 0, db, dy, N, C);
+    TN_CU_LAUNCHED("tn_cuda_bias_grad: launch");
+    return 0;
+}
+
 extern "C" int tn_cuda_add(float *y, const float *x, int64_t n) {
     if (n < 0) return tn_err("tn_cuda_add: n = %lld (must be >= 0)", (long long)n);
     if (n == 0) return 0;

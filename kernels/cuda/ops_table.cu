@@ -117,6 +117,8 @@ static tn_ops make_table(void) {
     o.hidden_mse = tn_cuda_hidden_mse;
     o.f16_to_f32 = tn_cuda_f16_to_f32;
     o.add = tn_cuda_add;
+    o.bias_add = tn_cuda_bias_add;
+    o.bias_grad = tn_cuda_bias_grad;
     o.scale = tn_cuda_scale;
     o.sumsq = tn_cuda_sumsq;
     o.masked_sum = tn_cuda_masked_sum;

@@ -2,7 +2,8 @@
 # Training on `device = cuda` against `device = cpu`, end to end through the `trinity` binary: in a
 # TN_CUDA_EMU build every CUDA kernel runs on the CPU emulator; on a GPU machine the same test runs on the
 # card. A tiny model (dim 64, 2 layers, 4 heads with 2 KV heads, seq 32) is trained 10 steps with dense
-# AdamW, STE (ternary, per-row absmean, act_bits 8) and PRIMAL on both devices: every logged loss agrees
+# AdamW, STE (ternary, per-row absmean, act_bits 8), PRIMAL, and PRIMAL on a Qwen2-style model (q/k/v biases,
+# Llama 3's RoPE scaling) on both devices: every logged loss agrees
 # within 1e-5 relative (1e-4 on a real GPU, where nvcc contracts multiply-adds and cuBLAS sums in another
 # order) and the PRIMAL runs end with identical grid indices (STE: see the note below). A run resumed from a checkpoint on the
 # other device reproduces the uninterrupted losses to the same bound, both ways. `trinity eval --device
@@ -69,8 +70,9 @@ declare -A method=(
   [ste]="$ste"
   [ste-flash]="$ste"
   [primal]="optim.method=primal primal.init_std=0.05 primal.c=0.01"
+  [qwen2-primal]="optim.method=primal primal.init_std=0.05 primal.c=0.01 model.qkv_bias=true model.rope_scaling=llama3 model.rope_factor=8 model.rope_original_max_position_embeddings=8"
 )
-for m in dense ste ste-flash primal; do
+for m in dense ste ste-flash primal qwen2-primal; do
   swap=0; [ $m = ste ] && swap=1
   bound=$tol; [ $m = ste-flash ] && bound=1e-3; [ $m = ste ] && [ $emulated -eq 0 ] && bound=1e-3
   for d in cpu cuda; do
@@ -92,7 +94,7 @@ assert worst <= tol, f"{m}: loss differs by {worst:.3g} relative (bound {tol})"
 for x, y in zip(av, bv):
     assert abs(x["val_loss"] - y["val_loss"]) <= tol * abs(x["val_loss"]), (x, y)
 msg = f"{m}: 10 losses agree within {worst:.2g} relative"
-if m == "primal":
+if m.endswith("primal"):
     fa, fb = h5py.File(a_dir + "/ckpt-000010.h5"), h5py.File(b_dir + "/ckpt-000010.h5")
     names = []
     fa["primal"].visit(lambda n: names.append(n) if n.endswith("/idx") else None)

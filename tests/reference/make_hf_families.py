@@ -18,6 +18,8 @@ Cases (the family's feature is what the test shows it needs: without it the logi
   linear-rope      LlamaForCausalLM, rope_scaling linear (factor 4), tied embeddings
   llama3-rope-v5   the llama3-rope model with config.json in transformers 5.x's layout (rope_theta and the
                    scaling inside rope_parameters; no top-level rope_theta / rope_scaling)
+  qwen2-bias       Qwen2ForCausalLM: biases on q, k, v (random, std 0.12 like the weights), tied embeddings,
+                   theta 1e6, eps 1e-6
 
 Needs transformers (4.46.3 was used, with Debian's python3-torch 1.13) and h5py:
     python3 -m venv --system-site-packages /tmp/hfvenv && /tmp/hfvenv/bin/pip install transformers==4.46.3
@@ -33,7 +35,7 @@ import h5py
 import numpy as np
 import torch
 import transformers
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 B, T = 2, 40
 
@@ -47,12 +49,22 @@ def llama_cfg(**kw):
     return LlamaConfig(**base)
 
 
+def qwen2_cfg(**kw):
+    base = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, vocab_size=96, max_position_embeddings=64, rms_norm_eps=1e-6,
+                rope_theta=1000000.0, tie_word_embeddings=True, use_sliding_window=False, bos_token_id=1,
+                eos_token_id=2, attn_implementation="eager")
+    base.update(kw)
+    return Qwen2Config(**base)
+
+
 CASES = {
     "llama3-rope": (LlamaForCausalLM, llama_cfg(rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
                                                                   high_freq_factor=4.0,
                                                                   original_max_position_embeddings=16)), 11),
     "linear-rope": (LlamaForCausalLM, llama_cfg(rope_scaling=dict(rope_type="linear", factor=4.0),
                                                 tie_word_embeddings=True, rope_theta=500.0), 12),
+    "qwen2-bias": (Qwen2ForCausalLM, qwen2_cfg(), 13),
 }
 
 

@@ -2,7 +2,8 @@
  * small random models written as TRIN images with every dtype the reader accepts:
  *   mixed   attention T2 (per-tensor and per-row scales), gate/up L4 with int8-activation inputs, down L8,
  *           embeddings F16, untied F32 head
- *   lut     every matrix L4 or L8, tied L8 embeddings (the head is a lookup-table product), GQA 6 / 2
+ *   lut     every matrix L4 or L8, tied L8 embeddings (the head is a lookup-table product), GQA 6 / 2, q/k/v
+ *           biases (Qwen2)
  *   dense   F16 matrices, F32 embeddings, tied; Llama 3.1's RoPE scaling rule (llama3)
  * Refused: a token outside the vocabulary, a full context, an unknown device, a head dimension above the
  * CUDA attention's 128.
@@ -118,6 +119,7 @@ static tn_llama_config config_of(recipe rc) {
     c.max_seq_len = 128;
     c.rope_theta = 10000.0f;
     c.tied_embeddings = rc != MIXED;
+    c.qkv_bias = rc == LUT; /* Qwen2's q/k/v biases */
     c.bos_id = 1;
     c.eos_id = 2;
     if (rc == DENSE) { /* Llama 3.1's RoPE rule, with a short original length so that it bends within 128 positions */

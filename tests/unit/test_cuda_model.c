@@ -4,7 +4,8 @@
  *   rope forward and inverse (hd = 8, 64, 130), swiglu and its backward, embed, embed_backward (token groups
  *   built as the spec says: (id, position) pairs sorted), cross_entropy (V = 3, 1000, 50000; a row shifted by
  *   +60), cross_entropy_backward (masked rows, mask NULL), act_fake_quant (an all-zero row, a NaN, in place),
- *   add, scale, sumsq, masked_sum (mask and NULL), count_nonzero_i8, adamw, and the size checks; add, scale
+ *   add, scale, bias_add and bias_grad (bit for bit), sumsq, masked_sum (mask and NULL), count_nonzero_i8,
+ *   adamw, and the size checks; add, scale
  *   and sumsq also on 4.5M elements, past every grid cap (grid-stride loops, 1024 reduction blocks).
  * Tolerances (normwise: max|gpu - cpu| / max|cpu|, tn_test_rel_err): bit-exact for act_fake_quant, embed,
  * embed_backward, rope, add, scale, count_nonzero; 1e-6 for rmsnorm and adamw; 1e-5 for swiglu and
@@ -334,6 +335,41 @@ static void test_act_fake_quant(tn_rng *g) {
 
 /* ---- vectors ---------------------------------------------------------------------------------------- */
 
+/* bias_add and bias_grad: bit for bit the CPU's (the same float additions in the same order), on shapes with
+ * odd column counts and more columns than one block of either; db accumulates onto its old contents. Also
+ * checked against a double sum (which the float one must approach). */
+static void test_bias(tn_rng *g) {
+    const int64_t shapes[][2] = {{1, 1}, {3, 7}, {37, 130}, {300, 1029}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int64_t N = shapes[k][0], C = shapes[k][1];
+        float *y = randn(g, N * C, 1.0f), *b = randn(g, C, 1.0f), *db = randn(g, C, 1.0f);
+        float *yr = copy_floats(y, N * C), *dbr = copy_floats(db, C), *out = malloc(sizeof(float) * (size_t)(N * C));
+        tn_op_bias_add(yr, b, N, C);
+        tn_op_bias_grad(dbr, y, N, C);
+        double worst = 0;
+        for (int64_t c = 0; c < C; c++) {
+            double sd = db[c];
+            for (int64_t n = 0; n < N; n++) sd += y[n * C + c];
+            worst = fmax(worst, fabs(dbr[c] - sd) / (1.0 + fabs(sd)));
+        }
+        float *d_y = tn_cuda_alloc(sizeof(float) * (size_t)(N * C)), *d_b = tn_cuda_alloc(sizeof(float) * (size_t)C);
+        float *d_db = tn_cuda_alloc(sizeof(float) * (size_t)C);
+        CHECK_OK(tn_cuda_upload(d_y, y, sizeof(float) * (size_t)(N * C)));
+        CHECK_OK(tn_cuda_upload(d_b, b, sizeof(float) * (size_t)C));
+        CHECK_OK(tn_cuda_upload(d_db, db, sizeof(float) * (size_t)C));
+        CHECK_OK(tn_cuda_bias_grad(d_db, d_y, N, C)); /* dy = y before the add */
+        CHECK_OK(tn_cuda_bias_add(d_y, d_b, N, C));
+        download(out, d_y, sizeof(float) * (size_t)(N * C));
+        note("bias_add (differing elems)", "y", bit_diffs(out, yr, N * C), 0);
+        download(out, d_db, sizeof(float) * (size_t)C);
+        note("bias_grad (differing elems)", "db", bit_diffs(out, dbr, C), 0);
+        note("bias_grad vs double", "db", worst, 1e-5);
+        for (int64_t i = 0; i < N * C && k == 1; i++) CHECK(yr[i] == y[i] + b[i % C]);
+        tn_cuda_free(d_y), tn_cuda_free(d_b), tn_cuda_free(d_db);
+        free(y), free(b), free(db), free(yr), free(dbr), free(out);
+    }
+}
+
 static void test_vectors(tn_rng *g) {
     const int64_t sizes[] = {1, 7, 1001, 4099};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
@@ -476,6 +512,7 @@ static void test_refusals(void) {
     expect_error(tn_cuda_rmsnorm(d, d, d, d, -1, 4, 1e-5f), "tn_cuda_rmsnorm: N = -1");
     expect_error(tn_cuda_cross_entropy(d, d, t, 1, 0), "tn_cuda_cross_entropy: N = 1, V = 0");
     expect_error(tn_cuda_add(d, d, -3), "tn_cuda_add: n = -3");
+    expect_error(tn_cuda_bias_add(d, d, -1, 3), "tn_cuda_bias_add: N = -1");
     expect_error(tn_cuda_sumsq(d, -1, &s), "tn_cuda_sumsq: n = -1");
     expect_error(tn_cuda_embed_backward(d, d, NULL, 2, 2), "no token groups");
     expect_error(tn_cuda_adamw(d, d, d, d, 4, NULL), "no step constants");
@@ -500,6 +537,7 @@ int main(void) {
     test_cross_entropy(&g);
     test_act_fake_quant(&g);
     test_vectors(&g);
+    test_bias(&g);
     test_reductions(&g);
     test_large(&g);
     test_adamw(&g);

@@ -6,7 +6,7 @@
  * forward logits and masked loss within 1e-5 and every parameter gradient within 1e-4 relative (max abs error
  * / max abs reference, per tensor); the same through a checkpoint round trip and a .trin file run by the
  * inference engine; and the test's power: the same
- * weights with the family's feature removed (the RoPE scaling rule) no longer match. */
+ * weights with the family's feature removed (the RoPE scaling rule, the q/k/v biases) no longer match. */
 #include "tn_test.h"
 #include "fixture_llama.h"
 
@@ -31,16 +31,22 @@
 #define TOL_ENGINE 1e-4 /* the inference engine's own products (blocked sums) */
 #define MIN_MISMATCH 1e-3 /* without the family's feature the logits must be at least this far off */
 
+/* The feature a case shows the model needs: without it the logits must no longer match. */
+typedef enum { FEATURE_ROPE_SCALING, FEATURE_QKV_BIAS } feature;
+
 typedef struct {
     const char *name;
+    feature feat;
     int rope_type;
     float factor;
+    int qkv_bias;
 } family_case;
 
 static const family_case CASES[] = {
-    {"llama3-rope", TN_ROPE_LLAMA3, 8.0f},
-    {"linear-rope", TN_ROPE_LINEAR, 4.0f},
-    {"llama3-rope-v5", TN_ROPE_LLAMA3, 8.0f}, /* transformers 5.x config layout */
+    {"llama3-rope", FEATURE_ROPE_SCALING, TN_ROPE_LLAMA3, 8.0f, 0},
+    {"linear-rope", FEATURE_ROPE_SCALING, TN_ROPE_LINEAR, 4.0f, 0},
+    {"llama3-rope-v5", FEATURE_ROPE_SCALING, TN_ROPE_LLAMA3, 8.0f, 0}, /* transformers 5.x config layout */
+    {"qwen2-bias", FEATURE_QKV_BIAS, TN_ROPE_DEFAULT, 1.0f, 1},         /* Qwen2ForCausalLM */
 };
 
 typedef struct {
@@ -144,8 +150,9 @@ static void run_case(const char *root, const family_case *fc, const char *tmp) {
         return;
     }
     const tn_llama_config *c = &ck.layout.cfg;
-    CHECKF(c->rope_type == fc->rope_type && c->rope_factor == fc->factor, "%s: rope %s factor %g", fc->name,
-           tn_rope_type_name(c->rope_type), (double)c->rope_factor);
+    CHECKF(c->rope_type == fc->rope_type && c->rope_factor == fc->factor && c->qkv_bias == fc->qkv_bias,
+           "%s: rope %s factor %g, qkv_bias %d", fc->name, tn_rope_type_name(c->rope_type), (double)c->rope_factor,
+           c->qkv_bias);
     reference r = {0};
     if (read_reference(ref_path, &ck.layout, &r) != 0) {
         CHECKF(0, "%s: %s", ref_path, tn_errmsg());
@@ -169,15 +176,27 @@ static void run_case(const char *root, const family_case *fc, const char *tmp) {
            r.loss, e_loss, worst);
     CHECKF(e_logits <= TOL_LOGITS && e_loss <= TOL_LOGITS, "%s: logits %.3e loss %.3e", fc->name, e_logits, e_loss);
 
-    /* power: the same weights with the default RoPE rule do not match */
-    tn_llama_config plain = *c;
-    plain.rope_type = TN_ROPE_DEFAULT;
-    tn_llama_layout pl;
-    CHECK_OK(tn_llama_layout_init(&pl, &plain));
-    double e_plain = run_model(&pl, ck.params, &r, &loss, NULL);
-    printf("  without %s RoPE scaling: logits rel err %.3e\n", tn_rope_type_name(fc->rope_type), e_plain);
-    CHECKF(e_plain > MIN_MISMATCH, "%s: the scaling made no difference (%.3e)", fc->name, e_plain);
-    tn_llama_layout_free(&pl);
+    /* power: the same weights without the family's feature do not match */
+    double e_plain;
+    if (fc->feat == FEATURE_ROPE_SCALING) {
+        tn_llama_config plain = *c;
+        plain.rope_type = TN_ROPE_DEFAULT;
+        tn_llama_layout pl;
+        CHECK_OK(tn_llama_layout_init(&pl, &plain));
+        e_plain = run_model(&pl, ck.params, &r, &loss, NULL);
+        tn_llama_layout_free(&pl);
+    } else {
+        float *nobias = tn_alloc(ck.layout.numel, sizeof(float));
+        memcpy(nobias, ck.params, ck.layout.numel * sizeof(float));
+        for (int i = 0; i < ck.layout.n_tensors; i++)
+            if (ck.layout.tensors[i].group == TN_GROUP_BIAS)
+                memset(nobias + ck.layout.tensors[i].offset, 0, ck.layout.tensors[i].numel * sizeof(float));
+        e_plain = run_model(&ck.layout, nobias, &r, &loss, NULL);
+        tn_free(nobias);
+    }
+    printf("  without the %s: logits rel err %.3e\n", fc->feat == FEATURE_ROPE_SCALING ? "RoPE scaling" : "q/k/v biases",
+           e_plain);
+    CHECKF(e_plain > MIN_MISMATCH, "%s: the feature made no difference (%.3e)", fc->name, e_plain);
 
     /* checkpoint round trip keeps the rule; the engine runs it (CPU, and CUDA where built) */
     char ck_path[1024];

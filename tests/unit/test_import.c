@@ -112,11 +112,12 @@ static void permute_rows(const float *hf, float *file, int n_heads, int hd, int 
                        (size_t)cols * sizeof(float));
 }
 
-/* The tensor's values in file row order (Q/K permuted) into a new buffer. */
-static float *file_rows(const tn_llama_layout *l, const tn_tensor_info *t, const float *w) {
+/* The tensor's values in file row order (Q/K permuted for the llama architecture) into a new buffer. */
+static float *file_rows(const tn_llama_layout *l, const tn_tensor_info *t, const float *w, int permute) {
     float *o = malloc(t->numel * sizeof *o);
     int hd = tn_llama_head_dim(&l->cfg);
-    if (t->kind == TN_W_Q) permute_rows(w + t->offset, o, l->cfg.n_heads, hd, (int)t->shape[1]);
+    if (!permute) memcpy(o, w + t->offset, t->numel * sizeof *o);
+    else if (t->kind == TN_W_Q) permute_rows(w + t->offset, o, l->cfg.n_heads, hd, (int)t->shape[1]);
     else if (t->kind == TN_W_K) permute_rows(w + t->offset, o, l->cfg.n_kv_heads, hd, (int)t->shape[1]);
     else memcpy(o, w + t->offset, t->numel * sizeof *o);
     return o;
@@ -150,7 +151,8 @@ enum {
     G_NAN = 64, G_BAD_LAYER = 128,
     G_ROPE_FREQS = 256,  /* llama3 scaling of the config as llama.cpp stores it: a rope_freqs.weight tensor */
     G_ROPE_BENT = 512,   /* ... with one divisor off the rule */
-    G_ROPE_LINEAR = 1024, G_ROPE_YARN = 2048 /* llama.rope.scaling.type metadata */
+    G_ROPE_LINEAR = 1024, G_ROPE_YARN = 2048, /* llama.rope.scaling.type metadata */
+    G_QWEN2 = 4096 /* architecture qwen2: qwen2.* keys, Q/K rows as in HF, attn_{q,k,v}.bias tensors */
 };
 
 static const char *gguf_name(const tn_tensor_info *t, char *out, size_t cap) {
@@ -159,6 +161,8 @@ static const char *gguf_name(const tn_tensor_info *t, char *out, size_t cap) {
         snprintf(out, cap, "%s", t->group == TN_GROUP_EMBED ? "token_embd.weight" : t->group == TN_GROUP_HEAD ? "output.weight" : "output_norm.weight");
     } else if (t->kind >= 0) {
         snprintf(out, cap, "blk.%d.%s.weight", t->layer, kinds[t->kind]);
+    } else if (tn_bias_target(t) >= 0) {
+        snprintf(out, cap, "blk.%d.%s.bias", t->layer, kinds[tn_bias_target(t)]);
     } else {
         snprintf(out, cap, "blk.%d.%s", t->layer, strstr(t->name, "input_layernorm") ? "attn_norm.weight" : "ffn_norm.weight");
     }
@@ -187,7 +191,7 @@ static void write_gguf(const char *path, const tn_llama_layout *l, const float *
             n_t++;
             continue;
         }
-        float *x = file_rows(l, t, w);
+        float *x = file_rows(l, t, w, !(flags & G_QWEN2));
         if ((flags & G_NAN) && t->kind == TN_W_UP) x[3] = NAN;
         encode(&data, type, x, t->numel);
         free(x);
@@ -240,15 +244,19 @@ static void write_gguf(const char *path, const tn_llama_layout *l, const float *
         gstr(&b, "llama.rope.scaling.factor"), u32(&b, TN_GGUF_FLOAT32), f32(&b, 4.0f);
     }
     if (flags & G_ROPE_YARN) gstr(&b, "llama.rope.scaling.type"), u32(&b, TN_GGUF_STRING), gstr(&b, "yarn");
-    gstr(&b, "general.architecture"), u32(&b, TN_GGUF_STRING), gstr(&b, (flags & G_ARCH) ? "gpt2" : "llama");
-    gstr(&b, "llama.embedding_length"), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->dim);
-    gstr(&b, "llama.block_count"), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->n_layers);
-    gstr(&b, "llama.attention.head_count"), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->n_heads);
-    gstr(&b, "llama.attention.head_count_kv"), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->n_kv_heads);
-    gstr(&b, "llama.feed_forward_length"), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->ffn_dim);
-    gstr(&b, "llama.context_length"), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->max_seq_len);
-    gstr(&b, "llama.rope.freq_base"), u32(&b, TN_GGUF_FLOAT32), f32(&b, c->rope_theta);
-    gstr(&b, "llama.attention.layer_norm_rms_epsilon"), u32(&b, TN_GGUF_FLOAT32), f32(&b, c->norm_eps);
+    const char *A = (flags & G_ARCH) ? "gpt2" : (flags & G_QWEN2) ? "qwen2" : "llama";
+    char k[96];
+#define KEY(suffix) (snprintf(k, sizeof k, "%s.%s", A, suffix), k)
+    gstr(&b, "general.architecture"), u32(&b, TN_GGUF_STRING), gstr(&b, A);
+    gstr(&b, KEY("embedding_length")), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->dim);
+    gstr(&b, KEY("block_count")), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->n_layers);
+    gstr(&b, KEY("attention.head_count")), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->n_heads);
+    gstr(&b, KEY("attention.head_count_kv")), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->n_kv_heads);
+    gstr(&b, KEY("feed_forward_length")), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->ffn_dim);
+    gstr(&b, KEY("context_length")), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->max_seq_len);
+    gstr(&b, KEY("rope.freq_base")), u32(&b, TN_GGUF_FLOAT32), f32(&b, c->rope_theta);
+    gstr(&b, KEY("attention.layer_norm_rms_epsilon")), u32(&b, TN_GGUF_FLOAT32), f32(&b, c->norm_eps);
+#undef KEY
     gstr(&b, "tokenizer.ggml.model"), u32(&b, TN_GGUF_STRING), gstr(&b, "llama");
     gstr(&b, "tokenizer.ggml.tokens"), u32(&b, TN_GGUF_ARRAY), u32(&b, TN_GGUF_STRING), u64(&b, (uint64_t)c->vocab_size);
     for (int i = 0; i < c->vocab_size; i++) {
@@ -280,7 +288,7 @@ static void put_all_layers(buf *b, const tn_llama_layout *l, const float *w, int
             int match = kind >= 0 ? t->kind == kind
                                   : t->kind < 0 && (strstr(t->name, "input_layernorm") != NULL) == (norm == 0);
             if (!match) continue;
-            float *x = file_rows(l, t, w);
+            float *x = file_rows(l, t, w, 1); /* llama2.c: interleaved like llama.cpp */
             put_floats(b, x, t->numel);
             free(x);
         }
@@ -484,6 +492,31 @@ static void test_gguf_rope(const tn_llama_layout *l0, const float *w) {
     }
 }
 
+/* Qwen2 from GGUF: architecture qwen2 (qwen2.* keys), attn_{q,k,v}.bias tensors, Q/K rows as HF's (llama.cpp
+ * permutes only for llama): the import equals the model, biases included. */
+static void test_gguf_qwen2(void) {
+    tn_llama_config c = test_cfg(1);
+    c.qkv_bias = 1;
+    tn_llama_layout l;
+    CHECK_OK(tn_llama_layout_init(&l, &c));
+    float *w = tn_alloc(l.numel, sizeof(float));
+    fill_model(&l, w);
+    const char *q = tmp("qwen2.gguf");
+    write_gguf(q, &l, w, G_QWEN2);
+    tn_checkpoint ck;
+    CHECK_OK(tn_import_gguf(q, &ck, NULL));
+    CHECK(ck.layout.cfg.qkv_bias == 1 && ck.layout.n_tensors == l.n_tensors);
+    expect_same(&ck, &l, w, "gguf qwen2");
+    tn_ckpt_free(&ck);
+    write_gguf(q, &l, w, G_QWEN2 | G_DROP_FFN_UP);
+    expect_fail(tn_import_gguf(q, &ck, NULL), "missing tensor", "qwen2 missing tensor");
+    /* the same tensors under the llama architecture: the biases have no place */
+    write_gguf(q, &l, w, G_OK);
+    expect_fail(tn_import_gguf(q, &ck, NULL), "unexpected tensor 'blk.0.attn_q.bias'", "llama with biases");
+    tn_free(w);
+    tn_llama_layout_free(&l);
+}
+
 static void test_gguf(void) {
     for (int tied = 0; tied < 2; tied++) {
         tn_llama_config c = test_cfg(tied);
@@ -537,6 +570,7 @@ static void test_gguf(void) {
                 CHECK(ck.params == NULL); /* nothing leaks out on failure */
             }
             test_gguf_rope(&l, w);
+            test_gguf_qwen2();
         }
         tn_free(w);
         tn_llama_layout_free(&l);

@@ -1,6 +1,7 @@
 /* Finite-difference check of tn_llama_backward, in the C model alone (no fixture).
  *
- * Two tiny random models (GQA + untied head; tied head with another rope_theta / norm_eps), B = 2, T = 8,
+ * Three tiny random models (GQA + untied head; tied head with another rope_theta / norm_eps; q/k/v biases
+ * with llama3 RoPE scaling), B = 2, T = 8,
  * a loss mask with zeros. For every tensor: central differences on 5 elements (the one with the largest
  * analytic gradient plus 4 random ones) and on one random direction over the whole tensor.
  *
@@ -68,8 +69,8 @@ static void check_config(const char *label, const tn_llama_config *cfg, float em
     for (int i = 0; i < l.n_tensors; i++) {
         const tn_tensor_info *t = &l.tensors[i];
         float s = t->rank == 1 ? 0.2f : t->group == TN_GROUP_EMBED ? embed_std : std;
-        for (size_t j = 0; j < t->numel; j++)
-            params[t->offset + j] = (t->rank == 1 ? 1.0f : 0.0f) + s * tn_rng_normal(&rng);
+        const float base = t->group == TN_GROUP_NORM ? 1.0f : 0.0f; /* biases around 0 */
+        for (size_t j = 0; j < t->numel; j++) params[t->offset + j] = base + s * tn_rng_normal(&rng);
     }
     int n_on = 0;
     for (int i = 0; i < B * T; i++) {
@@ -184,5 +185,11 @@ int main(void) {
     b.dim = 24, b.n_heads = 2, b.n_kv_heads = 2, b.ffn_dim = 40, b.vocab_size = 48;
     b.rope_theta = 500000.0f, b.norm_eps = 1e-6f, b.tied_embeddings = 1;
     check_config("tied", &b, 0.3f, 0.2f, 12);
+
+    /* Qwen2's q/k/v biases and Llama 3's RoPE scaling (short original length, so it bends within T) */
+    tn_llama_config q = a;
+    q.qkv_bias = 1, q.rope_type = TN_ROPE_LLAMA3, q.rope_factor = 8.0f, q.rope_low_freq_factor = 1.0f;
+    q.rope_high_freq_factor = 4.0f, q.rope_orig_max_pos = 4;
+    check_config("qkv-bias-llama3", &q, 1.0f, 0.2f, 13);
     return tn_test_finish();
 }

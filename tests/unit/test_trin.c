@@ -287,9 +287,9 @@ static void test_crafted(void) {
     uint8_t *b = malloc(size);
     uint64_t meta_size;
     uint32_t m32;
-    memcpy(&m32, img + 160, 4);
+    memcpy(&m32, img + 164, 4);
     meta_size = m32;
-    uint64_t first = 164 + meta_size; /* first directory entry: embed_tokens */
+    uint64_t first = 168 + meta_size; /* first directory entry: embed_tokens */
     uint16_t nl;
     memcpy(&nl, img + first, 2);
     uint64_t fields = first + 2 + nl; /* dtype, rank, layout, res, grid_len(2), res(2), shape... */
@@ -321,12 +321,14 @@ static void test_crafted(void) {
     CRAFT((i32 = TN_ROPE_LLAMA3, memcpy(b + 88, &i32, 4), f32 = 8.0f, memcpy(b + 92, &f32, 4), f32 = 9.0f,
            memcpy(b + 96, &f32, 4)), "rope_low_freq_factor < rope_high_freq_factor");
     CRAFT((i32 = TN_ROPE_LLAMA3, memcpy(b + 88, &i32, 4), i32 = 0, memcpy(b + 104, &i32, 4)), "original");
-    CRAFT((v32 = 0xffffff, memcpy(b + 160, &v32, 4)), "metadata");
-    CRAFT(b[164] = 0, "NUL");
-    CRAFT(b[108] = 0x07, "non-printable");
-    CRAFT((v64 = 0, memcpy(b + 148, &v64, 8)), "tokenizer");
-    CRAFT((v64 = 1ull << 62, memcpy(b + 148, &v64, 8)), "outside the data section");
-    CRAFT((v64 = rd64(b + 140) + 1, memcpy(b + 140, &v64, 8)), "aligned");
+    CRAFT((i32 = 2, memcpy(b + 108, &i32, 4)), "qkv_bias");
+    CRAFT((i32 = 1, memcpy(b + 108, &i32, 4)), "q_proj.bias' is missing"); /* the biases are then expected */
+    CRAFT((v32 = 0xffffff, memcpy(b + 164, &v32, 4)), "metadata");
+    CRAFT(b[168] = 0, "NUL");
+    CRAFT(b[112] = 0x07, "non-printable");
+    CRAFT((v64 = 0, memcpy(b + 152, &v64, 8)), "tokenizer");
+    CRAFT((v64 = 1ull << 62, memcpy(b + 152, &v64, 8)), "outside the data section");
+    CRAFT((v64 = rd64(b + 144) + 1, memcpy(b + 144, &v64, 8)), "aligned");
     CRAFT(b[fields] = 9, "unknown dtype");
     CRAFT(b[fields + 1] = 0, "rank");
     CRAFT(b[fields + 1] = 5, "rank");
@@ -424,7 +426,7 @@ static void test_writer_refuses(void) {
     CHECK(strstr(tn_errmsg(), "/nonexistent.trin") != NULL);
 }
 
-/* Version 1 files (no RoPE scaling fields) stay readable: a version-2 image with the 20 bytes at 88 taken
+/* Version 1 files (no RoPE scaling, no qkv_bias) stay readable: a version-2 image with the 24 bytes at 88 taken
  * out of the header (data offsets are absolute and the data section does not move) reads as the same model
  * with the default rule. And a llama3 config survives a round trip. */
 static void test_versions(void) {
@@ -437,10 +439,10 @@ static void test_versions(void) {
     uint8_t *v1 = calloc(1, size);
     uint64_t hs = rd64(img + 8);
     memcpy(v1, img, 88);
-    memcpy(v1 + 88, img + 108, hs - 108);
+    memcpy(v1 + 88, img + 112, hs - 112);
     memcpy(v1 + hs, img + hs, size - hs);
     uint32_t one = 1;
-    uint64_t hs1 = hs - 20;
+    uint64_t hs1 = hs - 24;
     memcpy(v1 + 4, &one, 4);
     memcpy(v1 + 8, &hs1, 8);
     fix_crc(v1);
