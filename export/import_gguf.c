@@ -1,4 +1,4 @@
-/* GGUF import (llama and qwen2 architectures). Metadata keys and tensor names as llama.cpp writes them
+/* GGUF import (llama, qwen2 and qwen3 architectures). Metadata keys and tensor names as llama.cpp writes them
  * (gguf-py/gguf/constants.py: LLM_KV_*, MODEL_TENSOR names for MODEL_ARCH.LLAMA). */
 #include "core/error.h"
 #include "core/gguf.h"
@@ -36,7 +36,8 @@ static const char *akey(char buf[96], const char *arch, const char *suffix) {
     return buf;
 }
 
-/* Architectures read: llama (Q/K rows permuted by the converter), qwen2 (q/k/v biases, rows as in HF). */
+/* Architectures read: llama (Q/K rows permuted by the converter), qwen2 (q/k/v biases), qwen3 (per-head q/k
+ * norms, attention.key_length as the head dimension); the qwen rows are as in HF. */
 typedef struct {
     char name[16];
     int permute_qk;
@@ -86,17 +87,19 @@ static int read_config(const tn_gguf *g, tn_llama_config *c, gguf_arch *ga) {
     const char *arch;
     size_t al;
     TN_CHECK(tn_gguf_get_str(g, "general.architecture", &arch, &al));
-    if (str_is(arch, al, "llama") || str_is(arch, al, "qwen2")) {
+    const int qwen2 = str_is(arch, al, "qwen2"), qwen3 = str_is(arch, al, "qwen3");
+    if (str_is(arch, al, "llama") || qwen2 || qwen3) {
         memcpy(ga->name, arch, al);
         ga->name[al] = '\0';
         ga->permute_qk = str_is(arch, al, "llama");
     } else {
-        return tn_err("gguf: architecture '%.*s' is not supported (llama, qwen2)", (int)(al > 64 ? 64 : al), arch);
+        return tn_err("gguf: architecture '%.*s' is not supported (llama, qwen2, qwen3)", (int)(al > 64 ? 64 : al), arch);
     }
     const char *A = ga->name;
     char kb[96];
     tn_llama_config_defaults(c);
-    c->qkv_bias = !ga->permute_qk; /* qwen2 */
+    c->qkv_bias = qwen2;
+    c->qk_norm = qwen3;
     uint32_t v;
     TN_CHECK(tn_gguf_get_u32(g, akey(kb, A, "embedding_length"), &v)); TN_CHECK(as_int(v, kb, &c->dim));
     TN_CHECK(tn_gguf_get_u32(g, akey(kb, A, "block_count"), &v)); TN_CHECK(as_int(v, kb, &c->n_layers));
@@ -137,16 +140,23 @@ static int read_config(const tn_gguf *g, tn_llama_config *c, gguf_arch *ga) {
         TN_CHECK(tn_gguf_get_u32(g, kb, &v));
         if (v > 0) return tn_err("gguf: mixture-of-experts models (%s = %u) are not supported", kb, v);
     }
+    /* an explicit head dimension (Qwen3: attention.key_length 128 with 1024 / 16 heads) */
+    if (tn_gguf_find(g, akey(kb, A, "attention.key_length"))) {
+        TN_CHECK(tn_gguf_get_u32(g, kb, &v));
+        if (v == 0 || v > 4096) return tn_err("gguf: %s = %u out of range", kb, v);
+        if (!(c->n_heads > 0 && c->dim % c->n_heads == 0 && (int)v == c->dim / c->n_heads)) c->head_dim = (int)v;
+    }
+    if (tn_gguf_find(g, akey(kb, A, "attention.value_length"))) {
+        TN_CHECK(tn_gguf_get_u32(g, kb, &v));
+        if (c->n_heads > 0 && (int64_t)v != (c->head_dim ? c->head_dim : c->dim / c->n_heads))
+            return tn_err("gguf: %s %u differs from the key length (not supported)", kb, v);
+    }
     TN_CHECK(tn_llama_config_validate(c));
     TN_CHECK(read_rope_scaling(g, A, c));
     if (tn_gguf_find(g, akey(kb, A, "rope.dimension_count"))) {
         TN_CHECK(tn_gguf_get_u32(g, kb, &v));
         if (v != (uint32_t)tn_llama_head_dim(c))
             return tn_err("gguf: %s %u != head dim %d (partial RoPE is not supported)", kb, v, tn_llama_head_dim(c));
-    }
-    if (tn_gguf_find(g, akey(kb, A, "attention.key_length"))) {
-        TN_CHECK(tn_gguf_get_u32(g, kb, &v));
-        if (v != (uint32_t)tn_llama_head_dim(c)) return tn_err("gguf: %s %u != head dim", kb, v);
     }
     return 0;
 }
@@ -165,7 +175,8 @@ static int map_name(const char *gn, const tn_llama_config *c, int permute_qk, ch
                {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
                {"ffn_gate.weight", "mlp.gate_proj.weight"},    {"ffn_up.weight", "mlp.up_proj.weight"},
                {"ffn_down.weight", "mlp.down_proj.weight"},    {"attn_q.bias", "self_attn.q_proj.bias"},
-               {"attn_k.bias", "self_attn.k_proj.bias"},       {"attn_v.bias", "self_attn.v_proj.bias"}};
+               {"attn_k.bias", "self_attn.k_proj.bias"},       {"attn_v.bias", "self_attn.v_proj.bias"},
+               {"attn_q_norm.weight", "self_attn.q_norm.weight"}, {"attn_k_norm.weight", "self_attn.k_norm.weight"}};
     *permute_heads = 0;
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
         if (strcmp(gn, top[i].gguf) == 0) {

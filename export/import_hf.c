@@ -139,7 +139,7 @@ static int rope_config(const cJSON *root, tn_llama_config *c) {
     return 0;
 }
 
-enum { FAMILY_LLAMA, FAMILY_MISTRAL, FAMILY_QWEN2 };
+enum { FAMILY_LLAMA, FAMILY_MISTRAL, FAMILY_QWEN2, FAMILY_QWEN3 };
 
 /* Qwen2's per-layer attention kinds (transformers >= 4.53 writes layer_types): every layer must be full
  * attention, as a sliding window is not implemented. */
@@ -158,13 +158,14 @@ static int full_attention_only(const cJSON *root) {
 static int parse_config(const cJSON *root, tn_llama_config *c) {
     if (!cJSON_IsObject(root)) return tn_err("config.json: not a JSON object");
     /* Architecture: Llama; Mistral used without a sliding window (then it is the same network); Qwen2 (Llama
-     * with biases on q, k and v), also without a sliding window. */
+     * with biases on q, k and v), also without a sliding window; Qwen3 (per-head q/k RMSNorms, head_dim). */
     static const struct {
         const char *arch, *model_type;
         int family;
     } archs_known[] = {{"LlamaForCausalLM", "llama", FAMILY_LLAMA},
                        {"MistralForCausalLM", "mistral", FAMILY_MISTRAL},
-                       {"Qwen2ForCausalLM", "qwen2", FAMILY_QWEN2}};
+                       {"Qwen2ForCausalLM", "qwen2", FAMILY_QWEN2},
+                       {"Qwen3ForCausalLM", "qwen3", FAMILY_QWEN3}};
     const size_t n_known = sizeof archs_known / sizeof archs_known[0];
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
@@ -180,18 +181,19 @@ static int parse_config(const cJSON *root, tn_llama_config *c) {
         }
         if (family < 0)
             return tn_err("config.json: architecture %.64s is not supported (LlamaForCausalLM, MistralForCausalLM, "
-                          "Qwen2ForCausalLM)", first ? first : "?");
+                          "Qwen2ForCausalLM, Qwen3ForCausalLM)", first ? first : "?");
     } else if (cJSON_IsString(mt)) {
         for (size_t i = 0; i < n_known && family < 0; i++)
             if (strcmp(mt->valuestring, archs_known[i].model_type) == 0) family = archs_known[i].family;
         if (family < 0)
-            return tn_err("config.json: model_type %.64s is not supported (llama, mistral, qwen2)", mt->valuestring);
+            return tn_err("config.json: model_type %.64s is not supported (llama, mistral, qwen2, qwen3)", mt->valuestring);
     } else {
         return tn_err("config.json: missing key architectures");
     }
     const int mistral = family == FAMILY_MISTRAL;
     tn_llama_config_defaults(c);
     c->qkv_bias = family == FAMILY_QWEN2;
+    c->qk_norm = family == FAMILY_QWEN3;
     TN_CHECK(cfg_int(root, "hidden_size", 1, 0, 1, &c->dim));
     TN_CHECK(cfg_int(root, "num_hidden_layers", 1, 0, 1, &c->n_layers));
     TN_CHECK(cfg_int(root, "num_attention_heads", 1, 0, 1, &c->n_heads));
@@ -219,10 +221,10 @@ static int parse_config(const cJSON *root, tn_llama_config *c) {
     TN_CHECK(full_attention_only(root));
     if (is_true(root, "attention_bias") || is_true(root, "mlp_bias"))
         return tn_err("config.json: attention_bias / mlp_bias are not supported");
+    /* head_dim: an explicit value that differs from hidden_size / num_attention_heads (Qwen3) is kept */
     int head_dim = 0;
     TN_CHECK(cfg_int(root, "head_dim", 0, 0, 1, &head_dim));
-    if (head_dim && c->n_heads && head_dim * c->n_heads != c->dim)
-        return tn_err("config.json: head_dim %d != hidden_size / num_attention_heads is not supported", head_dim);
+    if (head_dim && !(c->dim % c->n_heads == 0 && head_dim == c->dim / c->n_heads)) c->head_dim = head_dim;
     if (mistral) {
         int sw = 0;
         TN_CHECK(cfg_int(root, "sliding_window", 0, 0, 1, &sw));

@@ -35,7 +35,8 @@ _Static_assert(TN_TRIN_F32 == (int)TN_PACKED_F32 && TN_TRIN_F16 == (int)TN_PACKE
 /* Fixed part of the header: preamble, config, tokenizer descriptor, meta size (docs/TRIN.md). */
 #define PREAMBLE_SIZE 32
 #define FIXED_SIZE_V1 144 /* version 1: no RoPE scaling fields */
-#define FIXED_SIZE 168    /* version 2: + rope type, factor, low / high frequency factors, original length, qkv_bias */
+#define FIXED_SIZE 176    /* version 2: + rope type, factor, low / high frequency factors, original length, qkv_bias,
+                             head_dim, qk_norm */
 #define CONFIG_OFFSET 40
 #define TOKENIZER_OFFSET 88
 #define META_SIZE_OFFSET 140
@@ -396,6 +397,8 @@ static int parse_header(tn_trin *t) {
         cfg->rope_high_freq_factor = get_f32(&c);
         cfg->rope_orig_max_pos = get_i32(&c);
         cfg->qkv_bias = get_i32(&c);
+        cfg->head_dim = get_i32(&c);
+        cfg->qk_norm = get_i32(&c);
     } else {
         tn_llama_config d;
         tn_llama_config_defaults(&d);
@@ -405,6 +408,8 @@ static int parse_header(tn_trin *t) {
         cfg->rope_high_freq_factor = d.rope_high_freq_factor;
         cfg->rope_orig_max_pos = d.rope_orig_max_pos;
         cfg->qkv_bias = 0;
+        cfg->head_dim = 0;
+        cfg->qk_norm = 0;
     }
     if (cfg->tied_embeddings != 0 && cfg->tied_embeddings != 1)
         return tn_err("model config: tied_embeddings must be 0 or 1");
@@ -892,6 +897,8 @@ static int build(tn_trin_writer *w, uint8_t **header, uint64_t *header_size, uin
     put_f32(&o, c->rope_high_freq_factor);
     put_i32(&o, c->rope_orig_max_pos);
     put_i32(&o, c->qkv_bias);
+    put_i32(&o, c->head_dim);
+    put_i32(&o, c->qk_norm);
     put(&o, w->tok_fmt, 32);
     put_u64(&o, *tok_off);
     put_u64(&o, w->tok_len);

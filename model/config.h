@@ -26,12 +26,17 @@ typedef struct {
     float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
     int rope_orig_max_pos;                             /* llama3: original_max_position_embeddings */
     int qkv_bias;        /* 1: q_proj, k_proj and v_proj have biases (Qwen2 / Qwen2.5) */
+    int head_dim;        /* 0: dim / n_heads; else the explicit head dimension (Qwen3: 128 with dim 1024, 16 heads) */
+    int qk_norm;         /* 1: RMSNorm over each head of q and of k before RoPE, weights [head_dim] (Qwen3) */
 } tn_llama_config;
 
-static inline int tn_llama_head_dim(const tn_llama_config *c) { return c->dim / c->n_heads; }
+static inline int tn_llama_head_dim(const tn_llama_config *c) {
+    return c->head_dim > 0 ? c->head_dim : c->dim / c->n_heads;
+}
 
-/* Checks every field for sanity (positive sizes, dim divisible by heads, heads by kv heads, even head
- * dim for RoPE, sizes small enough that tensor byte counts fit in 63 bits). Message names the field. */
+/* Checks every field for sanity (positive sizes, dim divisible by heads unless head_dim is given, heads by kv
+ * heads, even head dim for RoPE, sizes small enough that tensor byte counts fit in 63 bits). Message names
+ * the field. */
 int tn_llama_config_validate(const tn_llama_config *c);
 
 /* Defaults used when a source omits a field. */

@@ -17,6 +17,7 @@
 typedef struct {
     size_t attn_norm, mlp_norm, w[TN_W_COUNT];
     size_t bias[TN_W_COUNT]; /* q, k, v biases (qkv_bias); unused entries 0 */
+    size_t q_norm, k_norm;   /* per-head RMSNorm weights (qk_norm) */
 } layer_offsets;
 
 struct tn_llama {
@@ -37,6 +38,8 @@ struct tn_llama {
     float *x;            /* [L+1, N, D] residual stream entering each layer; x[L] enters the final norm */
     float *h1, *rstd1;   /* [Ls, N, D], [Ls, N] */
     float *q, *k, *v;    /* [Ls, N, Hq], [Ls, N, KVd], [Ls, N, KVd]; q and k after RoPE */
+    float *qpre, *kpre;  /* qk_norm: [Ls, N, Hq], [Ls, N, KVd] q and k before their per-head norm */
+    float *rstdq, *rstdk; /* qk_norm: [Ls, N·H], [Ls, N·KV] */
     float *attn_saved;   /* [Ls, attention_saved_floats(B, T, H)]: CPU probabilities, CUDA log-sum-exp */
     int64_t attn_saved_per_layer;
     float *att;          /* [Ls, N, Hq] attention output before o_proj */
@@ -57,6 +60,7 @@ struct tn_llama {
 
     /* one layer of gradient scratch */
     float *dx, *dh, *dq, *dk, *dv, *datt, *dg, *du, *da;
+    float *dqpre, *dkpre; /* qk_norm: gradients before the per-head norms */
     float *attn_scratch; /* attention_scratch_floats(B, T, H, KV, hd) */
     float *wscratch, *gscratch; /* the largest weight matrix, for weight sources */
     float *aq;                  /* [N, max(D, Hq, F)] fake-quantized linear input (act_bits = 8) */
@@ -89,6 +93,11 @@ static int list_buffers(tn_llama *m, buffer *b) {
     F32(q, Ls * N * m->Hq);
     F32(k, Ls * N * m->KVd);
     F32(v, Ls * N * m->KVd);
+    const int64_t qkn = m->cfg.qk_norm != 0; /* the per-head norms' buffers, else a token float */
+    F32(qpre, qkn ? Ls * N * m->Hq : 1);
+    F32(kpre, qkn ? Ls * N * m->KVd : 1);
+    F32(rstdq, qkn ? Ls * N * H : 1);
+    F32(rstdk, qkn ? Ls * N * m->cfg.n_kv_heads : 1);
     F32(attn_saved, Ls * m->attn_saved_per_layer);
     F32(att, Ls * N * m->Hq);
     F32(xmid, Ls * N * D);
@@ -107,6 +116,8 @@ static int list_buffers(tn_llama *m, buffer *b) {
         F32(dq, N * m->Hq);
         F32(dk, N * m->KVd);
         F32(dv, N * m->KVd);
+        F32(dqpre, qkn ? N * m->Hq : 1);
+        F32(dkpre, qkn ? N * m->KVd : 1);
         F32(datt, N * m->Hq);
         F32(dg, N * F);
         F32(du, N * F);
@@ -130,7 +141,7 @@ static int list_buffers(tn_llama *m, buffer *b) {
 #undef RAW
     return n;
 }
-#define MAX_BUFFERS 48
+#define MAX_BUFFERS 64
 
 static void set_dims(tn_llama *m, const tn_llama_layout *layout, int B, int T, const tn_ops *ops,
                      const tn_llama_opts *opts) {
@@ -204,6 +215,10 @@ int tn_llama_create_opts(tn_llama **out, const tn_llama_layout *layout, int B, i
             m->lo[t->layer].w[t->kind] = t->offset;
         } else if (t->group == TN_GROUP_BIAS) {
             m->lo[t->layer].bias[tn_bias_target(t)] = t->offset;
+        } else if (strstr(t->name, ".q_norm.")) {
+            m->lo[t->layer].q_norm = t->offset;
+        } else if (strstr(t->name, ".k_norm.")) {
+            m->lo[t->layer].k_norm = t->offset;
         } else if (strstr(t->name, "input_layernorm")) {
             m->lo[t->layer].attn_norm = t->offset;
         } else {
@@ -381,6 +396,7 @@ static int build_token_groups(tn_llama *m, const int32_t *inputs) {
  * activations are not kept per layer (recompute, forward only). */
 typedef struct {
     float *x, *xnext, *h1, *rstd1, *q, *k, *v, *saved, *att, *xmid, *h2, *rstd2, *gate, *up, *act;
+    float *qpre, *kpre, *rstdq, *rstdk; /* qk_norm only */
 } layer_acts;
 
 static layer_acts acts_of(const tn_llama *m, int64_t l) {
@@ -401,6 +417,11 @@ static layer_acts acts_of(const tn_llama *m, int64_t l) {
     a.gate = m->gate + s * N * m->F;
     a.up = m->up + s * N * m->F;
     a.act = m->act + s * N * m->F;
+    const int qkn = m->cfg.qk_norm != 0;
+    a.qpre = qkn ? m->qpre + s * N * m->Hq : NULL;
+    a.kpre = qkn ? m->kpre + s * N * m->KVd : NULL;
+    a.rstdq = qkn ? m->rstdq + s * N * m->cfg.n_heads : NULL;
+    a.rstdk = qkn ? m->rstdk + s * N * m->cfg.n_kv_heads : NULL;
     return a;
 }
 
@@ -413,13 +434,19 @@ static int layer_forward(tn_llama *m, const float *params, int l, int write_next
     const layer_offsets *lo = &m->lo[l];
     const layer_acts a = acts_of(m, l);
     TN_CHECK(ops->rmsnorm(a.h1, a.rstd1, a.x, params + lo->attn_norm, N, D, c->norm_eps));
-    TN_CHECK(linear(m, params, l, TN_W_Q, a.q, a.h1, D, Hq, 0.0f));
-    TN_CHECK(linear(m, params, l, TN_W_K, a.k, a.h1, D, KVd, 0.0f));
+    /* with qk_norm the projections land in qpre / kpre and the per-head norms write q / k */
+    float *q = c->qk_norm ? a.qpre : a.q, *k = c->qk_norm ? a.kpre : a.k;
+    TN_CHECK(linear(m, params, l, TN_W_Q, q, a.h1, D, Hq, 0.0f));
+    TN_CHECK(linear(m, params, l, TN_W_K, k, a.h1, D, KVd, 0.0f));
     TN_CHECK(linear(m, params, l, TN_W_V, a.v, a.h1, D, KVd, 0.0f));
     if (c->qkv_bias) { /* Qwen2: before RoPE, as in HF (the projection's own bias) */
-        TN_CHECK(ops->bias_add(a.q, params + lo->bias[TN_W_Q], N, Hq));
-        TN_CHECK(ops->bias_add(a.k, params + lo->bias[TN_W_K], N, KVd));
+        TN_CHECK(ops->bias_add(q, params + lo->bias[TN_W_Q], N, Hq));
+        TN_CHECK(ops->bias_add(k, params + lo->bias[TN_W_K], N, KVd));
         TN_CHECK(ops->bias_add(a.v, params + lo->bias[TN_W_V], N, KVd));
+    }
+    if (c->qk_norm) { /* Qwen3: RMSNorm over each head's hd values (rows of [N·heads, hd]), before RoPE */
+        TN_CHECK(ops->rmsnorm(a.q, a.rstdq, q, params + lo->q_norm, N * c->n_heads, m->hd, c->norm_eps));
+        TN_CHECK(ops->rmsnorm(a.k, a.rstdk, k, params + lo->k_norm, N * c->n_kv_heads, m->hd, c->norm_eps));
     }
     TN_CHECK(ops->rope(a.q, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 0));
     TN_CHECK(ops->rope(a.k, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 0));
@@ -462,16 +489,26 @@ static int layer_backward(tn_llama *m, const float *params, float *grads, int l)
                                      c->n_heads, c->n_kv_heads, m->hd, m->attn_scratch));
     TN_CHECK(ops->rope(m->dq, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 1));
     TN_CHECK(ops->rope(m->dk, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 1));
+    float *dq = m->dq, *dk = m->dk; /* the gradients at the projections' outputs */
+    if (c->qk_norm) {
+        TN_CHECK(ops->zero(m->dqpre, (size_t)(N * Hq) * sizeof(float)));
+        TN_CHECK(ops->zero(m->dkpre, (size_t)(N * KVd) * sizeof(float)));
+        TN_CHECK(ops->rmsnorm_backward(m->dqpre, grads + lo->q_norm, m->dq, a.qpre, params + lo->q_norm, a.rstdq,
+                                       N * c->n_heads, m->hd));
+        TN_CHECK(ops->rmsnorm_backward(m->dkpre, grads + lo->k_norm, m->dk, a.kpre, params + lo->k_norm, a.rstdk,
+                                       N * c->n_kv_heads, m->hd));
+        dq = m->dqpre, dk = m->dkpre;
+    }
     if (c->qkv_bias) {
-        TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_Q], m->dq, N, Hq));
-        TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_K], m->dk, N, KVd));
+        TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_Q], dq, N, Hq));
+        TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_K], dk, N, KVd));
         TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_V], m->dv, N, KVd));
     }
-    TN_CHECK(weight_grad(m, grads, l, TN_W_Q, m->dq, a.h1, D, Hq));
-    TN_CHECK(weight_grad(m, grads, l, TN_W_K, m->dk, a.h1, D, KVd));
+    TN_CHECK(weight_grad(m, grads, l, TN_W_Q, dq, a.h1, D, Hq));
+    TN_CHECK(weight_grad(m, grads, l, TN_W_K, dk, a.h1, D, KVd));
     TN_CHECK(weight_grad(m, grads, l, TN_W_V, m->dv, a.h1, D, KVd));
-    TN_CHECK(linear_dx(m, params, l, TN_W_Q, m->dh, m->dq, D, Hq, 0.0f));
-    TN_CHECK(linear_dx(m, params, l, TN_W_K, m->dh, m->dk, D, KVd, 1.0f));
+    TN_CHECK(linear_dx(m, params, l, TN_W_Q, m->dh, dq, D, Hq, 0.0f));
+    TN_CHECK(linear_dx(m, params, l, TN_W_K, m->dh, dk, D, KVd, 1.0f));
     TN_CHECK(linear_dx(m, params, l, TN_W_V, m->dh, m->dv, D, KVd, 1.0f));
     return ops->rmsnorm_backward(m->dx, grads + lo->attn_norm, m->dh, a.x, params + lo->attn_norm, a.rstd1, N, D);
 }

@@ -28,7 +28,7 @@ int tn_llama_layout_init(tn_llama_layout *l, const tn_llama_config *cfg) {
     memset(l, 0, sizeof *l);
     TN_CHECK(tn_llama_config_validate(cfg));
     l->cfg = *cfg;
-    int cap = 3 + 12 * cfg->n_layers;
+    int cap = 3 + 14 * cfg->n_layers;
     l->tensors = calloc((size_t)cap, sizeof *l->tensors);
     if (!l->tensors) return tn_err("layout: out of memory");
     int64_t d = cfg->dim, hd = tn_llama_head_dim(cfg), q = (int64_t)cfg->n_heads * hd,
@@ -53,6 +53,10 @@ int tn_llama_layout_init(tn_llama_layout *l, const tn_llama_config *cfg) {
         ADD("self_attn.v_proj.weight", 2, kv, d, TN_GROUP_ATTN, TN_W_V);
         if (cfg->qkv_bias) {
             ADD("self_attn.v_proj.bias", 1, kv, 1, TN_GROUP_BIAS, -1);
+        }
+        if (cfg->qk_norm) {
+            ADD("self_attn.q_norm.weight", 1, hd, 1, TN_GROUP_NORM, -1);
+            ADD("self_attn.k_norm.weight", 1, hd, 1, TN_GROUP_NORM, -1);
         }
         ADD("self_attn.o_proj.weight", 2, d, q, TN_GROUP_ATTN, TN_W_O);
         ADD("post_attention_layernorm.weight", 1, d, 1, TN_GROUP_NORM, -1);
@@ -145,6 +149,10 @@ int tn_llama_view_init(tn_llama_view *v, const tn_llama_layout *l, float *base) 
                 *(k == TN_W_Q ? &lv->bq : k == TN_W_K ? &lv->bk : &lv->bv) = p;
             } else if (strstr(t->name, "input_layernorm")) {
                 lv->attn_norm = p;
+            } else if (strstr(t->name, ".q_norm.")) {
+                lv->q_norm = p;
+            } else if (strstr(t->name, ".k_norm.")) {
+                lv->k_norm = p;
             } else {
                 lv->mlp_norm = p;
             }

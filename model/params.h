@@ -14,7 +14,7 @@
 /* Which part of the model a tensor belongs to; quantizers select by group. */
 typedef enum {
     TN_GROUP_EMBED = 0, /* model.embed_tokens.weight */
-    TN_GROUP_NORM,      /* every RMSNorm weight */
+    TN_GROUP_NORM,      /* every RMSNorm weight (also Qwen3's per-head q_norm / k_norm, [head_dim]) */
     TN_GROUP_ATTN,      /* q_proj, k_proj, v_proj, o_proj */
     TN_GROUP_MLP,       /* gate_proj, up_proj, down_proj */
     TN_GROUP_HEAD,      /* lm_head.weight (absent when tied) */
@@ -47,6 +47,7 @@ typedef struct {
 typedef struct {
     float *attn_norm, *wq, *wk, *wv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;
     float *bq, *bk, *bv; /* NULL without qkv_bias */
+    float *q_norm, *k_norm; /* [head_dim] each; NULL without qk_norm */
 } tn_layer_view;
 
 typedef struct {

@@ -38,6 +38,7 @@ typedef tn_imat imat;
 typedef struct {
     const float *attn_norm, *mlp_norm; /* [dim] */
     const float *bq, *bk, *bv;         /* [q rows], [kv rows], [kv rows]: qkv_bias models only, else NULL */
+    const float *q_norm, *k_norm;      /* [head_dim]: qk_norm models only, else NULL */
     imat wq, wk, wv, wo, wg, wu, wd;
 } ilayer;
 
@@ -102,6 +103,7 @@ struct tn_infer {
     /* shared scratch for a chunk of up to CHUNK tokens */
     float *x, *q, *att, *tmp, *g, *u;
     float *k_new, *v_new;    /* CUDA: [CHUNK, kv_dim] the chunk's k and v before they enter the cache */
+    float *qpre, *kpre;      /* qk_norm: [CHUNK, q_dim], [CHUNK, kv_dim] q and k before their per-head norms */
     int32_t *step_dev;       /* CUDA: [1 + CHUNK] the chunk's first position, then its token ids (one upload) */
     int32_t *step_host;      /* host [1 + CHUNK]: what goes up */
     float *logits_dev;       /* CUDA: [CHUNK, vocab] */
@@ -248,6 +250,26 @@ static int matmul(const tn_infer_ops *ops, const imat *W, act *a, float *Y, int6
         if (rc == 0) rc = (call);                                                                      \
     } while (0)
 
+/* Qwen3's per-head RMSNorms of q and k (before RoPE, which the attention op applies) for the kv heads
+ * [kh0, kh1) and their query heads: rows of hd values, from qp / kp into m->q / kc. The thread attends with
+ * these heads next, so no barrier is needed. All heads at once (CUDA) are one call each over [n·heads, hd]. */
+static int head_norms(tn_infer *m, const ilayer *L, const float *qp, const float *kp, float *kc, int n, int kh0,
+                      int kh1, worker *w) {
+    const tn_llama_config *c = &m->cfg;
+    const int64_t hd = tn_llama_head_dim(c), G = c->n_heads / c->n_kv_heads, qd = c->n_heads * hd,
+                  kvd = c->n_kv_heads * hd;
+    if (kh0 == 0 && kh1 == c->n_kv_heads) {
+        TN_CHECK(m->ops->rmsnorm(m->q, w->rstd, qp, L->q_norm, (int64_t)n * c->n_heads, hd, c->norm_eps));
+        return m->ops->rmsnorm(kc, w->rstd, kp, L->k_norm, (int64_t)n * c->n_kv_heads, hd, c->norm_eps);
+    }
+    for (int64_t t = 0; t < n; t++) {
+        const int64_t q0 = t * qd + kh0 * G * hd, k0 = t * kvd + kh0 * hd;
+        TN_CHECK(m->ops->rmsnorm(m->q + q0, w->rstd, qp + q0, L->q_norm, (kh1 - kh0) * G, hd, c->norm_eps));
+        TN_CHECK(m->ops->rmsnorm(kc + k0, w->rstd, kp + k0, L->k_norm, kh1 - kh0, hd, c->norm_eps));
+    }
+    return 0;
+}
+
 static int forward_layers(tn_infer *m, int n, int first, float *out, int tid, int nth) {
     const tn_infer_ops *ops = m->ops;
     const tn_llama_config *c = &m->cfg;
@@ -278,33 +300,36 @@ static int forward_layers(tn_infer *m, int n, int first, float *out, int tid, in
         float *vc = m->on_device ? m->v_new : at.v_cache + (int64_t)m->pos * kvd;
         at.k_new = kc;
         at.v_new = vc;
+        /* with per-head q/k norms (Qwen3) the products land in qpre / kpre and the norms write q / kc */
+        float *qp = L->q_norm ? m->qpre : m->q, *kp = L->q_norm ? m->kpre : kc;
 
         /* attention block: x += Wo · attention(rope(Wq h), rope(Wk h), Wv h),  h = rmsnorm(x) · w */
         OP(ops->rmsnorm(w->h, w->rstd, x, L->attn_norm, n, D, c->norm_eps));
         act a = act_of(w, w->h, n, D);
         if (by_heads) {
-            OP(matmul_rows(ops, &L->wq, &a, m->q, qd, w, kh0 * group_rows, kh1 * group_rows));
-            OP(matmul_rows(ops, &L->wk, &a, kc, kvd, w, kh0 * hd, kh1 * hd));
+            OP(matmul_rows(ops, &L->wq, &a, qp, qd, w, kh0 * group_rows, kh1 * group_rows));
+            OP(matmul_rows(ops, &L->wk, &a, kp, kvd, w, kh0 * hd, kh1 * hd));
             OP(matmul_rows(ops, &L->wv, &a, vc, kvd, w, kh0 * hd, kh1 * hd));
             if (L->bq) { /* Qwen2: each projection's bias on the rows this thread computed */
-                OP(ops->add_bias(m->q, L->bq, n, qd, kh0 * group_rows, kh1 * group_rows));
-                OP(ops->add_bias(kc, L->bk, n, kvd, kh0 * hd, kh1 * hd));
+                OP(ops->add_bias(qp, L->bq, n, qd, kh0 * group_rows, kh1 * group_rows));
+                OP(ops->add_bias(kp, L->bk, n, kvd, kh0 * hd, kh1 * hd));
                 OP(ops->add_bias(vc, L->bv, n, kvd, kh0 * hd, kh1 * hd));
             }
         } else {
-            OP(matmul(ops, &L->wq, &a, m->q, qd, w, tid, nth));
-            OP(matmul(ops, &L->wk, &a, kc, kvd, w, tid, nth));
+            OP(matmul(ops, &L->wq, &a, qp, qd, w, tid, nth));
+            OP(matmul(ops, &L->wk, &a, kp, kvd, w, tid, nth));
             OP(matmul(ops, &L->wv, &a, vc, kvd, w, tid, nth));
             if (L->bq) {
                 int64_t r0, r1;
                 split(qd, tid, nth, &r0, &r1);
-                OP(ops->add_bias(m->q, L->bq, n, qd, r0, r1));
+                OP(ops->add_bias(qp, L->bq, n, qd, r0, r1));
                 split(kvd, tid, nth, &r0, &r1);
-                OP(ops->add_bias(kc, L->bk, n, kvd, r0, r1));
+                OP(ops->add_bias(kp, L->bk, n, kvd, r0, r1));
                 OP(ops->add_bias(vc, L->bv, n, kvd, r0, r1));
             }
             ops->barrier();
         }
+        if (L->q_norm && kh0 < kh1) OP(head_norms(m, L, qp, kp, kc, n, kh0, kh1, w));
         if (kh0 < kh1) OP(ops->attention(&at, kh0, kh1));
         ops->barrier();
         act ao = act_of(w, m->att, n, qd);
@@ -479,6 +504,10 @@ static int alloc_state(tn_infer *m, int alloc, int64_t *bytes) {
     ALLOC(m->tmp, CHUNK * D);
     ALLOC(m->g, CHUNK * F);
     ALLOC(m->u, CHUNK * F);
+    if (c->qk_norm) {
+        ALLOC(m->qpre, CHUNK * qd);
+        ALLOC(m->kpre, CHUNK * kvd);
+    }
     if (m->on_device) {
         ALLOC(m->k_new, CHUNK * kvd);
         ALLOC(m->v_new, CHUNK * kvd);
@@ -508,7 +537,7 @@ static int alloc_state(tn_infer *m, int alloc, int64_t *bytes) {
         ALLOC(w->fq, CHUNK * widest);
         if (!m->on_device) ALLOC(w->y, CHUNK * slice_max);
         ALLOC(w->scores, scores);
-        ALLOC(w->rstd, CHUNK);
+        ALLOC(w->rstd, CHUNK * (c->qk_norm ? c->n_heads : 1)); /* CUDA's rmsnorm writes one per row */
     }
 #undef ALLOC
     if (bytes) *bytes = total;
@@ -623,6 +652,10 @@ static int place(tn_infer *m) {
         TN_CHECK(norm_upload(m, &L->attn_norm));
         TN_CHECK(norm_upload(m, &L->mlp_norm));
         TN_CHECK(bias_upload(m, L));
+        if (L->q_norm) {
+            const size_t hb = (size_t)tn_llama_head_dim(&m->cfg) * sizeof(float);
+            if (!(L->q_norm = upload_copy(m, L->q_norm, hb)) || !(L->k_norm = upload_copy(m, L->k_norm, hb))) return -1;
+        }
     }
     return 0;
 }
@@ -752,6 +785,13 @@ static int build_from_trin(tn_infer *m) {
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         FIND(nm, name);
         if (!(L->attn_norm = norm_from_trin(m, na)) || !(L->mlp_norm = norm_from_trin(m, nm))) return -1;
+        if (m->cfg.qk_norm) {
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
+            FIND(tqn, name);
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
+            FIND(tkn, name);
+            if (!(L->q_norm = norm_from_trin(m, tqn)) || !(L->k_norm = norm_from_trin(m, tkn))) return -1;
+        }
         if (m->cfg.qkv_bias) {
             const float **dst_b[3] = {&L->bq, &L->bk, &L->bv};
             for (int k = 0; k < 3; k++) {
@@ -840,6 +880,7 @@ static int open_checkpoint(const char *path, tn_infer *m) {
         L->attn_norm = lv->attn_norm;
         L->mlp_norm = lv->mlp_norm;
         L->bq = lv->bq, L->bk = lv->bk, L->bv = lv->bv;
+        L->q_norm = lv->q_norm, L->k_norm = lv->k_norm;
         L->wq = mat_dense(lv->wq, qd, D);
         L->wk = mat_dense(lv->wk, kvd, D);
         L->wv = mat_dense(lv->wv, kvd, D);

@@ -39,6 +39,7 @@ static void add_config(cJSON *o, const tn_llama_config *c) {
     }
     tn_json_add_num(j, "norm_eps", c->norm_eps);
     cJSON_AddBoolToObject(j, "qkv_bias", c->qkv_bias != 0);
+    cJSON_AddBoolToObject(j, "qk_norm", c->qk_norm != 0);
     cJSON_AddBoolToObject(j, "tied_embeddings", c->tied_embeddings != 0);
     cJSON_AddNumberToObject(j, "bos_id", c->bos_id);
     cJSON_AddNumberToObject(j, "eos_id", c->eos_id);
@@ -307,6 +308,7 @@ static void print_config(FILE *f, const cJSON *c) {
             num(c, "max_seq_len"), num(c, "rope_theta"), num(c, "norm_eps"),
             cJSON_IsTrue(cJSON_GetObjectItem(c, "tied_embeddings")) ? "tied" : "untied", num(c, "bos_id"), num(c, "eos_id"));
     if (cJSON_IsTrue(cJSON_GetObjectItem(c, "qkv_bias"))) fprintf(f, "          q/k/v projections with biases\n");
+    if (cJSON_IsTrue(cJSON_GetObjectItem(c, "qk_norm"))) fprintf(f, "          per-head RMSNorm of q and k\n");
     const cJSON *rs = cJSON_GetObjectItem(c, "rope_scaling");
     const cJSON *rt = rs ? cJSON_GetObjectItem(rs, "type") : NULL;
     if (cJSON_IsString(rt) && strcmp(rt->valuestring, "default") != 0) {

@@ -29,6 +29,8 @@ static int write_config(hid_t f, const tn_llama_config *c) {
     rc |= tn_h5_attr_set_f64(g, ".", "rope_theta", c->rope_theta);
     rc |= tn_h5_attr_set_f64(g, ".", "norm_eps", c->norm_eps);
     if (c->qkv_bias) rc |= tn_h5_attr_set_i64(g, ".", "qkv_bias", 1); /* absent = 0 */
+    if (c->qk_norm) rc |= tn_h5_attr_set_i64(g, ".", "qk_norm", 1);   /* absent = 0 */
+    if (c->head_dim) rc |= tn_h5_attr_set_i64(g, ".", "head_dim", c->head_dim); /* absent = dim / n_heads */
     if (c->rope_type != TN_ROPE_DEFAULT) { /* absent = default: older readers see what they know */
         rc |= tn_h5_attr_set_str(g, ".", "rope_scaling", tn_rope_type_name(c->rope_type));
         rc |= tn_h5_attr_set_f64(g, ".", "rope_factor", c->rope_factor);
@@ -71,6 +73,16 @@ static int read_config(hid_t f, tn_llama_config *c) {
         if (tn_h5_attr_get_i64(f, "config", "qkv_bias", &v) != 0) return tn_err_prefix("config");
         if (v != 0 && v != 1) return tn_err("config: qkv_bias = %lld (0 or 1)", (long long)v);
         c->qkv_bias = (int)v;
+    }
+    if (tn_h5_attr_has(f, "config", "qk_norm")) {
+        if (tn_h5_attr_get_i64(f, "config", "qk_norm", &v) != 0) return tn_err_prefix("config");
+        if (v != 0 && v != 1) return tn_err("config: qk_norm = %lld (0 or 1)", (long long)v);
+        c->qk_norm = (int)v;
+    }
+    if (tn_h5_attr_has(f, "config", "head_dim")) {
+        if (tn_h5_attr_get_i64(f, "config", "head_dim", &v) != 0) return tn_err_prefix("config");
+        if (v < 0 || v > 4096) return tn_err("config: head_dim = %lld out of range", (long long)v);
+        c->head_dim = (int)v;
     }
     if (tn_h5_attr_has(f, "config", "rope_scaling")) {
         char name[32];

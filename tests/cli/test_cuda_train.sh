@@ -2,8 +2,9 @@
 # Training on `device = cuda` against `device = cpu`, end to end through the `trinity` binary: in a
 # TN_CUDA_EMU build every CUDA kernel runs on the CPU emulator; on a GPU machine the same test runs on the
 # card. A tiny model (dim 64, 2 layers, 4 heads with 2 KV heads, seq 32) is trained 10 steps with dense
-# AdamW, STE (ternary, per-row absmean, act_bits 8), PRIMAL, and PRIMAL on a Qwen2-style model (q/k/v biases,
-# Llama 3's RoPE scaling) on both devices: every logged loss agrees
+# AdamW, STE (ternary, per-row absmean, act_bits 8), PRIMAL, PRIMAL on a Qwen2-style model (q/k/v biases, Llama
+# 3's RoPE scaling) and dense AdamW on a Qwen3-style one (per-head q/k norms, head_dim 32) on both devices: every
+# logged loss agrees
 # within 1e-5 relative (1e-4 on a real GPU, where nvcc contracts multiply-adds and cuBLAS sums in another
 # order) and the PRIMAL runs end with identical grid indices (STE: see the note below). A run resumed from a checkpoint on the
 # other device reproduces the uninterrupted losses to the same bound, both ways. `trinity eval --device
@@ -71,8 +72,9 @@ declare -A method=(
   [ste-flash]="$ste"
   [primal]="optim.method=primal primal.init_std=0.05 primal.c=0.01"
   [qwen2-primal]="optim.method=primal primal.init_std=0.05 primal.c=0.01 model.qkv_bias=true model.rope_scaling=llama3 model.rope_factor=8 model.rope_original_max_position_embeddings=8"
+  [qwen3-dense]="model.qk_norm=true model.head_dim=32"
 )
-for m in dense ste ste-flash primal qwen2-primal; do
+for m in dense ste ste-flash primal qwen2-primal qwen3-dense; do
   swap=0; [ $m = ste ] && swap=1
   bound=$tol; [ $m = ste-flash ] && bound=1e-3; [ $m = ste ] && [ $emulated -eq 0 ] && bound=1e-3
   for d in cpu cuda; do

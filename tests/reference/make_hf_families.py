@@ -20,10 +20,16 @@ Cases (the family's feature is what the test shows it needs: without it the logi
                    scaling inside rope_parameters; no top-level rope_theta / rope_scaling)
   qwen2-bias       Qwen2ForCausalLM: biases on q, k, v (random, std 0.12 like the weights), tied embeddings,
                    theta 1e6, eps 1e-6
+  qwen3-qknorm     Qwen3ForCausalLM: per-head RMSNorm of q and k (weights 1 + N(0, 0.1^2)), head_dim 16 with
+                   hidden 32 and 4 heads (q_proj [64, 32]), tied embeddings, theta 1e6
 
-Needs transformers (4.46.3 was used, with Debian's python3-torch 1.13) and h5py:
+Needs transformers and h5py. Arguments: the output directory, then optionally the cases to write (default:
+all that this transformers has). The committed llama / qwen2 cases were written with transformers 4.46.3 on
+Debian's python3-torch 1.13; qwen3-qknorm (Qwen3 is in transformers >= 4.51) with 4.51.3 on torch 2.5.1:
     python3 -m venv --system-site-packages /tmp/hfvenv && /tmp/hfvenv/bin/pip install transformers==4.46.3
     /tmp/hfvenv/bin/python tests/reference/make_hf_families.py tests/fixtures/hf-families
+    python3 -m venv /tmp/hf5venv && /tmp/hf5venv/bin/pip install torch==2.5.1 transformers==4.51.3 numpy h5py safetensors
+    /tmp/hf5venv/bin/python tests/reference/make_hf_families.py tests/fixtures/hf-families qwen3-qknorm
 """
 
 import json
@@ -36,6 +42,11 @@ import numpy as np
 import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+try:  # transformers >= 4.51
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+except ImportError:
+    Qwen3Config = Qwen3ForCausalLM = None
 
 B, T = 2, 40
 
@@ -58,6 +69,15 @@ def qwen2_cfg(**kw):
     return Qwen2Config(**base)
 
 
+def qwen3_cfg(**kw):
+    base = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, vocab_size=96, max_position_embeddings=64, rms_norm_eps=1e-6,
+                rope_theta=1000000.0, tie_word_embeddings=True, use_sliding_window=False, sliding_window=None,
+                attention_bias=False, bos_token_id=1, eos_token_id=2, attn_implementation="eager")
+    base.update(kw)
+    return Qwen3Config(**base)
+
+
 CASES = {
     "llama3-rope": (LlamaForCausalLM, llama_cfg(rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
                                                                   high_freq_factor=4.0,
@@ -66,6 +86,8 @@ CASES = {
                                                 tie_word_embeddings=True, rope_theta=500.0), 12),
     "qwen2-bias": (Qwen2ForCausalLM, qwen2_cfg(), 13),
 }
+if Qwen3ForCausalLM is not None:
+    CASES["qwen3-qknorm"] = (Qwen3ForCausalLM, qwen3_cfg(), 14)
 
 
 def randomize(model, gen):
@@ -141,8 +163,13 @@ def main():
                                                                   "hf-families")
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(0)
-    paths = {name: write_case(out_dir, name, *spec) for name, spec in CASES.items()}
-    to_v5_layout(paths["llama3-rope"], os.path.join(out_dir, "llama3-rope-v5"))
+    wanted = sys.argv[2:] or list(CASES)
+    unknown = [w for w in wanted if w not in CASES]
+    if unknown:
+        sys.exit(f"unknown case(s) {unknown} for transformers {transformers.__version__}: {list(CASES)}")
+    paths = {name: write_case(out_dir, name, *CASES[name]) for name in wanted}
+    if "llama3-rope" in paths:
+        to_v5_layout(paths["llama3-rope"], os.path.join(out_dir, "llama3-rope-v5"))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 /* The inference engine on CUDA (runner/infer_ops.h's CUDA table) against the same engine on the CPU, on
  * small random models written as TRIN images with every dtype the reader accepts:
  *   mixed   attention T2 (per-tensor and per-row scales), gate/up L4 with int8-activation inputs, down L8,
- *           embeddings F16, untied F32 head
+ *           embeddings F16, untied F32 head; Qwen3's per-head q/k norms with head_dim 32 (not dim / heads)
  *   lut     every matrix L4 or L8, tied L8 embeddings (the head is a lookup-table product), GQA 6 / 2, q/k/v
  *           biases (Qwen2)
  *   dense   F16 matrices, F32 embeddings, tied; Llama 3.1's RoPE scaling rule (llama3)
@@ -120,6 +120,7 @@ static tn_llama_config config_of(recipe rc) {
     c.rope_theta = 10000.0f;
     c.tied_embeddings = rc != MIXED;
     c.qkv_bias = rc == LUT; /* Qwen2's q/k/v biases */
+    if (rc == MIXED) c.qk_norm = 1, c.head_dim = 32; /* Qwen3: per-head q/k norms, q_proj [128, 96] */
     c.bos_id = 1;
     c.eos_id = 2;
     if (rc == DENSE) { /* Llama 3.1's RoPE rule, with a short original length so that it bends within 128 positions */

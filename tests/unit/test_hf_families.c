@@ -6,7 +6,8 @@
  * forward logits and masked loss within 1e-5 and every parameter gradient within 1e-4 relative (max abs error
  * / max abs reference, per tensor); the same through a checkpoint round trip and a .trin file run by the
  * inference engine; and the test's power: the same
- * weights with the family's feature removed (the RoPE scaling rule, the q/k/v biases) no longer match. */
+ * weights with the family's feature removed (the RoPE scaling rule, Qwen2's q/k/v biases, Qwen3's per-head q/k
+ * norms) no longer match. */
 #include "tn_test.h"
 #include "fixture_llama.h"
 
@@ -32,7 +33,7 @@
 #define MIN_MISMATCH 1e-3 /* without the family's feature the logits must be at least this far off */
 
 /* The feature a case shows the model needs: without it the logits must no longer match. */
-typedef enum { FEATURE_ROPE_SCALING, FEATURE_QKV_BIAS } feature;
+typedef enum { FEATURE_ROPE_SCALING, FEATURE_QKV_BIAS, FEATURE_QK_NORM } feature;
 
 typedef struct {
     const char *name;
@@ -40,13 +41,15 @@ typedef struct {
     int rope_type;
     float factor;
     int qkv_bias;
+    int qk_norm, head_dim;
 } family_case;
 
 static const family_case CASES[] = {
-    {"llama3-rope", FEATURE_ROPE_SCALING, TN_ROPE_LLAMA3, 8.0f, 0},
-    {"linear-rope", FEATURE_ROPE_SCALING, TN_ROPE_LINEAR, 4.0f, 0},
-    {"llama3-rope-v5", FEATURE_ROPE_SCALING, TN_ROPE_LLAMA3, 8.0f, 0}, /* transformers 5.x config layout */
-    {"qwen2-bias", FEATURE_QKV_BIAS, TN_ROPE_DEFAULT, 1.0f, 1},         /* Qwen2ForCausalLM */
+    {"llama3-rope", FEATURE_ROPE_SCALING, TN_ROPE_LLAMA3, 8.0f, 0, 0, 0},
+    {"linear-rope", FEATURE_ROPE_SCALING, TN_ROPE_LINEAR, 4.0f, 0, 0, 0},
+    {"llama3-rope-v5", FEATURE_ROPE_SCALING, TN_ROPE_LLAMA3, 8.0f, 0, 0, 0}, /* transformers 5.x config layout */
+    {"qwen2-bias", FEATURE_QKV_BIAS, TN_ROPE_DEFAULT, 1.0f, 1, 0, 0},         /* Qwen2ForCausalLM */
+    {"qwen3-qknorm", FEATURE_QK_NORM, TN_ROPE_DEFAULT, 1.0f, 0, 1, 16},       /* Qwen3ForCausalLM, head_dim 16 */
 };
 
 typedef struct {
@@ -150,9 +153,10 @@ static void run_case(const char *root, const family_case *fc, const char *tmp) {
         return;
     }
     const tn_llama_config *c = &ck.layout.cfg;
-    CHECKF(c->rope_type == fc->rope_type && c->rope_factor == fc->factor && c->qkv_bias == fc->qkv_bias,
-           "%s: rope %s factor %g, qkv_bias %d", fc->name, tn_rope_type_name(c->rope_type), (double)c->rope_factor,
-           c->qkv_bias);
+    CHECKF(c->rope_type == fc->rope_type && c->rope_factor == fc->factor && c->qkv_bias == fc->qkv_bias &&
+               c->qk_norm == fc->qk_norm && c->head_dim == fc->head_dim,
+           "%s: rope %s factor %g, qkv_bias %d, qk_norm %d, head_dim %d", fc->name, tn_rope_type_name(c->rope_type),
+           (double)c->rope_factor, c->qkv_bias, c->qk_norm, c->head_dim);
     reference r = {0};
     if (read_reference(ref_path, &ck.layout, &r) != 0) {
         CHECKF(0, "%s: %s", ref_path, tn_errmsg());
@@ -185,6 +189,19 @@ static void run_case(const char *root, const family_case *fc, const char *tmp) {
         CHECK_OK(tn_llama_layout_init(&pl, &plain));
         e_plain = run_model(&pl, ck.params, &r, &loss, NULL);
         tn_llama_layout_free(&pl);
+    } else if (fc->feat == FEATURE_QK_NORM) { /* the same tensors but the q/k norms, copied by name */
+        tn_llama_config plain = *c;
+        plain.qk_norm = 0;
+        tn_llama_layout pl;
+        CHECK_OK(tn_llama_layout_init(&pl, &plain));
+        float *p2 = tn_alloc(pl.numel, sizeof(float));
+        for (int i = 0; i < pl.n_tensors; i++) {
+            const tn_tensor_info *t = &pl.tensors[i], *u = tn_llama_layout_find(&ck.layout, t->name);
+            memcpy(p2 + t->offset, ck.params + u->offset, t->numel * sizeof(float));
+        }
+        e_plain = run_model(&pl, p2, &r, &loss, NULL);
+        tn_free(p2);
+        tn_llama_layout_free(&pl);
     } else {
         float *nobias = tn_alloc(ck.layout.numel, sizeof(float));
         memcpy(nobias, ck.params, ck.layout.numel * sizeof(float));
@@ -194,8 +211,8 @@ static void run_case(const char *root, const family_case *fc, const char *tmp) {
         e_plain = run_model(&ck.layout, nobias, &r, &loss, NULL);
         tn_free(nobias);
     }
-    printf("  without the %s: logits rel err %.3e\n", fc->feat == FEATURE_ROPE_SCALING ? "RoPE scaling" : "q/k/v biases",
-           e_plain);
+    static const char *const feature_name[] = {"RoPE scaling", "q/k/v biases", "q/k norms"};
+    printf("  without the %s: logits rel err %.3e\n", feature_name[fc->feat], e_plain);
     CHECKF(e_plain > MIN_MISMATCH, "%s: the feature made no difference (%.3e)", fc->name, e_plain);
 
     /* checkpoint round trip keeps the rule; the engine runs it (CPU, and CUDA where built) */

@@ -152,7 +152,8 @@ enum {
     G_ROPE_FREQS = 256,  /* llama3 scaling of the config as llama.cpp stores it: a rope_freqs.weight tensor */
     G_ROPE_BENT = 512,   /* ... with one divisor off the rule */
     G_ROPE_LINEAR = 1024, G_ROPE_YARN = 2048, /* llama.rope.scaling.type metadata */
-    G_QWEN2 = 4096 /* architecture qwen2: qwen2.* keys, Q/K rows as in HF, attn_{q,k,v}.bias tensors */
+    G_QWEN2 = 4096, /* architecture qwen2: qwen2.* keys, Q/K rows as in HF, attn_{q,k,v}.bias tensors */
+    G_QWEN3 = 8192  /* architecture qwen3: attention.key_length, attn_{q,k}_norm.weight */
 };
 
 static const char *gguf_name(const tn_tensor_info *t, char *out, size_t cap) {
@@ -163,6 +164,8 @@ static const char *gguf_name(const tn_tensor_info *t, char *out, size_t cap) {
         snprintf(out, cap, "blk.%d.%s.weight", t->layer, kinds[t->kind]);
     } else if (tn_bias_target(t) >= 0) {
         snprintf(out, cap, "blk.%d.%s.bias", t->layer, kinds[tn_bias_target(t)]);
+    } else if (strstr(t->name, ".q_norm.") || strstr(t->name, ".k_norm.")) {
+        snprintf(out, cap, "blk.%d.attn_%c_norm.weight", t->layer, strstr(t->name, ".q_norm.") ? 'q' : 'k');
     } else {
         snprintf(out, cap, "blk.%d.%s", t->layer, strstr(t->name, "input_layernorm") ? "attn_norm.weight" : "ffn_norm.weight");
     }
@@ -191,7 +194,7 @@ static void write_gguf(const char *path, const tn_llama_layout *l, const float *
             n_t++;
             continue;
         }
-        float *x = file_rows(l, t, w, !(flags & G_QWEN2));
+        float *x = file_rows(l, t, w, !(flags & (G_QWEN2 | G_QWEN3)));
         if ((flags & G_NAN) && t->kind == TN_W_UP) x[3] = NAN;
         encode(&data, type, x, t->numel);
         free(x);
@@ -237,14 +240,14 @@ static void write_gguf(const char *path, const tn_llama_layout *l, const float *
         }
         n_t++;
     }
-    int n_kv = 13 + ((flags & G_ROPE_LINEAR) ? 2 : 0) + ((flags & G_ROPE_YARN) ? 1 : 0);
+    int n_kv = 13 + ((flags & G_ROPE_LINEAR) ? 2 : 0) + ((flags & G_ROPE_YARN) ? 1 : 0) + ((flags & G_QWEN3) ? 1 : 0);
     put(&b, "GGUF", 4), u32(&b, 3), u64(&b, (uint64_t)n_t), u64(&b, (uint64_t)n_kv);
     if (flags & G_ROPE_LINEAR) {
         gstr(&b, "llama.rope.scaling.type"), u32(&b, TN_GGUF_STRING), gstr(&b, "linear");
         gstr(&b, "llama.rope.scaling.factor"), u32(&b, TN_GGUF_FLOAT32), f32(&b, 4.0f);
     }
     if (flags & G_ROPE_YARN) gstr(&b, "llama.rope.scaling.type"), u32(&b, TN_GGUF_STRING), gstr(&b, "yarn");
-    const char *A = (flags & G_ARCH) ? "gpt2" : (flags & G_QWEN2) ? "qwen2" : "llama";
+    const char *A = (flags & G_ARCH) ? "gpt2" : (flags & G_QWEN2) ? "qwen2" : (flags & G_QWEN3) ? "qwen3" : "llama";
     char k[96];
 #define KEY(suffix) (snprintf(k, sizeof k, "%s.%s", A, suffix), k)
     gstr(&b, "general.architecture"), u32(&b, TN_GGUF_STRING), gstr(&b, A);
@@ -256,6 +259,8 @@ static void write_gguf(const char *path, const tn_llama_layout *l, const float *
     gstr(&b, KEY("context_length")), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)c->max_seq_len);
     gstr(&b, KEY("rope.freq_base")), u32(&b, TN_GGUF_FLOAT32), f32(&b, c->rope_theta);
     gstr(&b, KEY("attention.layer_norm_rms_epsilon")), u32(&b, TN_GGUF_FLOAT32), f32(&b, c->norm_eps);
+    if (flags & G_QWEN3)
+        gstr(&b, KEY("attention.key_length")), u32(&b, TN_GGUF_UINT32), u32(&b, (uint32_t)tn_llama_head_dim(c));
 #undef KEY
     gstr(&b, "tokenizer.ggml.model"), u32(&b, TN_GGUF_STRING), gstr(&b, "llama");
     gstr(&b, "tokenizer.ggml.tokens"), u32(&b, TN_GGUF_ARRAY), u32(&b, TN_GGUF_STRING), u64(&b, (uint64_t)c->vocab_size);
@@ -492,8 +497,9 @@ static void test_gguf_rope(const tn_llama_layout *l0, const float *w) {
     }
 }
 
-/* Qwen2 from GGUF: architecture qwen2 (qwen2.* keys), attn_{q,k,v}.bias tensors, Q/K rows as HF's (llama.cpp
- * permutes only for llama): the import equals the model, biases included. */
+/* Qwen2 and Qwen3 from GGUF: architecture qwen2 (qwen2.* keys), attn_{q,k,v}.bias tensors; qwen3 with
+ * attention.key_length and attn_{q,k}_norm.weight; Q/K rows as HF's (llama.cpp permutes only for llama): the
+ * import equals the model, biases and norms included. */
 static void test_gguf_qwen2(void) {
     tn_llama_config c = test_cfg(1);
     c.qkv_bias = 1;
@@ -513,6 +519,20 @@ static void test_gguf_qwen2(void) {
     /* the same tensors under the llama architecture: the biases have no place */
     write_gguf(q, &l, w, G_OK);
     expect_fail(tn_import_gguf(q, &ck, NULL), "unexpected tensor 'blk.0.attn_q.bias'", "llama with biases");
+    tn_free(w);
+    tn_llama_layout_free(&l);
+
+    /* Qwen3: per-head q/k norms, head_dim 16 with dim 32 and 4 heads (q_proj [64, 32]) */
+    c = test_cfg(1);
+    c.qk_norm = 1, c.head_dim = 16;
+    CHECK_OK(tn_llama_layout_init(&l, &c));
+    w = tn_alloc(l.numel, sizeof(float));
+    fill_model(&l, w);
+    write_gguf(q, &l, w, G_QWEN3);
+    CHECK_OK(tn_import_gguf(q, &ck, NULL));
+    CHECK(ck.layout.cfg.qk_norm == 1 && ck.layout.cfg.head_dim == 16 && ck.layout.cfg.qkv_bias == 0);
+    expect_same(&ck, &l, w, "gguf qwen3");
+    tn_ckpt_free(&ck);
     tn_free(w);
     tn_llama_layout_free(&l);
 }
@@ -737,8 +757,13 @@ static void test_hf(void) {
                  "\"rope_parameters\": {\"rope_type\": \"llama3\", \"factor\": 32.0, \"low_freq_factor\": 1.0, "
                  "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}");
     expect_fail(tn_import_hf(d, &ck, NULL), "describe different scalings", "two scalings");
+    /* an explicit head_dim is the model's (Qwen3): these weights are then the wrong shape */
     write_config(d, &c, NULL, ", \"head_dim\": 16");
-    expect_fail(tn_import_hf(d, &ck, NULL), "head_dim", "head_dim");
+    expect_fail(tn_import_hf(d, &ck, NULL), "q_proj.weight' has shape [32, 32], expected [64, 32]", "head_dim");
+    write_config(d, &c, NULL, ", \"head_dim\": 8"); /* = hidden_size / heads: neutral */
+    CHECK_OK(tn_import_hf(d, &ck, NULL));
+    CHECK(ck.layout.cfg.head_dim == 0);
+    tn_ckpt_free(&ck);
     /* transformers 5.x keeps theta (and any scaling) in rope_parameters: read there, never defaulted */
     tn_llama_config c5 = c;
     c5.rope_theta = 0; /* no top-level key */

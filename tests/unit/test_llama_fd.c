@@ -1,7 +1,7 @@
 /* Finite-difference check of tn_llama_backward, in the C model alone (no fixture).
  *
- * Three tiny random models (GQA + untied head; tied head with another rope_theta / norm_eps; q/k/v biases
- * with llama3 RoPE scaling), B = 2, T = 8,
+ * Four tiny random models (GQA + untied head; tied head with another rope_theta / norm_eps; q/k/v biases
+ * with llama3 RoPE scaling; per-head q/k norms with an explicit head_dim), B = 2, T = 8,
  * a loss mask with zeros. For every tensor: central differences on 5 elements (the one with the largest
  * analytic gradient plus 4 random ones) and on one random direction over the whole tensor.
  *
@@ -191,5 +191,10 @@ int main(void) {
     q.qkv_bias = 1, q.rope_type = TN_ROPE_LLAMA3, q.rope_factor = 8.0f, q.rope_low_freq_factor = 1.0f;
     q.rope_high_freq_factor = 4.0f, q.rope_orig_max_pos = 4;
     check_config("qkv-bias-llama3", &q, 1.0f, 0.2f, 13);
+
+    /* Qwen3's per-head q/k norms with an explicit head_dim (8 with dim 16 and 4 heads: q_proj [32, 16]) */
+    tn_llama_config k3 = a;
+    k3.qk_norm = 1, k3.head_dim = 8;
+    check_config("qk-norm-head-dim", &k3, 1.0f, 0.2f, 14);
     return tn_test_finish();
 }

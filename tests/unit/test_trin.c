@@ -287,9 +287,9 @@ static void test_crafted(void) {
     uint8_t *b = malloc(size);
     uint64_t meta_size;
     uint32_t m32;
-    memcpy(&m32, img + 164, 4);
+    memcpy(&m32, img + 172, 4);
     meta_size = m32;
-    uint64_t first = 168 + meta_size; /* first directory entry: embed_tokens */
+    uint64_t first = 176 + meta_size; /* first directory entry: embed_tokens */
     uint16_t nl;
     memcpy(&nl, img + first, 2);
     uint64_t fields = first + 2 + nl; /* dtype, rank, layout, res, grid_len(2), res(2), shape... */
@@ -323,12 +323,17 @@ static void test_crafted(void) {
     CRAFT((i32 = TN_ROPE_LLAMA3, memcpy(b + 88, &i32, 4), i32 = 0, memcpy(b + 104, &i32, 4)), "original");
     CRAFT((i32 = 2, memcpy(b + 108, &i32, 4)), "qkv_bias");
     CRAFT((i32 = 1, memcpy(b + 108, &i32, 4)), "q_proj.bias' is missing"); /* the biases are then expected */
-    CRAFT((v32 = 0xffffff, memcpy(b + 164, &v32, 4)), "metadata");
-    CRAFT(b[168] = 0, "NUL");
-    CRAFT(b[112] = 0x07, "non-printable");
-    CRAFT((v64 = 0, memcpy(b + 152, &v64, 8)), "tokenizer");
-    CRAFT((v64 = 1ull << 62, memcpy(b + 152, &v64, 8)), "outside the data section");
-    CRAFT((v64 = rd64(b + 144) + 1, memcpy(b + 144, &v64, 8)), "aligned");
+    CRAFT((i32 = 2, memcpy(b + 116, &i32, 4)), "qk_norm");
+    CRAFT((i32 = 1, memcpy(b + 116, &i32, 4)), "q_norm.weight' is missing");
+    CRAFT((i32 = -8, memcpy(b + 112, &i32, 4)), "head_dim");
+    CRAFT((i32 = 7, memcpy(b + 112, &i32, 4)), "even");
+    CRAFT((i32 = 16, memcpy(b + 112, &i32, 4)), "shape"); /* head_dim 16 with 4 heads: q_proj would be [64, 32] */
+    CRAFT((v32 = 0xffffff, memcpy(b + 172, &v32, 4)), "metadata");
+    CRAFT(b[176] = 0, "NUL");
+    CRAFT(b[120] = 0x07, "non-printable");
+    CRAFT((v64 = 0, memcpy(b + 160, &v64, 8)), "tokenizer");
+    CRAFT((v64 = 1ull << 62, memcpy(b + 160, &v64, 8)), "outside the data section");
+    CRAFT((v64 = rd64(b + 152) + 1, memcpy(b + 152, &v64, 8)), "aligned");
     CRAFT(b[fields] = 9, "unknown dtype");
     CRAFT(b[fields + 1] = 0, "rank");
     CRAFT(b[fields + 1] = 5, "rank");
@@ -426,7 +431,8 @@ static void test_writer_refuses(void) {
     CHECK(strstr(tn_errmsg(), "/nonexistent.trin") != NULL);
 }
 
-/* Version 1 files (no RoPE scaling, no qkv_bias) stay readable: a version-2 image with the 24 bytes at 88 taken
+/* Version 1 files (no RoPE scaling, qkv_bias, head_dim, qk_norm) stay readable: a version-2 image with the 32
+ * bytes at 88 taken
  * out of the header (data offsets are absolute and the data section does not move) reads as the same model
  * with the default rule. And a llama3 config survives a round trip. */
 static void test_versions(void) {
@@ -439,10 +445,10 @@ static void test_versions(void) {
     uint8_t *v1 = calloc(1, size);
     uint64_t hs = rd64(img + 8);
     memcpy(v1, img, 88);
-    memcpy(v1 + 88, img + 112, hs - 112);
+    memcpy(v1 + 88, img + 120, hs - 120);
     memcpy(v1 + hs, img + hs, size - hs);
     uint32_t one = 1;
-    uint64_t hs1 = hs - 24;
+    uint64_t hs1 = hs - 32;
     memcpy(v1 + 4, &one, 4);
     memcpy(v1 + 8, &hs1, 8);
     fix_crc(v1);
