@@ -75,6 +75,11 @@ int tn_import(const char *src, const tn_import_opts *opts, tn_checkpoint *ck, tn
         ck->tokenizer = NULL;
         ck->tokenizer_len = 0;
         rc = tn_import_tokenizer_file(ck, opts->tokenizer_path);
+    } else if (rc == 0 && info->tokenizer_problem[0]) {
+        /* a model whose tokenizer cannot be read would encode differently or not at all: refuse it here, where
+         * another one can still be given, rather than store bytes nothing reads */
+        rc = tn_err("%s: its tokenizer is not supported (%s); give one with --tokenizer FILE", src,
+                    info->tokenizer_problem);
     }
     if (rc != 0) {
         tn_ckpt_free(ck);
@@ -127,7 +132,7 @@ static const char *raw_format_for(const char *path) {
 }
 
 int tn_import_take_tokenizer(tn_checkpoint *ck, const char *load_path, const char *raw_format, const void *raw,
-                             size_t raw_len, const char *raw_file) {
+                             size_t raw_len, const char *raw_file, tn_import_info *info) {
     tn_tokenizer *t = NULL;
     if (tn_tokenizer_load(load_path, &t) == 0) {
         int64_t n = tn_tokenizer_vocab_size(t);
@@ -145,7 +150,8 @@ int tn_import_take_tokenizer(tn_checkpoint *ck, const char *load_path, const cha
         free(blob);
         return rc;
     }
-    tn_log_warn("tokenizer %s not understood (%s); storing its raw bytes as '%s'", load_path, tn_errmsg(), raw_format);
+    if (info) snprintf(info->tokenizer_problem, sizeof info->tokenizer_problem, "%s", tn_errmsg());
+    else tn_log_warn("tokenizer %s not understood (%s); storing its raw bytes as '%s'", load_path, tn_errmsg(), raw_format);
     if (raw) return tn_import_set_tokenizer(ck, raw_format, raw, raw_len);
     char *data;
     size_t len;
@@ -160,7 +166,7 @@ int tn_import_take_tokenizer(tn_checkpoint *ck, const char *load_path, const cha
 }
 
 int tn_import_tokenizer_file(tn_checkpoint *ck, const char *path) {
-    return tn_import_take_tokenizer(ck, path, raw_format_for(path), NULL, 0, path);
+    return tn_import_take_tokenizer(ck, path, raw_format_for(path), NULL, 0, path, NULL);
 }
 
 void tn_import_note_dtype(char *set, size_t cap, const char *name) {

@@ -35,6 +35,9 @@ typedef struct {
     int n_tensors;              /* tensors read from the source */
     int64_t n_params;           /* tn_llama_config_n_params of the result */
     char tokenizer_format[32];  /* "" when no tokenizer was stored */
+    char tokenizer_problem[256]; /* why the source's tokenizer could not be read ("" when it was): the
+                                    per-format importers then store its raw bytes, and tn_import refuses
+                                    the import unless opts.tokenizer_path supplies another */
 } tn_import_info;
 
 const char *tn_import_format_name(tn_import_format f); /* "hf", "gguf", "llama2c", "auto" */

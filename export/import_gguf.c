@@ -202,13 +202,13 @@ static int map_name(const char *gn, const tn_llama_config *c, int permute_qk, ch
 
 /* The file's tokenizer: serialized by data/tokenizer.h, or else its tokenizer.* metadata as a vocab-only
  * GGUF ("gguf-vocab"). */
-static int take_tokenizer(const tn_gguf *g, const char *path, tn_checkpoint *ck) {
+static int take_tokenizer(const tn_gguf *g, const char *path, tn_checkpoint *ck, tn_import_info *info) {
     if (!tn_gguf_find(g, "tokenizer.ggml.tokens")) return 0;
     static const char *const prefixes[] = {"tokenizer.", "general.architecture"};
     uint8_t *bytes;
     size_t len;
     TN_CHECK(tn_gguf_write_meta(g, prefixes, 2, &bytes, &len));
-    int rc = tn_import_take_tokenizer(ck, path, "gguf-vocab", bytes, len, NULL);
+    int rc = tn_import_take_tokenizer(ck, path, "gguf-vocab", bytes, len, NULL, info);
     free(bytes);
     return rc;
 }
@@ -290,12 +290,13 @@ static int load(const tn_gguf *g, const char *path, tn_checkpoint *ck, tn_import
         info->n_tensors++;
         tn_import_note_dtype(info->source_dtypes, sizeof info->source_dtypes, tn_ggml_type_name(t->type));
     }
-    if (rc == 0) rc = take_tokenizer(g, path, ck);
+    if (rc == 0) rc = take_tokenizer(g, path, ck, info);
     return rc;
 }
 
 int tn_import_gguf(const char *path, tn_checkpoint *ck, tn_import_info *info) {
     tn_import_info local;
+    memset(&local, 0, sizeof local);
     if (!info) info = &local;
     memset(ck, 0, sizeof *ck);
     tn_gguf g;

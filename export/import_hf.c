@@ -235,6 +235,14 @@ static int parse_config(const cJSON *root, tn_llama_config *c) {
     return 0;
 }
 
+int tn_import_hf_config(const char *json, size_t len, tn_llama_config *c) {
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) return tn_err("config.json: not valid JSON");
+    int rc = parse_config(root, c);
+    cJSON_Delete(root);
+    return rc;
+}
+
 /* ---- weights ------------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -400,6 +408,7 @@ static int load_weights(const shard_set *s, const tn_llama_config *cfg, tn_check
 
 int tn_import_hf(const char *dir, tn_checkpoint *ck, tn_import_info *info) {
     tn_import_info local;
+    memset(&local, 0, sizeof local);
     if (!info) info = &local;
     memset(ck, 0, sizeof *ck);
     char path[4096];
@@ -408,12 +417,9 @@ int tn_import_hf(const char *dir, tn_checkpoint *ck, tn_import_info *info) {
     char *text;
     size_t len;
     TN_CHECK(tn_read_file(path, &text, &len));
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root) return tn_err("%s: not valid JSON", path);
     tn_llama_config cfg;
-    int rc = parse_config(root, &cfg);
-    cJSON_Delete(root);
+    int rc = tn_import_hf_config(text, len, &cfg);
+    free(text);
     if (rc != 0) return tn_err_prefix("%s", dir);
 
     shard_set s = {0};
@@ -428,7 +434,7 @@ int tn_import_hf(const char *dir, tn_checkpoint *ck, tn_import_info *info) {
             if ((rc = path_join(path, sizeof path, dir, cands[i])) != 0) break;
             if (tn_file_exists(path)) {
                 rc = tn_import_take_tokenizer(ck, dir, i == 0 ? "sentencepiece-model" : "hf-tokenizer-json", NULL, 0,
-                                              path);
+                                              path, info);
                 break;
             }
         }

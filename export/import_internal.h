@@ -16,11 +16,15 @@ int tn_import_set_tokenizer(tn_checkpoint *ck, const char *format, const void *b
 /* Read a tokenizer file and store it with the format its name implies (see tn_import_opts). */
 int tn_import_tokenizer_file(tn_checkpoint *ck, const char *path);
 /* Store a tokenizer: load `load_path` (a file or directory data/tokenizer.h understands) and store its
- * serialized form as "trinity-tokenizer"; when the tokenizer module cannot load it, warn and store the
- * raw bytes given (raw_format / raw, or the file raw_file when raw is NULL) instead. A tokenizer with
- * more tokens than the model's vocabulary is an error either way. */
+ * serialized form as "trinity-tokenizer"; when the tokenizer module cannot load it, store the raw bytes given
+ * (raw_format / raw, or the file raw_file when raw is NULL) instead and say why in info->tokenizer_problem
+ * (info NULL: a warning line). A tokenizer with more tokens than the model's vocabulary is an error either
+ * way. */
 int tn_import_take_tokenizer(tn_checkpoint *ck, const char *load_path, const char *raw_format, const void *raw,
-                             size_t raw_len, const char *raw_file);
+                             size_t raw_len, const char *raw_file, tn_import_info *info);
+/* A Hugging Face config.json (its text) to a model config: the families, both RoPE layouts, every refusal
+ * of docs/IMPORT.md. On success c passes tn_llama_config_validate. (A function of its own for the fuzzer.) */
+int tn_import_hf_config(const char *json, size_t len, tn_llama_config *c);
 /* Add a dtype name to a "+"-joined set (no duplicates, silently truncated if full). */
 void tn_import_note_dtype(char *set, size_t cap, const char *name);
 

@@ -147,6 +147,7 @@ static int load(const tn_mapped_file *m, tn_checkpoint *ck, tn_import_info *info
 
 int tn_import_llama2c(const char *path, tn_checkpoint *ck, tn_import_info *info) {
     tn_import_info local;
+    memset(&local, 0, sizeof local);
     if (!info) info = &local;
     memset(ck, 0, sizeof *ck);
     tn_mapped_file m;

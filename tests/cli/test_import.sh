@@ -91,8 +91,9 @@ def gguf_name(name):
     _, _, i, rest = name.split(".", 3)
     return f"blk.{i}.{SUB[rest[:-len('.weight')]]}.weight"
 
-def write_gguf(path, p, c, f16=lambda name: False):
-    """GGUF v3, F32 tensors except F16 where f16(name); Q/K permuted like convert_hf_to_gguf.py."""
+def write_gguf(path, p, c, f16=lambda name: False, pre=None):
+    """GGUF v3, F32 tensors except F16 where f16(name); Q/K permuted like convert_hf_to_gguf.py. A byte-level
+    vocabulary of t0, t1, ... without merges, with tokenizer.ggml.pre = pre when given."""
     L, H, KV = c["num_hidden_layers"], c["num_attention_heads"], c["num_key_value_heads"]
     meta = [kv("general.architecture", 8, "llama"), kv("llama.embedding_length", 4, c["hidden_size"]),
             kv("llama.block_count", 4, L), kv("llama.attention.head_count", 4, H),
@@ -102,7 +103,8 @@ def write_gguf(path, p, c, f16=lambda name: False):
             kv("llama.attention.layer_norm_rms_epsilon", 6, c["rms_norm_eps"]),
             kv("llama.rope.dimension_count", 4, c["hidden_size"] // H),
             kv("tokenizer.ggml.model", 8, "gpt2"),
-            kv("tokenizer.ggml.tokens", 9, [f"t{i}" for i in range(c["vocab_size"])])]
+            kv("tokenizer.ggml.tokens", 9, [f"t{i}" for i in range(c["vocab_size"])]),
+            kv("tokenizer.ggml.merges", 9, [])] + ([kv("tokenizer.ggml.pre", 8, pre)] if pre else [])
     infos, data = b"", b""
     for name in p:
         a = file_order(p, c, name)
@@ -204,6 +206,7 @@ def hf_dir(name, dtype, shards=1):
 hf_dir("hf_f32", "F32")
 hf_dir("hf_bf16", "BF16", shards=3)
 write_gguf(os.path.join(W, "model.gguf"), p, config, f16=lambda n: "mlp" in n)
+write_gguf(os.path.join(W, "model_badpre.gguf"), p, config, pre="deepseek-coder")
 write_llama2c(os.path.join(W, "v0.bin"), p, config, 0)
 write_llama2c(os.path.join(W, "v1.ckpt"), p, config, 1)
 
@@ -236,6 +239,8 @@ h = dict(hjson); e = dict(h["lm_head.weight"]); e["shape"] = [dim, V]; h["lm_hea
 bad("shape", header=h)
 cfg = dict(config); del cfg["hidden_size"]
 bad("config", cfg=cfg)
+bad("yarn", cfg=dict(config, rope_scaling={"rope_type": "yarn", "factor": 4.0}))
+bad("arch", cfg=dict(config, architectures=["GPTNeoXForCausalLM"]))
 EOF
 
 # ---- usage ----------------------------------------------------------------------------------------------
@@ -309,6 +314,8 @@ expect_error dtype "dtype I32"
 expect_error size "shape holds 64 x F32 = 256 bytes but data_offsets give 128"
 expect_error shape "tensor 'lm_head.weight' has shape \[32, 48\], expected \[48, 32\]"
 expect_error config "config.json: missing key hidden_size"
+expect_error yarn "RoPE scaling type 'yarn' is not supported (default, linear, llama3)"
+expect_error arch "architecture GPTNeoXForCausalLM is not supported"
 # config.json describing a 7.5 GB model over a 16-byte safetensors: refused on the tensors before any
 # parameter memory is allocated (the import runs under a 1 GiB address-space limit, except under
 # AddressSanitizer, which reserves terabytes of address space for its shadow memory).
@@ -327,6 +334,11 @@ EOF
  if [ "${TN_SANITIZED:-0}" != 1 ] && (ulimit -v 1048576 && "$TRINITY" --help) >/dev/null 2>&1; then ulimit -v 1048576; fi
  expect_error huge "tensor 'model.norm.weight' has shape \\[4\\], expected \\[4096\\]"; exit $fails) || fails=$((fails + 1))
 "$TRINITY" import "$W/nonexistent" -o "$W/bad.h5" 2>"$W/bad.err"; [ $? -eq 1 ] || fail "missing source should exit 1"
+# a GGUF whose pre-tokenizer trinity does not implement: refused (one line, no output) unless --tokenizer
+"$TRINITY" import "$W/model_badpre.gguf" -o "$W/bad.h5" 2>"$W/bad.err"; [ $? -eq 1 ] || fail "unknown pre-tokenizer should exit 1"
+[ "$(wc -l <"$W/bad.err")" -eq 1 ] && grep -q "its tokenizer is not supported (.*pre-tokenizer 'deepseek-coder' is not supported); give one with --tokenizer FILE" "$W/bad.err" \
+  || fail "unknown pre-tokenizer: $(cat "$W/bad.err")"
+[ ! -e "$W/bad.h5" ] || fail "unknown pre-tokenizer: output written"
 head -c 1000 "$W/model.gguf" >"$W/trunc.gguf"
 "$TRINITY" import "$W/trunc.gguf" -o "$W/bad.h5" 2>"$W/bad.err"; [ $? -eq 1 ] || fail "truncated gguf should exit 1"
 [ "$(wc -l <"$W/bad.err")" -eq 1 ] || fail "truncated gguf: $(cat "$W/bad.err")"

@@ -715,14 +715,19 @@ static void test_hf(void) {
     write_config(d, &ct, NULL, NULL);
     n = model_entries(&lt, wt, "F32", e);
     write_st(tmp("hf3/model.safetensors"), e, n, NULL, 0);
-    /* a tokenizer file comes along (raw if the tokenizer module cannot read it) */
+    /* a tokenizer the tokenizer module cannot read: the importer keeps its raw bytes and says why; tn_import
+     * (the CLI's) refuses the model unless another tokenizer is given */
     FILE *tf = fopen(tmp("hf3/tokenizer.json"), "w");
     fprintf(tf, "{\"model\": {\"type\": \"nonsense\"}}");
     fclose(tf);
-    CHECK_OK(tn_import(d, NULL, &ck, &info));
+    memset(&info, 0, sizeof info);
+    CHECK_OK(tn_import_hf(d, &ck, &info));
     expect_same(&ck, &lt, wt, "hf tied");
     CHECKF(ck.tokenizer && strcmp(ck.tokenizer_format, "hf-tokenizer-json") == 0, "%s", ck.tokenizer_format);
+    CHECKF(strstr(info.tokenizer_problem, "nonsense") != NULL, "problem: '%s'", info.tokenizer_problem);
     tn_ckpt_free(&ck);
+    expect_fail(tn_import(d, NULL, &ck, &info), "its tokenizer is not supported", "unreadable tokenizer");
+    CHECK(ck.params == NULL);
 
     /* bad directories: config problems */
     d = mkdir_tmp("hfbad");
