@@ -14,6 +14,8 @@ The model runs in float64 (model.double(), eager attention) from the float32 par
 values carry no float32 error of their own. tests/unit/test_hf_families.c reads them.
 
 Cases (the family's feature is what the test shows it needs: without it the logits no longer match):
+  llama2           LlamaForCausalLM with the plain rotary embedding (Llama-2, TinyLlama, SmolLM2)
+  mistral          MistralForCausalLM without a sliding window (multi-query: 4 heads, 1 kv head)
   llama3-rope      LlamaForCausalLM, rope_scaling llama3 (factor 8, low 1, high 4, original 16), T = 40
   linear-rope      LlamaForCausalLM, rope_scaling linear (factor 4), tied embeddings
   llama3-rope-v5   the llama3-rope model with config.json in transformers 5.x's layout (rope_theta and the
@@ -41,7 +43,7 @@ import h5py
 import numpy as np
 import torch
 import transformers
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 try:  # transformers >= 4.51
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -78,7 +80,18 @@ def qwen3_cfg(**kw):
     return Qwen3Config(**base)
 
 
+def mistral_cfg(**kw):
+    base = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=1, vocab_size=96, max_position_embeddings=64, rms_norm_eps=1e-5,
+                rope_theta=1000000.0, tie_word_embeddings=False, sliding_window=None, bos_token_id=1,
+                eos_token_id=2, attn_implementation="eager")
+    base.update(kw)
+    return MistralConfig(**base)
+
+
 CASES = {
+    "llama2": (LlamaForCausalLM, llama_cfg(), 10),
+    "mistral": (MistralForCausalLM, mistral_cfg(), 15),
     "llama3-rope": (LlamaForCausalLM, llama_cfg(rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
                                                                   high_freq_factor=4.0,
                                                                   original_max_position_embeddings=16)), 11),

@@ -2,6 +2,7 @@
  * tests/fixtures/hf-families (tests/reference/make_hf_families.py: tiny random models saved by
  * save_pretrained, with transformers' float64 logits and gradients on one batch).
  *
+ * Cases: plain Llama, Mistral, Llama 3 (llama3 and linear RoPE scaling, both config layouts), Qwen2, Qwen3.
  * For each case: `trinity import` of the directory; the config it reads (the family's own settings);
  * forward logits and masked loss within 1e-5 and every parameter gradient within 1e-4 relative (max abs error
  * / max abs reference, per tensor); the same through a checkpoint round trip and a .trin file run by the
@@ -33,7 +34,7 @@
 #define MIN_MISMATCH 1e-3 /* without the family's feature the logits must be at least this far off */
 
 /* The feature a case shows the model needs: without it the logits must no longer match. */
-typedef enum { FEATURE_ROPE_SCALING, FEATURE_QKV_BIAS, FEATURE_QK_NORM } feature;
+typedef enum { FEATURE_NONE, FEATURE_ROPE_SCALING, FEATURE_QKV_BIAS, FEATURE_QK_NORM } feature;
 
 typedef struct {
     const char *name;
@@ -45,6 +46,8 @@ typedef struct {
 } family_case;
 
 static const family_case CASES[] = {
+    {"llama2", FEATURE_NONE, TN_ROPE_DEFAULT, 1.0f, 0, 0, 0},  /* LlamaForCausalLM, plain RoPE */
+    {"mistral", FEATURE_NONE, TN_ROPE_DEFAULT, 1.0f, 0, 0, 0}, /* MistralForCausalLM, no sliding window */
     {"llama3-rope", FEATURE_ROPE_SCALING, TN_ROPE_LLAMA3, 8.0f, 0, 0, 0},
     {"linear-rope", FEATURE_ROPE_SCALING, TN_ROPE_LINEAR, 4.0f, 0, 0, 0},
     {"llama3-rope-v5", FEATURE_ROPE_SCALING, TN_ROPE_LLAMA3, 8.0f, 0, 0, 0}, /* transformers 5.x config layout */
@@ -181,8 +184,10 @@ static void run_case(const char *root, const family_case *fc, const char *tmp) {
     CHECKF(e_logits <= TOL_LOGITS && e_loss <= TOL_LOGITS, "%s: logits %.3e loss %.3e", fc->name, e_logits, e_loss);
 
     /* power: the same weights without the family's feature do not match */
-    double e_plain;
-    if (fc->feat == FEATURE_ROPE_SCALING) {
+    double e_plain = INFINITY;
+    if (fc->feat == FEATURE_NONE) {
+        /* the plain architecture: nothing to remove */
+    } else if (fc->feat == FEATURE_ROPE_SCALING) {
         tn_llama_config plain = *c;
         plain.rope_type = TN_ROPE_DEFAULT;
         tn_llama_layout pl;
@@ -211,8 +216,8 @@ static void run_case(const char *root, const family_case *fc, const char *tmp) {
         e_plain = run_model(&ck.layout, nobias, &r, &loss, NULL);
         tn_free(nobias);
     }
-    static const char *const feature_name[] = {"RoPE scaling", "q/k/v biases", "q/k norms"};
-    printf("  without the %s: logits rel err %.3e\n", feature_name[fc->feat], e_plain);
+    static const char *const feature_name[] = {"", "RoPE scaling", "q/k/v biases", "q/k norms"};
+    if (fc->feat != FEATURE_NONE) printf("  without the %s: logits rel err %.3e\n", feature_name[fc->feat], e_plain);
     CHECKF(e_plain > MIN_MISMATCH, "%s: the feature made no difference (%.3e)", fc->name, e_plain);
 
     /* checkpoint round trip keeps the rule; the engine runs it (CPU, and CUDA where built) */
