@@ -1,8 +1,11 @@
-/* trinity prepare: Alpaca JSON or plain text -> HDF5 shard. Flags only; the work is data/prepare.h. */
+/* trinity prepare: Alpaca JSON, conversations or plain text -> HDF5 shard. Flags only; the work is
+ * data/prepare.h. */
 #include "cli/commands.h"
 #include "core/error.h"
+#include "data/chat.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
+#include "runner/model_tokenizer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +15,8 @@
 static void help(void) {
     printf("usage: trinity prepare alpaca --tokenizer T --in DATA.json -o OUT.h5 [--template trinity|alpaca]\n"
            "                              [--max-len N [--drop-long]] [--val-fraction F --val-out VAL.h5] [--seed S]\n"
+           "       trinity prepare chat --tokenizer T --in DATA.jsonl -o OUT.h5 [--chat-template NAME]\n"
+           "                            [--max-len N [--drop-long]] [--val-fraction F --val-out VAL.h5] [--seed S]\n"
            "       trinity prepare text --tokenizer T --in FILE [FILE...] -o OUT.h5\n"
            "                            [--doc-split blank-line|heading|none]\n\n"
            "alpaca: instruction records ({\"instruction\", \"input\", \"output\"}; a JSON array or JSON lines)\n"
@@ -23,9 +28,15 @@ static void help(void) {
            "  (its EOS is lost), or drops it with --drop-long; an example whose prompt alone fills N tokens is\n"
            "  dropped; counts are reported. --val-fraction F puts a seeded random share of the records\n"
            "  (--seed, default 0) into --val-out. Records are numbered from 0 in error messages.\n"
+           "chat: conversations ({\"messages\": [{\"role\": \"system\"|\"user\"|\"assistant\", \"content\": ...}, ...]};\n"
+           "  JSON lines or a JSON array) written with the model's chat template (the tokenizer's: a GGUF, a\n"
+           "  tokenizer.json directory with tokenizer_config.json, a checkpoint or a .trin), loss mask 1 on the\n"
+           "  assistant turns (their content and the token closing each) only. --chat-template NAME forces\n"
+           "  chatml, llama3, llama2, zephyr or mistral. --max-len, --drop-long, --val-* as for alpaca.\n"
            "text: plain UTF-8 text (CRLF accepted) becomes documents [BOS] text [EOS]. --doc-split: at blank\n"
            "  lines (default), at WikiText article headings (\" = Title = \"), or one document per file.\n\n"
-           "  --tokenizer T  tokenizer.model, tokenizer.json (or its directory), .gguf, llama2.c .bin, blob, 'bytes'\n"
+           "  --tokenizer T  tokenizer.model, tokenizer.json (or its directory), .gguf, llama2.c .bin, blob, 'bytes',\n"
+           "                 or a checkpoint / .trin file (its embedded tokenizer)\n"
            "Bad input (malformed JSON, a record without instruction/output, invalid UTF-8, an empty file)\n"
            "stops with one error line and leaves no output file.\n");
 }
@@ -40,15 +51,18 @@ static int parse_i64(const char *s, long long lo, long long *out) {
 }
 
 int tn_cmd_prepare(int argc, char **argv) {
-    if (argc < 2) return tn_cli_usage_error("prepare", "missing 'alpaca' or 'text'");
+    if (argc < 2) return tn_cli_usage_error("prepare", "missing 'alpaca', 'chat' or 'text'");
     if (tn_cli_is_help(argv[1])) {
         help();
         return TN_EXIT_OK;
     }
     const char *mode = argv[1];
-    int alpaca = !strcmp(mode, "alpaca");
-    if (!alpaca && strcmp(mode, "text") != 0) return tn_cli_usage_error("prepare", "unknown input kind '%s' (alpaca or text)", mode);
-    const char *tpath = NULL, *out = NULL, *val_out = NULL, *tpl = "trinity";
+    int chat = !strcmp(mode, "chat");
+    int alpaca = !strcmp(mode, "alpaca") || chat; /* chat takes alpaca's SFT options */
+    if (!alpaca && strcmp(mode, "text") != 0)
+        return tn_cli_usage_error("prepare", "unknown input kind '%s' (alpaca, chat or text)", mode);
+    const char *tpath = NULL, *out = NULL, *val_out = NULL, *tpl = "trinity", *chat_name = NULL;
+    int have_tpl = 0;
     const char **ins = calloc((size_t)argc, sizeof *ins);
     if (!ins) {
         tn_err("out of memory");
@@ -77,7 +91,7 @@ int tn_cmd_prepare(int argc, char **argv) {
         }
         int known = !strcmp(a, "--tokenizer") || !strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--template") ||
                     !strcmp(a, "--max-len") || !strcmp(a, "--val-fraction") || !strcmp(a, "--val-out") ||
-                    !strcmp(a, "--seed") || !strcmp(a, "--doc-split");
+                    !strcmp(a, "--seed") || !strcmp(a, "--doc-split") || !strcmp(a, "--chat-template");
         if (!known) {
             rc = tn_cli_usage_error("prepare", "unknown argument '%s'", a);
             break;
@@ -93,6 +107,9 @@ int tn_cmd_prepare(int argc, char **argv) {
         else if (!strcmp(a, "--template")) {
             if (strcmp(v, "trinity") && strcmp(v, "alpaca")) rc = tn_cli_usage_error("prepare", "--template: '%s' is not trinity or alpaca", v);
             tpl = v;
+            have_tpl = 1;
+        } else if (!strcmp(a, "--chat-template")) {
+            chat_name = v;
         } else if (!strcmp(a, "--max-len")) {
             if (parse_i64(v, 1, &max_len)) rc = tn_cli_usage_error("prepare", "--max-len: '%s' is not a positive integer", v);
             have_max = 1;
@@ -114,12 +131,15 @@ int tn_cmd_prepare(int argc, char **argv) {
         if (!tpath) rc = tn_cli_usage_error("prepare", "missing --tokenizer");
         else if (n_in == 0) rc = tn_cli_usage_error("prepare", "missing --in");
         else if (!out) rc = tn_cli_usage_error("prepare", "missing -o OUT.h5");
-        else if (alpaca && n_in > 1) rc = tn_cli_usage_error("prepare", "alpaca takes one --in file");
+        else if (alpaca && n_in > 1) rc = tn_cli_usage_error("prepare", "%s takes one --in file", mode);
+        else if (chat && have_tpl)
+            rc = tn_cli_usage_error("prepare", "--template is alpaca's prompt template; chat uses the model's chat template (--chat-template NAME)");
+        else if (!chat && chat_name) rc = tn_cli_usage_error("prepare", "--chat-template applies to chat only");
         else if (alpaca && val_frac > 0 && !val_out) rc = tn_cli_usage_error("prepare", "--val-fraction needs --val-out");
         else if (alpaca && val_out && val_frac == 0) rc = tn_cli_usage_error("prepare", "--val-out needs --val-fraction");
         else if (alpaca && drop && !have_max) rc = tn_cli_usage_error("prepare", "--drop-long needs --max-len");
         else if (!alpaca && (have_max || val_out || val_frac > 0 || drop || strcmp(tpl, "trinity")))
-            rc = tn_cli_usage_error("prepare", "--template/--max-len/--drop-long/--val-* apply to alpaca only");
+            rc = tn_cli_usage_error("prepare", "--template/--max-len/--drop-long/--val-* apply to alpaca and chat only");
         else if (alpaca && split != TN_DOCSPLIT_BLANK_LINE)
             rc = tn_cli_usage_error("prepare", "--doc-split applies to text only");
     }
@@ -128,14 +148,28 @@ int tn_cmd_prepare(int argc, char **argv) {
         return rc;
     }
 
+    tn_chat_family fam;
+    if (chat_name && tn_chat_family_parse(chat_name, &fam) != 0) { /* bad input (exit 1), before any work */
+        free(ins);
+        return tn_cli_fail();
+    }
     tn_tokenizer *tok;
-    if (tn_tokenizer_load(tpath, &tok) != 0) {
+    if (tn_model_tokenizer_load(tpath, &tok) != 0) {
         free(ins);
         return tn_cli_fail();
     }
     tn_prepare_stats st;
     int err;
-    if (alpaca) {
+    if (chat) {
+        tn_chat_opts co = {chat_name, NULL};
+        tn_chat *ch = NULL;
+        err = tn_chat_new(tok, tn_tokenizer_chat_template(tok), &co, &ch);
+        if (err) tn_err_prefix("%s", tpath);
+        tn_prepare_sft_opts o = {NULL, max_len, drop, val_frac, (uint64_t)seed};
+        if (!err) err = tn_prepare_chat(tok, ch, ins[0], out, val_out, &o, &st);
+        if (!err) printf("chat template: %s\n", tn_chat_describe(ch));
+        tn_chat_free(ch);
+    } else if (alpaca) {
         tn_prepare_sft_opts o = {tpl, max_len, drop, val_frac, (uint64_t)seed};
         err = tn_prepare_alpaca(tok, ins[0], out, val_out, &o, &st);
     } else {

@@ -1,9 +1,11 @@
 /* trinity run MODEL -p PROMPT: flags only; the work is runner/generate.c and runner/infer.c. */
 #include "cli/commands.h"
 #include "core/error.h"
+#include "data/chat.h"
 #include "data/tokenizer.h"
 #include "runner/generate.h"
 #include "runner/infer.h"
+#include "runner/model_tokenizer.h"
 #include "runner/sampler.h"
 
 #include <errno.h>
@@ -14,7 +16,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: trinity run MODEL [-p PROMPT] [-i] [options]\n"
+            "usage: trinity run MODEL [-p PROMPT] [-i] [--chat [--chat-template NAME] [--system TEXT]] [options]\n"
             "\n"
             "Generate text from a .trin file or an HDF5 checkpoint, streaming tokens to stdout. The prompt is\n"
             "processed as one batch; prompt and generation speed go to stderr at the end.\n"
@@ -22,6 +24,13 @@ static void usage(FILE *f) {
             "options:\n"
             "  -p, --prompt TEXT       the prompt (with -i: the first turn)\n"
             "  -i, --interactive       then read prompts from stdin, one per line, in one conversation; EOF ends\n"
+            "  --chat                  talk to an instruct model through its own chat template (the one its GGUF\n"
+            "                          or tokenizer_config.json carried into the checkpoint or .trin): each prompt\n"
+            "                          is a user turn, generation stops at the end of the reply; with -i the\n"
+            "                          conversation goes on, each turn feeding only its new tokens (docs/CHAT.md)\n"
+            "  --chat-template NAME    use this template instead of the model's: chatml, llama3, llama2,\n"
+            "                          zephyr (tinyllama) or mistral (implies --chat)\n"
+            "  --system TEXT           with --chat: a system message opening the conversation\n"
             "  -n, --tokens N          tokens to generate per prompt (default 256)\n"
             "  --temp T                temperature; 0 = greedy (default 0.8)\n"
             "  --top-k K               keep the K most likely tokens; 0 = off (default 40)\n"
@@ -29,14 +38,14 @@ static void usage(FILE *f) {
             "  --repeat-penalty R      penalty on the last 64 tokens; 1 = off (default 1.1)\n"
             "  --seed S                sampling seed (default 0)\n"
             "  --template NAME         wrap prompts in the SFT template of `trinity prepare`: trinity\n"
-            "                          (\"Instruction: ...\\nInput: \\nResponse: \") or alpaca\n"
+            "                          (\"Instruction: ...\\nInput: \\nResponse: \") or alpaca; not with --chat\n"
             "  --ctx N                 context length (default min(max_seq_len, 4096))\n"
             "  --threads N             threads (default: all cores)\n"
             "  --device D              cpu (default), cuda or cuda:N: run the whole forward pass there, packed\n"
             "                          weights uploaded once (docs/CUDA.md)\n"
             "  --no-graph              CUDA: run each decode step kernel by kernel, not as a CUDA graph\n"
             "  --exact                 fp32 products on dequantized weights (slow; matches the training model)\n"
-            "  --tokenizer T           use this tokenizer instead of the model's (file, dir or 'bytes')\n"
+            "  --tokenizer T           use this tokenizer instead of the model's (file, dir, model file or 'bytes')\n"
             "  --no-stop               do not stop at the end-of-sequence token\n"
             "  -h, --help              this help\n");
 }
@@ -60,8 +69,8 @@ static int parse_float(const char *s, double *out) {
 }
 
 int tn_cmd_run(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *tok_path = NULL;
-    int interactive = 0;
+    const char *model = NULL, *prompt = NULL, *tok_path = NULL, *chat_name = NULL, *system = NULL;
+    int interactive = 0, chat = 0;
     long long ctx = 0, threads = 0;
     tn_generate_opts go;
     tn_generate_opts_default(&go);
@@ -76,6 +85,8 @@ int tn_cmd_run(int argc, char **argv) {
             return TN_EXIT_OK;
         } else if (!strcmp(a, "-i") || !strcmp(a, "--interactive")) {
             interactive = 1;
+        } else if (!strcmp(a, "--chat")) {
+            chat = 1;
         } else if (!strcmp(a, "--exact")) {
             io.mode = TN_INFER_EXACT;
         } else if (!strcmp(a, "--no-graph")) {
@@ -86,13 +97,15 @@ int tn_cmd_run(int argc, char **argv) {
                    !strcmp(a, "--temp") || !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
                    !strcmp(a, "--repeat-penalty") || !strcmp(a, "--seed") || !strcmp(a, "--template") ||
                    !strcmp(a, "--ctx") || !strcmp(a, "--threads") || !strcmp(a, "--tokenizer") ||
-                   !strcmp(a, "--device")) {
+                   !strcmp(a, "--device") || !strcmp(a, "--chat-template") || !strcmp(a, "--system")) {
             if (i + 1 >= argc) return tn_cli_usage_error("run", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
             else if (!strcmp(a, "--template")) go.template_name = v;
             else if (!strcmp(a, "--tokenizer")) tok_path = v;
             else if (!strcmp(a, "--device")) io.device = v;
+            else if (!strcmp(a, "--chat-template")) chat_name = v, chat = 1;
+            else if (!strcmp(a, "--system")) system = v;
             else if (!strcmp(a, "-n") || !strcmp(a, "--tokens")) {
                 if (parse_int(v, 0, 1 << 24, &iv)) return tn_cli_usage_error("run", "%s: '%s' is not a count", a, v);
                 go.max_new = (int)iv;
@@ -121,6 +134,11 @@ int tn_cmd_run(int argc, char **argv) {
     if (!prompt && !interactive) return tn_cli_usage_error("run", "give a prompt (-p) or -i");
     if (tn_sampler_opts_check(&go.sampling) != 0) return tn_cli_usage_error("run", "%s", tn_errmsg());
     if (tn_generate_template_check(go.template_name) != 0) return tn_cli_usage_error("run", "%s", tn_errmsg());
+    if (chat && go.template_name)
+        return tn_cli_usage_error("run", "--template (an SFT prompt template) and --chat (the model's chat template) exclude each other");
+    if (system && !chat) return tn_cli_usage_error("run", "--system needs --chat");
+    tn_chat_family fam;
+    if (chat_name && tn_chat_family_parse(chat_name, &fam) != 0) return tn_cli_fail(); /* bad input: exit 1 */
 
     io.threads = (int)threads;
     io.ctx = (int)ctx;
@@ -132,7 +150,7 @@ int tn_cmd_run(int argc, char **argv) {
     const tn_tokenizer *tok = tn_infer_tokenizer(m);
     int rc = 0;
     if (tok_path) {
-        rc = tn_tokenizer_load(tok_path, &own_tok);
+        rc = tn_model_tokenizer_load(tok_path, &own_tok);
         tok = own_tok;
         if (rc == 0 && tn_tokenizer_vocab_size(own_tok) > tn_infer_config(m)->vocab_size)
             rc = tn_err("tokenizer %s has %lld tokens, the model %d", tok_path, (long long)tn_tokenizer_vocab_size(own_tok),
@@ -140,18 +158,29 @@ int tn_cmd_run(int argc, char **argv) {
     } else if (!tok) {
         rc = tn_err("%s: %s (give one with --tokenizer)", model, tn_infer_tokenizer_error(m));
     }
+    tn_chat *ch = NULL;
+    if (rc == 0 && chat) {
+        tn_chat_opts co = {chat_name, NULL};
+        rc = tn_chat_new(tok, tn_tokenizer_chat_template(tok), &co, &ch);
+        if (rc != 0) tn_err_prefix("%s", model);
+        go.chat = ch;
+        go.system = system;
+    }
     if (rc == 0) rc = tn_sampler_new(&go.sampling, tn_infer_config(m)->vocab_size, &s);
     tn_generate_stats st;
     memset(&st, 0, sizeof st);
-    if (rc == 0 && prompt) {
+    if (rc == 0 && chat) {
+        rc = tn_generate_chat(m, tok, s, prompt, interactive ? stdin : NULL, &go, stdout, &st);
+    } else if (rc == 0 && prompt) {
         rc = tn_generate(m, tok, s, prompt, &go, stdout, &st);
         if (rc == 0) {
             fputc('\n', stdout);
             fflush(stdout);
         }
     }
-    if (rc == 0 && interactive) rc = tn_generate_interactive(m, tok, s, stdin, &go, stdout, &st);
+    if (rc == 0 && interactive && !chat) rc = tn_generate_interactive(m, tok, s, stdin, &go, stdout, &st);
     if (rc == 0) {
+        if (ch) fprintf(stderr, "chat template: %s\n", tn_chat_describe(ch));
         if (st.ctx_full) fprintf(stderr, "[stopped: the context of %d tokens is full]\n", tn_infer_ctx(m));
         fprintf(stderr, "prompt: %lld tokens, %.1f tok/s | generation: %lld tokens, %.1f tok/s | %s\n",
                 (long long)st.prompt_tokens, st.prompt_seconds > 0 ? (double)st.prompt_tokens / st.prompt_seconds : 0.0,
@@ -159,6 +188,7 @@ int tn_cmd_run(int argc, char **argv) {
                 tn_infer_describe(m));
     }
     tn_sampler_free(s);
+    tn_chat_free(ch);
     tn_tokenizer_free(own_tok);
     tn_infer_free(m);
     return rc == 0 ? TN_EXIT_OK : tn_cli_fail();

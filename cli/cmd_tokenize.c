@@ -4,7 +4,9 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/timer.h"
+#include "data/chat.h"
 #include "data/tokenizer.h"
+#include "runner/model_tokenizer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,9 +20,11 @@ static void help(void) {
            "the line break itself not encoded, CRLF accepted), or with --decode turn ids back into text\n"
            "(--text \"1 2 3\", or --in FILE with one line of ids per output line). --in - reads stdin.\n\n"
            "  --tokenizer T  tokenizer.model (SentencePiece), tokenizer.json or a directory holding one,\n"
-           "                 a .gguf file, llama2.c tokenizer.bin, a serialized tokenizer blob, or 'bytes'\n"
+           "                 a .gguf file, llama2.c tokenizer.bin, a serialized tokenizer blob, 'bytes', or a\n"
+           "                 checkpoint or .trin file (the tokenizer embedded in it)\n"
            "  --bos          put BOS in front of every encoded line\n"
-           "  --info         print kind, vocabulary size, BOS/EOS ids and the tokenizer's sha256\n"
+           "  --info         print kind, vocabulary size, BOS/EOS ids, the tokenizer's sha256 and its chat\n"
+           "                 template (the recognised family, 'unrecognised' or 'none'; docs/CHAT.md)\n"
            "  --time         report the token count and the seconds spent encoding/decoding on stderr\n");
 }
 
@@ -127,13 +131,16 @@ int tn_cmd_tokenize(int argc, char **argv) {
     if (decode && bos) return tn_cli_usage_error("tokenize", "--bos applies to encoding, not --decode");
 
     tn_tokenizer *tok;
-    if (tn_tokenizer_load(tpath, &tok) != 0) return tn_cli_fail();
+    if (tn_model_tokenizer_load(tpath, &tok) != 0) return tn_cli_fail();
     int rc = 0;
     tn_tokens ids = {0};
     if (info) {
         printf("kind %s\nvocab_size %lld\nbos_id %lld\neos_id %lld\nadds_bos %d\nsha256 %s\n", tn_tokenizer_kind_name(tok),
                (long long)tn_tokenizer_vocab_size(tok), (long long)tn_tokenizer_bos_id(tok),
                (long long)tn_tokenizer_eos_id(tok), tn_tokenizer_uses_bos(tok), tn_tokenizer_sha256(tok));
+        const char *ct = tn_tokenizer_chat_template(tok);
+        tn_chat_family fam;
+        printf("chat_template %s\n", !ct ? "none" : tn_chat_recognise(ct, &fam) == 0 ? tn_chat_family_name(fam) : "unrecognised");
     } else if (text) {
         rc = decode ? decode_line(tok, text, strlen(text), 1, &ids) : encode_line(tok, text, strlen(text), bos, &ids);
     } else {

@@ -255,13 +255,30 @@ static cJSON *parse_records(const char *path, const char *data, size_t size) {
     return arr;
 }
 
-int tn_prepare_alpaca(const tn_tokenizer *tok, const char *in_path, const char *out_path, const char *val_path,
-                      const tn_prepare_sft_opts *o, tn_prepare_stats *st) {
+/* One record -> one example's ids and mask (ex is emptied first). Errors name the field, not the file. */
+typedef int (*example_fn)(const void *ctx, const cJSON *rec, int i, tn_tokens *ex, uint8_t **mask, size_t *mask_cap);
+
+typedef struct {
+    const tn_tokenizer *tok;
+    const char *tpl;
+} alpaca_ctx;
+
+static int alpaca_example(const void *ctx, const cJSON *rec, int i, tn_tokens *ex, uint8_t **mask, size_t *mask_cap) {
+    const alpaca_ctx *a = ctx;
+    const char *ins = "", *inp = "", *out = "";
+    if (!cJSON_IsObject(rec)) return tn_err("record %d is not an object", i);
+    if (get_field(rec, (size_t)i, "instruction", 1, &ins) || get_field(rec, (size_t)i, "input", 0, &inp) ||
+        get_field(rec, (size_t)i, "output", 1, &out))
+        return -1;
+    if (tn_prepare_example(a->tok, a->tpl, ins, inp, out, ex, mask, mask_cap) != 0) return tn_err_prefix("record %d", i);
+    return 0;
+}
+
+/* The SFT loop both input kinds share: records -> examples -> train / validation shards. */
+static int prepare_sft(const tn_tokenizer *tok, const char *in_path, const char *out_path, const char *val_path,
+                       const tn_prepare_sft_opts *o, tn_prepare_stats *st, example_fn example, const void *ctx,
+                       const char *tpl) {
     memset(st, 0, sizeof *st);
-    const char *tpl = o->template_name ? o->template_name : "trinity";
-    char *probe;
-    TN_CHECK(tn_prepare_prompt(tpl, "", "", &probe));
-    free(probe);
     if (o->val_fraction < 0 || o->val_fraction >= 1) return tn_err("val fraction %g outside [0, 1)", o->val_fraction);
     if (o->val_fraction > 0 && !val_path) return tn_err("a validation fraction needs a validation output path");
     if (o->max_len < 0) return tn_err("max length %" PRId64 " is negative", o->max_len);
@@ -303,20 +320,10 @@ int tn_prepare_alpaca(const tn_tokenizer *tok, const char *in_path, const char *
     const cJSON *rec;
     cJSON_ArrayForEach(rec, root) {
         if (rc) break;
-        const char *ins = "", *inp = "", *out = "";
-        if (!cJSON_IsObject(rec)) {
-            rc = tn_err("%s: record %d is not an object", in_path, i);
-            break;
-        }
-        if (get_field(rec, (size_t)i, "instruction", 1, &ins) || get_field(rec, (size_t)i, "input", 0, &inp) ||
-            get_field(rec, (size_t)i, "output", 1, &out)) {
-            rc = tn_err_prefix("%s", in_path);
-            break;
-        }
         ex.n = 0;
-        rc = tn_prepare_example(tok, tpl, ins, inp, out, &ex, &exmask, &exmask_cap);
+        rc = example(ctx, rec, i, &ex, &exmask, &exmask_cap);
         if (rc) {
-            tn_err_prefix("%s: record %d", in_path, i);
+            tn_err_prefix("%s", in_path);
             break;
         }
         size_t len = ex.n;
@@ -366,6 +373,60 @@ int tn_prepare_alpaca(const tn_tokenizer *tok, const char *in_path, const char *
     free(perm);
     cJSON_Delete(root);
     return rc;
+}
+
+int tn_prepare_alpaca(const tn_tokenizer *tok, const char *in_path, const char *out_path, const char *val_path,
+                      const tn_prepare_sft_opts *o, tn_prepare_stats *st) {
+    memset(st, 0, sizeof *st);
+    const char *tpl = o->template_name ? o->template_name : "trinity";
+    char *probe;
+    TN_CHECK(tn_prepare_prompt(tpl, "", "", &probe));
+    free(probe);
+    alpaca_ctx a = {tok, tpl};
+    return prepare_sft(tok, in_path, out_path, val_path, o, st, alpaca_example, &a, tpl);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * conversations */
+
+static int chat_example(const void *ctx, const cJSON *rec, int i, tn_tokens *ex, uint8_t **mask, size_t *mask_cap) {
+    const tn_chat *chat = ctx;
+    if (!cJSON_IsObject(rec)) return tn_err("record %d is not an object", i);
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(rec, "messages");
+    if (!cJSON_IsArray(msgs)) return tn_err("record %d: no \"messages\" array", i);
+    int n = cJSON_GetArraySize(msgs), rc = 0, n_asst = 0;
+    if (n == 0) return tn_err("record %d: \"messages\" is empty", i);
+    tn_chat_msg *m = malloc((size_t)n * sizeof *m);
+    if (!m) return tn_err("out of memory");
+    int k = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, msgs) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role"), *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+        if (!cJSON_IsObject(it) || !cJSON_IsString(role) || !cJSON_IsString(content)) {
+            rc = tn_err("record %d: messages[%d] is not {\"role\": string, \"content\": string}", i, k);
+            break;
+        }
+        if (tn_utf8_check((const uint8_t *)content->valuestring, strlen(content->valuestring)) != (size_t)-1 ||
+            tn_utf8_check((const uint8_t *)role->valuestring, strlen(role->valuestring)) != (size_t)-1) {
+            rc = tn_err("record %d: messages[%d] is not valid UTF-8 (a bad \\u escape?)", i, k);
+            break;
+        }
+        m[k].role = role->valuestring;
+        m[k].content = content->valuestring;
+        n_asst += strcmp(role->valuestring, "assistant") == 0;
+        k++;
+    }
+    if (rc == 0 && n_asst == 0) rc = tn_err("record %d: no assistant message (nothing to train on)", i);
+    if (rc == 0 && tn_chat_render(chat, m, n, 0, ex, mask, mask_cap) != 0) rc = tn_err_prefix("record %d", i);
+    free(m);
+    return rc;
+}
+
+int tn_prepare_chat(const tn_tokenizer *tok, const tn_chat *chat, const char *in_path, const char *out_path,
+                    const char *val_path, const tn_prepare_sft_opts *o, tn_prepare_stats *st) {
+    char tpl[32];
+    snprintf(tpl, sizeof tpl, "chat:%s", tn_chat_family_name(tn_chat_get_family(chat)));
+    return prepare_sft(tok, in_path, out_path, val_path, o, st, chat_example, chat, tpl);
 }
 
 /* ---------------------------------------------------------------------------------------------------

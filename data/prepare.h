@@ -1,4 +1,5 @@
-/* `trinity prepare`: tokenize instruction data (Alpaca JSON) or plain text into shards (data/shard.h).
+/* `trinity prepare`: tokenize instruction data (Alpaca JSON), conversations (chat JSON lines) or plain text
+ * into shards (data/shard.h).
  *
  * SFT examples. Templates (the prompt; the response follows it directly, then EOS; BOS first when the
  * tokenizer conventionally uses one):
@@ -16,12 +17,18 @@
  * response's first word) is a response token: it carries response bytes, and the model must emit it to
  * produce the response. Only the template's trailing whitespace can ride along in it.
  *
+ * Conversations: {"messages": [{"role", "content"}, ...]} per record, rendered by the model's chat template
+ * (data/chat.h, without the generation prompt); the loss mask is 1 on the assistant turns' content and on
+ * the token that closes each of them, 0 on everything else (system and user turns, the template's
+ * markers). The shard's template attribute is "chat:<family>".
+ *
  * Text documents: [BOS] text [EOS] per document, loss mask 1 on every token but BOS. */
 #ifndef TN_DATA_PREPARE_H
 #define TN_DATA_PREPARE_H
 
 #include <stdint.h>
 
+#include "data/chat.h"
 #include "data/tokenizer.h"
 
 typedef struct {
@@ -53,6 +60,13 @@ int tn_prepare_example(const tn_tokenizer *tok, const char *template_name, const
  * val_path may be NULL when val_fraction is 0. Nothing is left at out_path/val_path on failure. */
 int tn_prepare_alpaca(const tn_tokenizer *tok, const char *in_path, const char *out_path, const char *val_path,
                       const tn_prepare_sft_opts *o, tn_prepare_stats *st);
+
+/* Conversations (a JSON array of records, or JSON lines) -> SFT shard(s) through `chat`; the options as for
+ * Alpaca but the template name, which is the chat template's. A record without an assistant message, with a
+ * message that is not {"role": string, "content": string}, or that the template refuses (roles that do not
+ * alternate, ...) stops with an error naming it. */
+int tn_prepare_chat(const tn_tokenizer *tok, const tn_chat *chat, const char *in_path, const char *out_path,
+                    const char *val_path, const tn_prepare_sft_opts *o, tn_prepare_stats *st);
 
 /* Plain text files -> one text shard. */
 int tn_prepare_text(const tn_tokenizer *tok, const char *const *in_paths, int n_in, const char *out_path,

@@ -6,7 +6,8 @@
  *   tokenizer.ggml.token_type   [i32]     optional, SentencePiece numbering (1 normal ... 6 byte)
  *   tokenizer.ggml.merges       [string]  "a b" pairs, rank = index (gpt2)
  *   tokenizer.ggml.{bos,eos,unknown,padding}_token_id  u32, optional
- *   tokenizer.ggml.add_bos_token, tokenizer.ggml.add_space_prefix  bool, optional */
+ *   tokenizer.ggml.add_bos_token, tokenizer.ggml.add_space_prefix  bool, optional
+ *   tokenizer.chat_template     string, optional: the Jinja chat template, kept with the tokenizer */
 #include "core/error.h"
 #include "core/gguf.h"
 #include "data/tok_internal.h"
@@ -158,6 +159,12 @@ int tn_tokenizer_from_gguf(const tn_gguf *g, tn_tokenizer **out) {
     }
     if (add_bos && t->bos >= 0) t->flags |= TN_TOKF_ADD_BOS;
     if (llama3) t->flags |= TN_TOKF_IGNORE_MERGES;
+    if (tn_gguf_find(g, "tokenizer.chat_template")) {
+        const char *ct;
+        size_t cl;
+        if (tn_gguf_get_str(g, "tokenizer.chat_template", &ct, &cl) != 0 || tn_tok_set_chat_template(t, ct, cl) != 0)
+            goto fail;
+    }
     if (tn_tok_finish(t) != 0) goto fail;
     *out = t;
     return 0;

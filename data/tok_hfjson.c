@@ -347,6 +347,32 @@ static void specials(tn_tokenizer *t, const cJSON *root, const cJSON *model, con
     if (add_bos && t->bos >= 0) t->flags |= TN_TOKF_ADD_BOS;
 }
 
+int tn_tok_chat_template_from_config(tn_tokenizer *t, const char *config_json, size_t size) {
+    cJSON *cfg = parse("tokenizer_config.json", config_json, size);
+    if (!cfg) return -1;
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+    const char *tpl = NULL;
+    int rc = 0;
+    if (cJSON_IsString(ct)) {
+        tpl = ct->valuestring;
+    } else if (cJSON_IsArray(ct)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, ct) {
+            const char *name = jstr(it, "name"), *text = jstr(it, "template");
+            if (!name || !text) {
+                rc = tn_err("tokenizer_config.json: chat_template list entries must be {\"name\", \"template\"} strings");
+                break;
+            }
+            if (strcmp(name, "default") == 0) tpl = text;
+        }
+    } else if (ct && !cJSON_IsNull(ct)) {
+        rc = tn_err("tokenizer_config.json: chat_template is neither a string nor a list of named templates");
+    }
+    if (rc == 0 && tpl) rc = tn_tok_set_chat_template(t, tpl, strlen(tpl));
+    cJSON_Delete(cfg);
+    return rc;
+}
+
 int tn_tok_load_hf_json(const char *json, size_t size, const char *config_json, tn_tokenizer **out) {
     *out = NULL;
     cJSON *root = parse("tokenizer.json", json, size);

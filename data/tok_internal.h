@@ -35,6 +35,7 @@ enum {
 /* Limits a definition must respect (also the deserializer's sanity bounds). */
 #define TN_TOK_MAX_VOCAB (1 << 24)
 #define TN_TOK_MAX_PIECE (1 << 16)
+#define TN_TOK_MAX_CHAT_TEMPLATE (1 << 20)
 
 typedef struct {
     int32_t *slot; /* -1 = empty */
@@ -68,6 +69,9 @@ struct tn_tokenizer {
     int32_t n_merges;
     int32_t *merge_a, *merge_b; /* [n_merges], rank = index */
     size_t str_cap, merge_cap;
+    /* The model's chat template (Jinja text, NUL-terminated) or NULL. Serialized (blob version 2) but
+     * not part of the fingerprint: it says how conversations are written, not how text is tokenized. */
+    char *chat_template;
     /* ---- derived by tn_tok_finish ---- */
     tn_tok_strmap map;
     tn_tok_pairmap pairs;
@@ -88,6 +92,9 @@ tn_tokenizer *tn_tok_new(int kind);
 int tn_tok_add(tn_tokenizer *t, const char *s, size_t len, float score, int type);
 int tn_tok_add_merge(tn_tokenizer *t, int32_t a, int32_t b);
 int tn_tok_finish(tn_tokenizer *t);
+/* Attach a chat template (copied; replaces any). May follow tn_tok_finish: the template is not part of
+ * the fingerprint. Refuses more than TN_TOK_MAX_CHAT_TEMPLATE bytes and NUL bytes. */
+int tn_tok_set_chat_template(tn_tokenizer *t, const char *s, size_t len);
 /* Build the string -> id table now (all tokens added) so a loader can resolve merge strings; finish
  * then reuses it. */
 int tn_tok_index(tn_tokenizer *t);
@@ -119,6 +126,9 @@ int tn_tok_merge(const tn_tokenizer *t, const char *text, tn_tok_syms *s, int32_
 /* Loaders (tok_spm.c, tok_hfjson.c, tok_gguf.c). */
 int tn_tok_load_spm_model(const uint8_t *data, size_t size, tn_tokenizer **out);
 int tn_tok_load_hf_json(const char *json, size_t size, const char *config_json, tn_tokenizer **out);
+/* tokenizer_config.json's "chat_template" attached to t: a string, or of a list of {"name", "template"} the
+ * "default" entry (the one transformers applies). Absent, null, or a list without "default": nothing. */
+int tn_tok_chat_template_from_config(tn_tokenizer *t, const char *config_json, size_t size);
 int tn_tok_load_llama2c(const uint8_t *data, size_t size, tn_tokenizer **out);
 /* GPT-2's byte <-> printable-character table. */
 uint32_t tn_tok_byte_to_cp(uint8_t b);

@@ -66,7 +66,21 @@ void tn_tokenizer_free(tn_tokenizer *t) {
     free(t->pairs.slot);
     free(t->dec);
     free(t->dec_off);
+    free(t->chat_template);
     free(t);
+}
+
+int tn_tok_set_chat_template(tn_tokenizer *t, const char *s, size_t len) {
+    if (len > TN_TOK_MAX_CHAT_TEMPLATE)
+        return tn_err("tokenizer: chat template of %zu bytes (at most %d)", len, TN_TOK_MAX_CHAT_TEMPLATE);
+    if (memchr(s, '\0', len)) return tn_err("tokenizer: chat template contains a NUL byte");
+    char *c = malloc(len + 1);
+    if (!c) return tn_err("tokenizer: out of memory");
+    memcpy(c, s, len);
+    c[len] = '\0';
+    free(t->chat_template);
+    t->chat_template = c;
+    return 0;
 }
 
 int tn_tok_add(tn_tokenizer *t, const char *s, size_t len, float score, int type) {
@@ -387,6 +401,8 @@ static int check_special(const tn_tokenizer *t, const char *what, int32_t id) {
     return 0;
 }
 
+static int serialize(const tn_tokenizer *t, int with_template, uint8_t **blob, size_t *len);
+
 int tn_tok_finish(tn_tokenizer *t) {
     if (t->kind < TN_TOK_BYTES || t->kind > TN_TOK_BPE) return tn_err("tokenizer: unknown kind %d", t->kind);
     if (t->n_vocab < 1) return tn_err("tokenizer: empty vocabulary");
@@ -451,7 +467,7 @@ int tn_tok_finish(tn_tokenizer *t) {
 
     uint8_t *blob;
     size_t len;
-    TN_CHECK(tn_tokenizer_serialize(t, &blob, &len));
+    TN_CHECK(serialize(t, 0, &blob, &len)); /* the fingerprint leaves the chat template out */
     tn_sha256_hex(blob, len, t->sha);
     free(blob);
     return 0;
@@ -588,16 +604,18 @@ int64_t tn_tokenizer_bos_id(const tn_tokenizer *t) { return t->bos; }
 int64_t tn_tokenizer_eos_id(const tn_tokenizer *t) { return t->eos; }
 int tn_tokenizer_uses_bos(const tn_tokenizer *t) { return (t->flags & TN_TOKF_ADD_BOS) && t->bos >= 0; }
 const char *tn_tokenizer_sha256(const tn_tokenizer *t) { return t->sha; }
+const char *tn_tokenizer_chat_template(const tn_tokenizer *t) { return t->chat_template; }
 
 /* ---------------------------------------------------------------------------------------------------
  * serialized form (docs/TOKENIZERS.md), little-endian:
- *   "TNTK" u32 version=1 | u32 kind | u32 pretok | u32 flags | i32 bos, eos, unk | u32 n_vocab | u32 n_merges
+ *   "TNTK" u32 version (1, or 2 with a chat template) | u32 kind | u32 pretok | u32 flags | i32 bos, eos, unk
+ *   | u32 n_vocab | u32 n_merges
  *   n_vocab x { u32 len, len bytes, f32 score, u8 type }
  *   n_merges x { u32 a, u32 b }
+ *   version 2 only: u32 len, len bytes of chat template (UTF-8 Jinja text, no NUL)
  *   u32 CRC-32 of everything before it */
 
 #define BLOB_MAGIC "TNTK"
-#define BLOB_VERSION 1
 #define BLOB_HEADER 40
 
 static void put32(uint8_t *p, uint32_t v) {
@@ -607,12 +625,16 @@ static uint32_t get32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-int tn_tokenizer_serialize(const tn_tokenizer *t, uint8_t **blob, size_t *len) {
-    size_t n = BLOB_HEADER + (size_t)t->str_off[t->n_vocab] + 9 * (size_t)t->n_vocab + 8 * (size_t)t->n_merges + 4;
+/* with_template = 0 writes the version-1 form (the fingerprint's input) even when there is a template. */
+static int serialize(const tn_tokenizer *t, int with_template, uint8_t **blob, size_t *len) {
+    const char *tpl = with_template ? t->chat_template : NULL;
+    size_t tl = tpl ? strlen(tpl) : 0;
+    size_t n = BLOB_HEADER + (size_t)t->str_off[t->n_vocab] + 9 * (size_t)t->n_vocab + 8 * (size_t)t->n_merges + 4 +
+               (tpl ? 4 + tl : 0);
     uint8_t *b = malloc(n), *p = b;
     if (!b) return tn_err("tokenizer: out of memory serializing");
     memcpy(p, BLOB_MAGIC, 4);
-    put32(p + 4, BLOB_VERSION);
+    put32(p + 4, tpl ? 2 : 1);
     put32(p + 8, (uint32_t)t->kind);
     put32(p + 12, (uint32_t)t->pretok);
     put32(p + 16, t->flags);
@@ -638,17 +660,25 @@ int tn_tokenizer_serialize(const tn_tokenizer *t, uint8_t **blob, size_t *len) {
         put32(p + 4, (uint32_t)t->merge_b[r]);
         p += 8;
     }
+    if (tpl) {
+        put32(p, (uint32_t)tl);
+        memcpy(p + 4, tpl, tl);
+        p += 4 + tl;
+    }
     put32(p, tn_crc32(0, b, (size_t)(p - b)));
     *blob = b;
     *len = n;
     return 0;
 }
 
+int tn_tokenizer_serialize(const tn_tokenizer *t, uint8_t **blob, size_t *len) { return serialize(t, 1, blob, len); }
+
 int tn_tokenizer_deserialize(const uint8_t *b, size_t len, tn_tokenizer **out) {
     *out = NULL;
     if (len < BLOB_HEADER + 4 || memcmp(b, BLOB_MAGIC, 4) != 0) return tn_err("tokenizer blob: bad magic or too short");
     if (get32(b + len - 4) != tn_crc32(0, b, len - 4)) return tn_err("tokenizer blob: checksum mismatch (corrupted)");
-    if (get32(b + 4) != BLOB_VERSION) return tn_err("tokenizer blob: version %" PRIu32 " not supported", get32(b + 4));
+    uint32_t version = get32(b + 4);
+    if (version != 1 && version != 2) return tn_err("tokenizer blob: version %" PRIu32 " not supported", version);
     uint32_t kind = get32(b + 8), n_vocab = get32(b + 32), n_merges = get32(b + 36);
     if (kind > TN_TOK_BPE) return tn_err("tokenizer blob: unknown kind %" PRIu32, kind);
     if (n_vocab > TN_TOK_MAX_VOCAB || n_merges > 4u * TN_TOK_MAX_VOCAB)
@@ -674,6 +704,13 @@ int tn_tokenizer_deserialize(const uint8_t *b, size_t len, tn_tokenizer **out) {
     if ((end - p) / 8 < n_merges) goto truncated;
     for (uint32_t r = 0; r < n_merges; r++, p += 8)
         if (tn_tok_add_merge(t, (int32_t)get32(b + p), (int32_t)get32(b + p + 4)) != 0) goto fail;
+    if (version == 2) {
+        if (end - p < 4) goto truncated;
+        uint32_t tl = get32(b + p);
+        if (end - p - 4 < (size_t)tl) goto truncated;
+        if (tn_tok_set_chat_template(t, (const char *)b + p + 4, tl) != 0) goto fail;
+        p += 4 + (size_t)tl;
+    }
     if (p != end) {
         tn_err("tokenizer blob: %zu unexpected trailing bytes", end - p);
         goto fail;
@@ -690,6 +727,51 @@ fail:
 
 /* ---------------------------------------------------------------------------------------------------
  * loading with auto-detection */
+
+/* path's directory + name (malloc'd), or NULL. */
+static char *sibling(const char *path, const char *name) {
+    const char *slash = strrchr(path, '/');
+    size_t dl = slash ? (size_t)(slash - path + 1) : 0;
+    char *p = malloc(dl + strlen(name) + 1);
+    if (!p) return NULL;
+    memcpy(p, path, dl);
+    strcpy(p + dl, name);
+    return p;
+}
+
+/* The chat template of a Hugging Face model directory, for a tokenizer loaded from its tokenizer.json or
+ * tokenizer.model: tokenizer_config.json "chat_template" (cfg: its text, NULL when there is no such file),
+ * else the chat_template.jinja file newer transformers versions write instead. Neither: no template. */
+static int attach_hf_chat_template(const char *path, const char *cfg, size_t cfg_size, tn_tokenizer *t) {
+    if (cfg && tn_tok_chat_template_from_config(t, cfg, cfg_size) != 0) return -1;
+    if (t->chat_template) return 0;
+    char *jpath = sibling(path, "chat_template.jinja");
+    if (!jpath) return tn_err("out of memory");
+    int rc = 0;
+    if (tn_file_exists(jpath)) {
+        char *data;
+        size_t size;
+        rc = tn_read_file(jpath, &data, &size);
+        if (rc == 0) {
+            rc = tn_tok_set_chat_template(t, data, size);
+            free(data);
+        }
+        if (rc != 0) tn_err_prefix("%s", jpath);
+    }
+    free(jpath);
+    return rc;
+}
+
+/* tokenizer_config.json beside path, read whole (*cfg NULL when there is none). */
+static int read_config(const char *path, char **cfg, size_t *size) {
+    *cfg = NULL;
+    *size = 0;
+    char *cpath = sibling(path, "tokenizer_config.json");
+    if (!cpath) return tn_err("out of memory");
+    int rc = tn_file_exists(cpath) ? tn_read_file(cpath, cfg, size) : 0;
+    free(cpath);
+    return rc;
+}
 
 static int load_file(const char *path, tn_tokenizer **out) {
     char *data;
@@ -711,23 +793,30 @@ static int load_file(const char *path, tn_tokenizer **out) {
     } else if (size >= 4 && memcmp(data, BLOB_MAGIC, 4) == 0) {
         rc = tn_tokenizer_deserialize(u, size, out);
     } else if (data[i] == '{') {
-        /* tokenizer.json; its tokenizer_config.json sibling names BOS/EOS when present. */
+        /* tokenizer.json; its tokenizer_config.json sibling names BOS/EOS and the chat template. */
         char *cfg = NULL;
         size_t cfg_size = 0;
-        const char *slash = strrchr(path, '/');
-        size_t dl = slash ? (size_t)(slash - path + 1) : 0;
-        char *cpath = malloc(dl + 32);
-        if (cpath) {
-            memcpy(cpath, path, dl);
-            strcpy(cpath + dl, "tokenizer_config.json");
-            if (tn_file_exists(cpath) && tn_read_file(cpath, &cfg, &cfg_size) != 0) cfg = NULL;
-            free(cpath);
-        }
+        if (read_config(path, &cfg, &cfg_size) != 0) cfg = NULL;
         rc = tn_tok_load_hf_json(data, size, cfg, out);
+        if (rc == 0 && attach_hf_chat_template(path, cfg, cfg_size, *out) != 0) {
+            tn_tokenizer_free(*out);
+            *out = NULL;
+            rc = -1;
+        }
         free(cfg);
     } else {
         rc = tn_tok_load_spm_model(u, size, out);
-        if (rc != 0) {
+        if (rc == 0) { /* a SentencePiece model in a Hugging Face directory: its chat template */
+            char *cfg = NULL;
+            size_t cfg_size = 0;
+            rc = read_config(path, &cfg, &cfg_size);
+            if (rc == 0) rc = attach_hf_chat_template(path, cfg, cfg_size, *out);
+            free(cfg);
+            if (rc != 0) {
+                tn_tokenizer_free(*out);
+                *out = NULL;
+            }
+        } else {
             char why[256];
             snprintf(why, sizeof why, "%s", tn_errmsg());
             /* llama2.c's tokenizer.bin has no magic: accepted only if its entries tile the file exactly. */

@@ -67,16 +67,22 @@ int64_t tn_tokenizer_bos_id(const tn_tokenizer *t); /* -1 when none */
 int64_t tn_tokenizer_eos_id(const tn_tokenizer *t);
 /* 1 if BOS is conventionally prepended (Llama yes, GPT-2 no): what `prepare` does. */
 int tn_tokenizer_uses_bos(const tn_tokenizer *t);
-/* 64 hex digits: the SHA-256 of the serialized blob, so the same vocabulary loaded from tokenizer.model,
- * tokenizer.json or GGUF has the same fingerprint whenever the definitions agree. */
+/* 64 hex digits: the SHA-256 of the serialized blob without the chat template (its version-1 form), so
+ * the same vocabulary loaded from tokenizer.model, tokenizer.json or GGUF has the same fingerprint
+ * whenever the definitions agree. */
 const char *tn_tokenizer_sha256(const tn_tokenizer *t);
+/* The model's chat template: the Jinja text of GGUF `tokenizer.chat_template`, or of HF
+ * `tokenizer_config.json` "chat_template" (its "default" entry when it is a list) or `chat_template.jinja`
+ * beside tokenizer.json / tokenizer.model; NULL when the source has none. It travels with the tokenizer
+ * (serialized blob version 2), hence into checkpoints and .trin files. data/chat.h recognises it. */
+const char *tn_tokenizer_chat_template(const tn_tokenizer *t);
 
-/* Self-contained, versioned binary form (docs/TOKENIZERS.md), embedded in checkpoints and .trin files.
- * serialize mallocs *blob; deserialize validates every length, id and the CRC. */
+/* Self-contained, versioned binary form (docs/TOKENIZERS.md), embedded in checkpoints and .trin files:
+ * version 1, or version 2 when there is a chat template. serialize mallocs *blob; deserialize reads
+ * both versions and validates every length, id and the CRC. */
 int tn_tokenizer_serialize(const tn_tokenizer *t, uint8_t **blob, size_t *len);
 int tn_tokenizer_deserialize(const uint8_t *blob, size_t len, tn_tokenizer **out);
 
 /* From an already opened GGUF file (the importer has one). */
 int tn_tokenizer_from_gguf(const tn_gguf *g, tn_tokenizer **out);
-
 #endif

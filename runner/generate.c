@@ -14,6 +14,8 @@ void tn_generate_opts_default(tn_generate_opts *o) {
     tn_sampler_opts_default(&o->sampling);
     o->template_name = NULL;
     o->stop_at_eos = 1;
+    o->chat = NULL;
+    o->system = NULL;
 }
 
 int tn_generate_template_check(const char *name) {
@@ -90,10 +92,12 @@ static void hist_push(history *h, int32_t id) {
     h->t[h->n++] = id;
 }
 
+/* Feed ids, then sample until a stop id (not fed, not printed), max_new tokens or a full context. The
+ * generated ids are appended to gen when it is not NULL. */
 static int run_turn(tn_infer *m, const tn_tokenizer *tok, tn_sampler *s, const int32_t *ids, int n, history *h,
-                    const tn_generate_opts *o, FILE *out, tn_generate_stats *st) {
+                    const int32_t *stop, int n_stop, const tn_generate_opts *o, FILE *out, tn_generate_stats *st,
+                    tn_tokens *gen) {
     const tn_llama_config *c = tn_infer_config(m);
-    const int64_t eos = tn_tokenizer_eos_id(tok) >= 0 ? tn_tokenizer_eos_id(tok) : c->eos_id;
     const int V = c->vocab_size;
     float *logits = malloc((size_t)V * sizeof *logits);
     if (!logits) return tn_err("out of memory");
@@ -113,8 +117,14 @@ static int run_turn(tn_infer *m, const tn_tokenizer *tok, tn_sampler *s, const i
     t0 = tn_time_s();
     for (int i = 0; rc == 0 && i < o->max_new; i++) {
         int32_t next = tn_sampler_sample(s, logits, h->t, h->n);
-        if (o->stop_at_eos && next == eos) {
+        int is_stop = 0;
+        for (int k = 0; k < n_stop; k++) is_stop |= next == stop[k];
+        if (o->stop_at_eos && is_stop) {
             st->hit_eos = 1;
+            break;
+        }
+        if (gen && tn_tokens_push(gen, next) != 0) {
+            rc = -1;
             break;
         }
         size_t len = 0;
@@ -151,7 +161,8 @@ int tn_generate(tn_infer *m, const tn_tokenizer *tok, tn_sampler *s, const char 
         return tn_err("the prompt is empty (and the tokenizer adds no BOS)");
     }
     history h = {{0}, 0};
-    rc = run_turn(m, tok, s, ids.ids, (int)ids.n, &h, o, out, st);
+    int32_t eos = (int32_t)(tn_tokenizer_eos_id(tok) >= 0 ? tn_tokenizer_eos_id(tok) : tn_infer_config(m)->eos_id);
+    rc = run_turn(m, tok, s, ids.ids, (int)ids.n, &h, &eos, 1, o, out, st, NULL);
     tn_tokens_free(&ids);
     return rc;
 }
@@ -205,12 +216,126 @@ int tn_generate_interactive(tn_infer *m, const tn_tokenizer *tok, tn_sampler *s,
             tn_tokens_free(&ids);
             continue;
         }
-        rc = run_turn(m, tok, s, ids.ids, (int)ids.n, &h, o, out, st);
+        int32_t stop = (int32_t)(eos >= 0 ? eos : tn_infer_config(m)->eos_id);
+        rc = run_turn(m, tok, s, ids.ids, (int)ids.n, &h, &stop, 1, o, out, st, NULL);
         tn_tokens_free(&ids);
         fputc('\n', out);
         fflush(out);
         if (rc != 0) break;
     }
     free(line);
+    return rc;
+}
+
+/* ---- chat -------------------------------------------------------------------------------------------- */
+
+/* The conversation so far: messages with their own copies of the text. */
+typedef struct {
+    tn_chat_msg *m;
+    int n, cap;
+} convo;
+
+static void convo_clear(convo *v, int keep) {
+    for (int i = keep; i < v->n; i++) free((char *)v->m[i].content);
+    v->n = keep;
+}
+
+static int convo_add(convo *v, const char *role, const char *content, size_t len) {
+    if (v->n == v->cap) {
+        int cap = v->cap ? 2 * v->cap : 16;
+        tn_chat_msg *p = realloc(v->m, (size_t)cap * sizeof *p);
+        if (!p) return tn_err("out of memory");
+        v->m = p;
+        v->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (!c) return tn_err("out of memory");
+    memcpy(c, content, len);
+    c[len] = '\0';
+    v->m[v->n++] = (tn_chat_msg){role, c};
+    return 0;
+}
+
+int tn_generate_chat(tn_infer *m, const tn_tokenizer *tok, tn_sampler *s, const char *prompt, FILE *in,
+                     const tn_generate_opts *o, FILE *out, tn_generate_stats *st) {
+    if (!o->chat) return tn_err("chat: no chat template");
+    int32_t stop[5];
+    int n_stop = tn_chat_stop_ids(o->chat, stop, 4);
+    int32_t ceos = (int32_t)tn_infer_config(m)->eos_id;
+    int dup = ceos < 0;
+    for (int k = 0; k < n_stop; k++) dup |= stop[k] == ceos;
+    if (!dup) stop[n_stop++] = ceos;
+
+    const int tty = in && isatty(fileno(in));
+    convo v = {0};
+    int base = 0; /* messages every conversation starts with */
+    int rc = 0;
+    if (o->system) {
+        rc = convo_add(&v, "system", o->system, strlen(o->system));
+        base = 1;
+    }
+    history h = {{0}, 0};
+    tn_tokens ids = {0}, gen = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    int last_reply = -1; /* index of the reply the cache ends with; -1: fresh conversation */
+    for (int turn = 0; rc == 0; turn++) {
+        const char *text = NULL;
+        size_t len = 0;
+        if (turn == 0 && prompt) {
+            text = prompt;
+            len = strlen(prompt);
+        } else {
+            if (!in) break;
+            if (tty) fputs("> ", stderr);
+            ssize_t got = getline(&line, &cap, in);
+            if (got < 0) break;
+            while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
+            if (got == 0) continue;
+            text = line;
+            len = (size_t)got;
+        }
+        rc = convo_add(&v, "user", text, len);
+        ids.n = 0;
+        if (rc == 0 && last_reply >= 0) {
+            rc = tn_chat_render_continue(o->chat, v.m, v.n, last_reply, &ids);
+            if (rc == 0 && (int64_t)ids.n + o->max_new > tn_infer_ctx(m) - tn_infer_pos(m)) {
+                fprintf(stderr, "[context full: starting a new conversation]\n");
+                tn_infer_reset(m);
+                h.n = 0;
+                /* keep the system message and the new user turn */
+                tn_chat_msg user = v.m[v.n - 1];
+                v.n--;
+                convo_clear(&v, base);
+                v.m[v.n++] = user;
+                last_reply = -1;
+            }
+        }
+        if (rc == 0 && last_reply < 0) {
+            ids.n = 0;
+            rc = tn_chat_render(o->chat, v.m, v.n, 1, &ids, NULL, NULL);
+        }
+        if (rc != 0) {
+            tn_err_prefix("chat template");
+            break;
+        }
+        gen.n = 0;
+        st->hit_eos = 0;
+        rc = run_turn(m, tok, s, ids.ids, (int)ids.n, &h, stop, n_stop, o, out, st, &gen);
+        fputc('\n', out);
+        fflush(out);
+        if (rc != 0) break;
+        char *reply = NULL;
+        size_t rl = 0;
+        rc = tn_tokenizer_decode(tok, gen.ids, gen.n, &reply, &rl);
+        if (rc == 0) rc = convo_add(&v, "assistant", reply, rl);
+        free(reply);
+        last_reply = v.n - 1;
+    }
+    convo_clear(&v, 0);
+    free(v.m);
+    free(line);
+    tn_tokens_free(&ids);
+    tn_tokens_free(&gen);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include "core/gguf.h"
 #include "core/h5.h"
 #include "core/json.h"
+#include "data/chat.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "export/trin.h"
@@ -73,6 +74,9 @@ static int describe_trin(const char *path, cJSON *o) {
         cJSON_AddNumberToObject(tk, "bos_id", (double)tn_tokenizer_bos_id(tok));
         cJSON_AddNumberToObject(tk, "eos_id", (double)tn_tokenizer_eos_id(tok));
         cJSON_AddStringToObject(tk, "sha256", tn_tokenizer_sha256(tok));
+        tn_chat_family fam;
+        const char *ct = tn_tokenizer_chat_template(tok);
+        if (ct) cJSON_AddStringToObject(tk, "chat_template", tn_chat_recognise(ct, &fam) == 0 ? tn_chat_family_name(fam) : "unrecognised");
         tn_tokenizer_free(tok);
     }
     cJSON *meta = cJSON_AddObjectToObject(o, "meta");
@@ -332,8 +336,8 @@ static void print_text(FILE *f, const cJSON *o) {
         print_config(f, cJSON_GetObjectItem(o, "config"));
         const cJSON *tk = cJSON_GetObjectItem(o, "tokenizer");
         if (str(tk, "format")[0])
-            fprintf(f, "tokenizer %s, %.0f bytes%s%s%s\n", str(tk, "format"), num(tk, "bytes"), str(tk, "kind")[0] ? ", " : "",
-                    str(tk, "kind"), str(tk, "kind")[0] ? "" : "");
+            fprintf(f, "tokenizer %s, %.0f bytes%s%s%s%s\n", str(tk, "format"), num(tk, "bytes"), str(tk, "kind")[0] ? ", " : "",
+                    str(tk, "kind"), str(tk, "chat_template")[0] ? ", chat template " : "", str(tk, "chat_template"));
         else fprintf(f, "tokenizer none\n");
         const cJSON *m;
         cJSON_ArrayForEach(m, cJSON_GetObjectItem(o, "meta")) fprintf(f, "meta      %s = %s\n", m->string, m->valuestring);

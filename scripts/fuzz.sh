@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build one libFuzzer target with clang (+ ASan/UBSan) and fuzz it for a bounded time, single process.
 #   scripts/fuzz.sh TARGET [SECONDS]       default 60 seconds
-#   TARGET: trin gguf tok_spm tok_json tok_llama2c tok_blob safetensors import_llama2c import_gguf
+#   TARGET: trin gguf tok_spm tok_json tok_llama2c tok_blob chat safetensors import_llama2c import_gguf import_hf
 #           (tests/fuzz/fuzz_TARGET.c), or "all" to run each in turn for SECONDS
 # Environment: BUILD_DIR (default build-fuzz), JOBS, MAX_LEN (default 65536), EXTRA_SEEDS (more seed
 # directories or files, read only, e.g. real files from ../shared/data; raise MAX_LEN to fit them).
@@ -10,7 +10,7 @@
 # $BUILD_DIR and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets="trin gguf tok_spm tok_json tok_llama2c tok_blob safetensors import_llama2c import_gguf"
+targets="trin gguf tok_spm tok_json tok_llama2c tok_blob chat safetensors import_llama2c import_gguf import_hf"
 target=${1:?usage: scripts/fuzz.sh TARGET|all [SECONDS]  (targets: $targets)}
 secs=${2:-60}
 build=${BUILD_DIR:-build-fuzz}

@@ -58,7 +58,7 @@ expect_eq "max-len drops" "$(grep -o '[0-9]* truncated, [0-9]* dropped' "$W/stdo
 expect_fail "all dropped" 1 "no training example left" -- $T prepare alpaca --tokenizer bytes --in "$W/a.json" -o "$W/out/x.h5" --max-len 5 --drop-long
 
 # usage errors
-expect_fail "no kind" 2 "missing 'alpaca' or 'text'" -- $T prepare
+expect_fail "no kind" 2 "missing 'alpaca', 'chat' or 'text'" -- $T prepare
 expect_fail "bad kind" 2 "unknown input kind" -- $T prepare csv --tokenizer bytes --in "$W/a.json" -o "$W/out/x.h5"
 expect_fail "missing -o" 2 "missing -o" -- $T prepare alpaca --tokenizer bytes --in "$W/a.json"
 expect_fail "val fraction without val-out" 2 "needs --val-out" -- $T prepare alpaca --tokenizer bytes --in "$W/a.json" -o "$W/out/x.h5" --val-fraction 0.5

@@ -24,14 +24,16 @@ endfunction()
 
 set(TN_FUZZ_TOK data/tokenizer.c data/tok_merge.c data/tok_spm.c data/tok_bpe.c)
 tn_add_fuzzer(fuzz_trin export/trin.c)
-tn_add_fuzzer(fuzz_gguf core/gguf.c data/tok_gguf.c ${TN_FUZZ_TOK})
+tn_add_fuzzer(fuzz_gguf core/gguf.c data/tok_gguf.c data/tok_gguf_write.c ${TN_FUZZ_TOK})
 tn_add_fuzzer(fuzz_tok_spm ${TN_FUZZ_TOK})
 tn_add_fuzzer(fuzz_tok_json data/tok_hfjson.c ${TN_FUZZ_TOK})
 tn_add_fuzzer(fuzz_tok_llama2c data/tok_llama2c.c ${TN_FUZZ_TOK})
 tn_add_fuzzer(fuzz_tok_blob ${TN_FUZZ_TOK})
+tn_add_fuzzer(fuzz_chat data/chat.c ${TN_FUZZ_TOK})
 tn_add_fuzzer(fuzz_safetensors export/safetensors.c)
 tn_add_fuzzer(fuzz_import_llama2c export/import_llama2c.c export/import.c)
-tn_add_fuzzer(fuzz_import_gguf export/import_gguf.c export/gguf_dequant.c export/import.c core/gguf.c)
+tn_add_fuzzer(fuzz_import_gguf export/import_gguf.c export/gguf_dequant.c export/import.c core/gguf.c model/rope.c)
+tn_add_fuzzer(fuzz_import_hf export/import_hf.c model/rope.c model/config.c)
 
 # Seed corpus writers: small valid files. fuzz_trin_seed DIR (every TRIN dtype); fuzz_seed TARGET DIR.
 add_executable(fuzz_trin_seed ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_trin_seed.c)

@@ -1,6 +1,6 @@
 /* Writes small valid inputs for one fuzz target into a directory (its seed corpus):
- *   fuzz_seed TARGET DIR     TARGET = gguf, tok_spm, tok_json, tok_llama2c, tok_blob, safetensors,
- *                            import_llama2c, import_gguf
+ *   fuzz_seed TARGET DIR     TARGET = gguf, tok_spm, tok_json, tok_llama2c, tok_blob, chat, safetensors,
+ *                            import_llama2c, import_gguf, import_hf
  * The files are built here byte by byte (as the formats' specs describe them), so the seeds need no
  * external data; scripts/fuzz.sh adds real files from ../shared/data when they are present. */
 #include "core/error.h"
@@ -9,6 +9,7 @@
 #include "model/params.h"
 #include "tests/unit/byte_writer.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,12 +112,16 @@ static void gguf_mixed(void) {
     save_free("mixed.gguf", &b);
 }
 
-/* A complete tiny llama model (as test_import.c writes one): what import_gguf accepts. */
-static void gguf_model(int tied, const char *name) {
+/* A complete tiny model (as test_import.c writes one): what import_gguf accepts. arch "llama", "qwen2" (q/k/v
+ * biases) or "qwen3" (per-head q/k norms, key_length 32 = head_dim with 2 heads of dim 32); rope_freqs adds a
+ * Llama 3.1-style rope_freqs.weight. */
+static void gguf_model_arch(int tied, const char *arch, int rope_freqs, const char *name) {
     tn_llama_config c;
     tn_llama_config_defaults(&c);
     c.dim = 32, c.n_layers = 1, c.n_heads = 2, c.n_kv_heads = 1, c.ffn_dim = 32, c.vocab_size = N_SPM;
     c.max_seq_len = 16, c.tied_embeddings = tied;
+    c.qkv_bias = !strcmp(arch, "qwen2");
+    if (!strcmp(arch, "qwen3")) c.qk_norm = 1, c.head_dim = 32;
     tn_llama_layout l;
     if (tn_llama_layout_init(&l, &c) != 0) {
         fprintf(stderr, "fuzz_seed: %s\n", tn_errmsg());
@@ -131,6 +136,10 @@ static void gguf_model(int tied, const char *name) {
             snprintf(nm, sizeof nm, "%s", t->group == TN_GROUP_EMBED ? "token_embd.weight" : t->group == TN_GROUP_HEAD ? "output.weight" : "output_norm.weight");
         else if (t->kind >= 0)
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", t->layer, kinds[t->kind]);
+        else if (tn_bias_target(t) >= 0)
+            snprintf(nm, sizeof nm, "blk.%d.%s.bias", t->layer, kinds[tn_bias_target(t)]);
+        else if (strstr(t->name, "_norm.weight") && strstr(t->name, "self_attn."))
+            snprintf(nm, sizeof nm, "blk.%d.attn_%c_norm.weight", t->layer, strstr(t->name, ".q_norm.") ? 'q' : 'k');
         else
             snprintf(nm, sizeof nm, "blk.%d.%s", t->layer, strstr(t->name, "input_layernorm") ? "attn_norm.weight" : "ffn_norm.weight");
         pad(&data, 32);
@@ -157,16 +166,30 @@ static void gguf_model(int tied, const char *name) {
         else u32(&infos, 2), u64(&infos, (uint64_t)t->shape[1]), u64(&infos, (uint64_t)t->shape[0]);
         u32(&infos, type), u64(&infos, off);
     }
-    put(&b, "GGUF", 4), u32(&b, 3), u64(&b, (uint64_t)l.n_tensors), u64(&b, 12);
-    kv_str(&b, "general.architecture", "llama");
-    kv_u32(&b, "llama.embedding_length", (uint32_t)c.dim);
-    kv_u32(&b, "llama.block_count", (uint32_t)c.n_layers);
-    kv_u32(&b, "llama.attention.head_count", (uint32_t)c.n_heads);
-    kv_u32(&b, "llama.attention.head_count_kv", (uint32_t)c.n_kv_heads);
-    kv_u32(&b, "llama.feed_forward_length", (uint32_t)c.ffn_dim);
-    kv_u32(&b, "llama.context_length", (uint32_t)c.max_seq_len);
-    kv_f32(&b, "llama.rope.freq_base", 10000.0f);
-    kv_f32(&b, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    int n_t = l.n_tensors;
+    if (rope_freqs) { /* llama.cpp's divisors for factor 8, low 1, high 4, original 8 at theta 1e4, hd 16 */
+        pad(&data, 32);
+        gstr(&infos, "rope_freqs.weight"), u32(&infos, 1), u64(&infos, 8), u32(&infos, TN_GGML_F32), u64(&infos, data.n);
+        for (int i = 0; i < 8; i++) {
+            double wl = 2 * 3.14159265358979 * pow(10000.0, 2.0 * i / 16), f = wl < 2 ? 1 : wl > 8 ? 8 : 1 / ((1 - (8 / wl - 1) / 3) / 8 + (8 / wl - 1) / 3);
+            f32(&data, (float)f);
+        }
+        n_t++;
+    }
+    char k[96];
+#define AK(suffix) (snprintf(k, sizeof k, "%s.%s", arch, suffix), k)
+    put(&b, "GGUF", 4), u32(&b, 3), u64(&b, (uint64_t)n_t), u64(&b, 12 + (c.head_dim > 0));
+    kv_str(&b, "general.architecture", arch);
+    kv_u32(&b, AK("embedding_length"), (uint32_t)c.dim);
+    kv_u32(&b, AK("block_count"), (uint32_t)c.n_layers);
+    kv_u32(&b, AK("attention.head_count"), (uint32_t)c.n_heads);
+    kv_u32(&b, AK("attention.head_count_kv"), (uint32_t)c.n_kv_heads);
+    kv_u32(&b, AK("feed_forward_length"), (uint32_t)c.ffn_dim);
+    kv_u32(&b, AK("context_length"), (uint32_t)c.max_seq_len);
+    kv_f32(&b, AK("rope.freq_base"), 10000.0f);
+    kv_f32(&b, AK("attention.layer_norm_rms_epsilon"), 1e-5f);
+    if (c.head_dim > 0) kv_u32(&b, AK("attention.key_length"), (uint32_t)c.head_dim);
+#undef AK
     kv_str(&b, "tokenizer.ggml.model", "llama");
     gstr(&b, "tokenizer.ggml.tokens"), u32(&b, TN_GGUF_ARRAY), u32(&b, TN_GGUF_STRING), u64(&b, (uint64_t)N_SPM);
     for (int i = 0; i < N_SPM; i++) gstr(&b, spm_vocab[i]);
@@ -322,6 +345,66 @@ static const char *const metaspace_json =
     "\"model\":{\"type\":\"BPE\",\"vocab\":{\"<unk>\":0,\"\\u2581\":1,\"x\":2,\"\\u2581x\":3},\"merges\":[[\"\\u2581\",\"x\"]],"
     "\"unk_token\":\"<unk>\"}}";
 
+static void gguf_model(int tied, const char *name) { gguf_model_arch(tied, "llama", 0, name); }
+
+/* ---- Hugging Face config.json: one per family and RoPE layout ------------------------------------------- */
+
+static void hf_configs(void) {
+    static const char *const cfgs[] = {
+        "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 32, \"num_hidden_layers\": 2, "
+        "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 64, \"vocab_size\": 96, "
+        "\"max_position_embeddings\": 64, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"rope_scaling\": "
+        "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+        "\"original_max_position_embeddings\": 16}, \"tie_word_embeddings\": false, \"bos_token_id\": 1, "
+        "\"eos_token_id\": [2, 3], \"head_dim\": 8, \"hidden_act\": \"silu\"}",
+        "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 32, \"num_hidden_layers\": 2, "
+        "\"num_attention_heads\": 4, \"intermediate_size\": 64, \"vocab_size\": 96, \"rope_parameters\": "
+        "{\"rope_type\": \"linear\", \"factor\": 4.0, \"rope_theta\": 500.0}, \"tie_word_embeddings\": true}",
+        "{\"architectures\": [\"Qwen2ForCausalLM\"], \"hidden_size\": 32, \"num_hidden_layers\": 2, "
+        "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 64, \"vocab_size\": 96, "
+        "\"use_sliding_window\": false, \"sliding_window\": 4096, \"max_window_layers\": 28, \"rope_theta\": 1000000.0, "
+        "\"layer_types\": [\"full_attention\", \"full_attention\"], \"rope_scaling\": null}",
+        "{\"model_type\": \"qwen3\", \"hidden_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+        "\"num_key_value_heads\": 2, \"head_dim\": 16, \"intermediate_size\": 64, \"vocab_size\": 96, "
+        "\"attention_bias\": false, \"use_sliding_window\": false, \"tie_word_embeddings\": true}",
+        "{\"architectures\": [\"MistralForCausalLM\"], \"hidden_size\": 32, \"num_hidden_layers\": 1, "
+        "\"num_attention_heads\": 4, \"num_key_value_heads\": 1, \"intermediate_size\": 64, \"vocab_size\": 96, "
+        "\"max_position_embeddings\": 64, \"sliding_window\": null, \"partial_rotary_factor\": 1.0}",
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "config-%zu.json", i);
+        buf b = {0};
+        put(&b, cfgs[i], strlen(cfgs[i]));
+        save_free(name, &b);
+    }
+}
+
+/* ---- chat templates: one per family, then NUL and "role\0content" pairs ---------------------------------- */
+
+static void chat_seeds(void) {
+    static const char *const tpl[] = {
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nBe "
+        "kind.<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' "
+        "+ '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+        "{{- '<think>' }}{{- '</think>' }}{{ '<|im_start|>' }}{{ '<|im_end|>' }}",
+        "{{- bos_token }}{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting Knowledge Date: "
+        "December 2023\\n\" }}{%- set date_string = \"26 Jul 2024\" %}{{ '<|eot_id|>' }}",
+        "{% set content = bos_token + '[INST] ' + '<<SYS>>\\n' %}{{ content.strip() + ' [/INST]' + eos_token }}",
+        "{{ '<|user|>\n' + message['content'] + eos_token }}\n{{ '<|assistant|>' }}",
+        "{{ bos_token }}{{ '[INST] ' + message['content'] + ' [/INST]' }}{{ message['content'] + eos_token + ' ' }}",
+    };
+    static const char msgs[] = "system\0Be brief.\0user\0Hi <|im_end|> \xC3\xA9\0assistant\0<think>\nhm\n</think>\n\nHello\0user\0  bye  ";
+    for (size_t i = 0; i < sizeof tpl / sizeof tpl[0]; i++) {
+        buf b = {0};
+        put(&b, tpl[i], strlen(tpl[i]) + 1);
+        put(&b, msgs, sizeof msgs - 1);
+        char name[32];
+        snprintf(name, sizeof name, "chat-%zu", i);
+        save_free(name, &b);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: fuzz_seed TARGET DIR\n");
@@ -333,6 +416,10 @@ int main(int argc, char **argv) {
         gguf_vocab(0), gguf_vocab(1), gguf_mixed(), gguf_model(1, "model-tied.gguf");
     } else if (!strcmp(tg, "import_gguf")) {
         gguf_model(1, "model-tied.gguf"), gguf_model(0, "model-untied.gguf");
+        gguf_model_arch(1, "qwen2", 0, "qwen2.gguf"), gguf_model_arch(0, "qwen3", 0, "qwen3.gguf");
+        gguf_model_arch(0, "llama", 1, "llama3-rope-freqs.gguf");
+    } else if (!strcmp(tg, "import_hf")) {
+        hf_configs();
     } else if (!strcmp(tg, "tok_spm")) {
         spm_model(1, 1, "bf.model"), spm_model(0, 0, "plain.model");
     } else if (!strcmp(tg, "tok_json")) {
@@ -362,6 +449,13 @@ int main(int argc, char **argv) {
         json_file("tokenizer.json", llama_json, NULL);
         snprintf(src, sizeof src, "%s/tokenizer.json", out_dir), blob_of(src, "llama-json.tntk"), remove(src);
         blob_of("bytes", "bytes.tntk");
+        /* blob version 2: a chat template from the sibling tokenizer_config.json */
+        json_file("tokenizer.json", gpt2_json, NULL);
+        json_file("tokenizer_config.json", "{\"chat_template\": \"{{ '<|im_start|>' }}{{ '<|im_end|>' }}\"}", NULL);
+        snprintf(src, sizeof src, "%s/tokenizer.json", out_dir), blob_of(src, "chat.tntk"), remove(src);
+        snprintf(src, sizeof src, "%s/tokenizer_config.json", out_dir), remove(src);
+    } else if (!strcmp(tg, "chat")) {
+        chat_seeds();
     } else if (!strcmp(tg, "safetensors")) {
         st_file();
     } else if (!strcmp(tg, "import_llama2c")) {

@@ -1,5 +1,6 @@
 /* libFuzzer target for the Hugging Face tokenizer.json loader, data/tok_hfjson.c. The input is
- * tokenizer.json, optionally followed by a NUL byte and the text of tokenizer_config.json. */
+ * tokenizer.json, optionally followed by a NUL byte and the text of tokenizer_config.json (also read for
+ * its chat template). */
 #include "data/tok_internal.h"
 #include "fuzz_common.h"
 
@@ -23,6 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tn_tokenizer *t = NULL;
     tn_err_clear();
     if (tn_tok_load_hf_json(json, jlen, cfg, &t) == 0) {
+        tn_err_clear();
+        if (cfg && tn_tok_chat_template_from_config(t, cfg, strlen(cfg)) != 0 && tn_errmsg()[0] == '\0') __builtin_trap();
         fuzz_use_tok(t);
         tn_tokenizer_free(t);
     } else {
