@@ -1,10 +1,13 @@
-/* GGUF reader. Format: ggml docs/gguf.md (GGUF v2/v3); ggml type block layouts: ggml-common.h
+/* GGUF reader and writer. Format: ggml docs/gguf.md (GGUF v2/v3); ggml type block layouts: ggml-common.h
  * (block_q4_0 ... block_iq4_xs) and ggml.c type_traits. See gguf.h for what is checked. */
 #include "core/gguf.h"
 #include "core/error.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define GGUF_MAGIC "GGUF"
 #define GGUF_MAX_ARRAY_DEPTH 8
@@ -594,7 +597,7 @@ typedef struct {
 } wbuf;
 
 static void w_put(wbuf *b, const void *d, size_t n) {
-    if (b->oom) return;
+    if (b->oom || n == 0) return; /* d may be NULL then (an empty buffer) */
     if (n > b->cap - b->n) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap - b->n < n) {
@@ -696,4 +699,289 @@ int tn_gguf_write_meta(const tn_gguf *g, const char *const *prefixes, int n_pref
     *out = b.p;
     *len = b.n;
     return 0;
+}
+
+/* ---- the writer (gguf.h) ------------------------------------------------------------------------------ */
+
+typedef struct {
+    char *name;
+    uint32_t n_dims, type;
+    uint64_t ne[TN_GGUF_MAX_DIMS];
+    uint8_t *data;
+    size_t n_bytes;
+    int own;
+} wtensor;
+
+struct tn_gguf_writer {
+    wbuf meta;         /* the serialized pairs, in the order added */
+    char **keys;       /* [n_kv] */
+    uint64_t n_kv, cap_keys;
+    wtensor *t;        /* [n_t] */
+    uint64_t n_t, cap_t;
+};
+
+tn_gguf_writer *tn_gguf_writer_new(void) {
+    tn_gguf_writer *w = calloc(1, sizeof *w);
+    if (!w) tn_err("gguf writer: out of memory");
+    return w;
+}
+
+void tn_gguf_writer_free(tn_gguf_writer *w) {
+    if (!w) return;
+    for (uint64_t i = 0; i < w->n_kv; i++) free(w->keys[i]);
+    free(w->keys);
+    for (uint64_t i = 0; i < w->n_t; i++) {
+        free(w->t[i].name);
+        if (w->t[i].own) free(w->t[i].data);
+    }
+    free(w->t);
+    free(w->meta.p);
+    free(w);
+}
+
+int tn_gguf_writer_has(const tn_gguf_writer *w, const char *key) {
+    for (uint64_t i = 0; i < w->n_kv; i++)
+        if (strcmp(w->keys[i], key) == 0) return 1;
+    return 0;
+}
+
+uint64_t tn_gguf_writer_n_tensors(const tn_gguf_writer *w) { return w->n_t; }
+
+/* Start a pair: check the key, reserve its slot, write key and type. The caller writes the value and
+ * calls end_kv, which keeps the pair or (on out of memory) rolls the buffer back. */
+static int begin_kv(tn_gguf_writer *w, const char *key, uint32_t type, size_t *mark) {
+    size_t klen = strlen(key);
+    if (klen == 0) return tn_err("gguf writer: empty key");
+    if (strcmp(key, "general.alignment") == 0) /* the layout is the writer's: always the default 32 */
+        return tn_err("gguf writer: general.alignment is not written (the writer aligns to %d)", TN_GGUF_DEFAULT_ALIGNMENT);
+    if (tn_gguf_writer_has(w, key)) return tn_err("gguf writer: duplicate key '%s'", key);
+    if (w->n_kv == w->cap_keys) {
+        uint64_t cap = w->cap_keys ? 2 * w->cap_keys : 32;
+        char **k = realloc(w->keys, (size_t)cap * sizeof *k);
+        if (!k) return tn_err("gguf writer: out of memory");
+        w->keys = k;
+        w->cap_keys = cap;
+    }
+    *mark = w->meta.n;
+    w_str(&w->meta, key, klen);
+    w_u32(&w->meta, type);
+    return 0;
+}
+
+static int end_kv(tn_gguf_writer *w, const char *key, size_t mark) {
+    char *k = w->meta.oom ? NULL : dup_str(key, strlen(key));
+    if (!k) {
+        w->meta.n = mark;
+        w->meta.oom = 0;
+        return tn_err("gguf writer: out of memory adding '%s'", key);
+    }
+    w->keys[w->n_kv++] = k;
+    return 0;
+}
+
+/* One fixed-size value of `type` from host memory, little-endian. */
+static void w_scalar(wbuf *b, uint32_t type, const void *v) {
+    size_t n = value_size(type);
+    uint64_t raw = 0;
+    switch (n) {
+    case 1: { uint8_t x; memcpy(&x, v, 1); raw = x; break; }
+    case 2: { uint16_t x; memcpy(&x, v, 2); raw = x; break; }
+    case 4: { uint32_t x; memcpy(&x, v, 4); raw = x; break; }
+    default: memcpy(&raw, v, 8); break;
+    }
+    uint8_t x[8];
+    for (size_t i = 0; i < n; i++) x[i] = (uint8_t)(raw >> (8 * i));
+    w_put(b, x, n);
+}
+
+static int put_scalar(tn_gguf_writer *w, const char *key, uint32_t type, const void *v) {
+    size_t mark;
+    TN_CHECK(begin_kv(w, key, type, &mark));
+    w_scalar(&w->meta, type, v);
+    return end_kv(w, key, mark);
+}
+
+int tn_gguf_writer_u32(tn_gguf_writer *w, const char *key, uint32_t v) { return put_scalar(w, key, TN_GGUF_UINT32, &v); }
+int tn_gguf_writer_i32(tn_gguf_writer *w, const char *key, int32_t v) { return put_scalar(w, key, TN_GGUF_INT32, &v); }
+int tn_gguf_writer_f32(tn_gguf_writer *w, const char *key, float v) { return put_scalar(w, key, TN_GGUF_FLOAT32, &v); }
+int tn_gguf_writer_bool(tn_gguf_writer *w, const char *key, int v) {
+    uint8_t b = v != 0;
+    return put_scalar(w, key, TN_GGUF_BOOL, &b);
+}
+
+int tn_gguf_writer_str(tn_gguf_writer *w, const char *key, const char *s, size_t len) {
+    size_t mark;
+    TN_CHECK(begin_kv(w, key, TN_GGUF_STRING, &mark));
+    w_str(&w->meta, s, len);
+    return end_kv(w, key, mark);
+}
+
+int tn_gguf_writer_arr(tn_gguf_writer *w, const char *key, uint32_t elem_type, const void *values, uint64_t n) {
+    size_t es = value_size(elem_type);
+    if (!es) return tn_err("gguf writer: '%s': %s is not a fixed-size type", key, tn_gguf_type_name(elem_type));
+    if (elem_type == TN_GGUF_BOOL)
+        for (uint64_t i = 0; i < n; i++)
+            if (((const uint8_t *)values)[i] > 1) return tn_err("gguf writer: '%s': bool element %llu is not 0 or 1", key, (unsigned long long)i);
+    size_t mark;
+    TN_CHECK(begin_kv(w, key, TN_GGUF_ARRAY, &mark));
+    w_u32(&w->meta, elem_type);
+    w_u64(&w->meta, n);
+    for (uint64_t i = 0; i < n && !w->meta.oom; i++) w_scalar(&w->meta, elem_type, (const uint8_t *)values + i * es);
+    return end_kv(w, key, mark);
+}
+
+int tn_gguf_writer_arr_str(tn_gguf_writer *w, const char *key, const char *const *s, const size_t *len, uint64_t n) {
+    size_t mark;
+    TN_CHECK(begin_kv(w, key, TN_GGUF_ARRAY, &mark));
+    w_u32(&w->meta, TN_GGUF_STRING);
+    w_u64(&w->meta, n);
+    for (uint64_t i = 0; i < n && !w->meta.oom; i++) w_str(&w->meta, s[i], len[i]);
+    return end_kv(w, key, mark);
+}
+
+int tn_gguf_writer_copy(tn_gguf_writer *w, const tn_gguf_kv *kv) {
+    if (!kv->key) return tn_err("gguf writer: an array element has no key");
+    size_t mark;
+    TN_CHECK(begin_kv(w, kv->key, kv->type, &mark));
+    w_value(&w->meta, kv);
+    return end_kv(w, kv->key, mark);
+}
+
+int tn_gguf_writer_tensor(tn_gguf_writer *w, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type,
+                          void *data, size_t n_bytes, int own) {
+    int rc = 0;
+    uint32_t be = 0, bb = 0;
+    uint64_t n = 1;
+    size_t nlen = strlen(name);
+    if (nlen == 0 || nlen > 63) rc = tn_err("gguf writer: tensor name '%s' is empty or longer than 63 bytes", name);
+    for (uint64_t i = 0; rc == 0 && i < w->n_t; i++)
+        if (strcmp(w->t[i].name, name) == 0) rc = tn_err("gguf writer: duplicate tensor '%s'", name);
+    if (rc == 0 && (n_dims < 1 || n_dims > TN_GGUF_MAX_DIMS))
+        rc = tn_err("gguf writer: tensor '%s': %u dimensions (1 to %d)", name, n_dims, TN_GGUF_MAX_DIMS);
+    if (rc == 0 && tn_ggml_type_layout(type, &be, &bb) != 0) rc = tn_err("gguf writer: tensor '%s': unknown ggml type %u", name, type);
+    for (uint32_t d = 0; rc == 0 && d < n_dims; d++) {
+        if (ne[d] == 0 || ne[d] > (uint64_t)INT64_MAX / n) rc = tn_err("gguf writer: tensor '%s': bad dimension %u", name, d);
+        else n *= ne[d];
+    }
+    if (rc == 0 && ne[0] % be)
+        rc = tn_err("gguf writer: tensor '%s': row length %llu is not a multiple of the %s block size %u", name,
+                    (unsigned long long)ne[0], tn_ggml_type_name(type), be);
+    if (rc == 0 && (n / be > SIZE_MAX / bb || n / be * bb != n_bytes))
+        rc = tn_err("gguf writer: tensor '%s': %zu bytes for %llu values of %s", name, n_bytes, (unsigned long long)n,
+                    tn_ggml_type_name(type));
+    if (rc == 0 && w->n_t == w->cap_t) {
+        uint64_t cap = w->cap_t ? 2 * w->cap_t : 64;
+        wtensor *t = realloc(w->t, (size_t)cap * sizeof *t);
+        if (!t) rc = tn_err("gguf writer: out of memory");
+        else w->t = t, w->cap_t = cap;
+    }
+    char *nm = rc == 0 ? dup_str(name, nlen) : NULL;
+    if (!nm) {
+        if (own) free(data);
+        return -1;
+    }
+    wtensor *t = &w->t[w->n_t++];
+    memset(t, 0, sizeof *t);
+    t->name = nm;
+    t->n_dims = n_dims;
+    for (int d = 0; d < TN_GGUF_MAX_DIMS; d++) t->ne[d] = d < (int)n_dims ? ne[d] : 1;
+    t->type = type;
+    t->data = data;
+    t->n_bytes = n_bytes;
+    t->own = own;
+    return 0;
+}
+
+static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+/* Header, pairs and tensor infos (without the padding after them). */
+static int build_header(const tn_gguf_writer *w, wbuf *h) {
+    memset(h, 0, sizeof *h);
+    w_put(h, GGUF_MAGIC, 4);
+    w_u32(h, 3);
+    w_u64(h, w->n_t);
+    w_u64(h, w->n_kv);
+    w_put(h, w->meta.p, w->meta.n);
+    uint64_t off = 0;
+    for (uint64_t i = 0; i < w->n_t; i++) {
+        const wtensor *t = &w->t[i];
+        w_str(h, t->name, strlen(t->name));
+        w_u32(h, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++) w_u64(h, t->ne[d]);
+        w_u32(h, t->type);
+        w_u64(h, off);
+        off = align_up(off + t->n_bytes, TN_GGUF_DEFAULT_ALIGNMENT);
+    }
+    if (h->oom) {
+        free(h->p);
+        return tn_err("gguf writer: out of memory");
+    }
+    return 0;
+}
+
+typedef int (*sink_fn)(void *ctx, const void *p, size_t n);
+
+static int emit(const tn_gguf_writer *w, sink_fn put, void *ctx) {
+    static const uint8_t zeros[TN_GGUF_DEFAULT_ALIGNMENT];
+    wbuf h;
+    TN_CHECK(build_header(w, &h));
+    uint64_t pos = h.n;
+    int rc = put(ctx, h.p, h.n);
+    free(h.p);
+    /* each tensor at the next multiple of the alignment; the data section starts at the first one (a
+     * tensor-less file ends right after its pairs, as tn_gguf_open accepts) */
+    for (uint64_t i = 0; rc == 0 && i < w->n_t; i++) {
+        uint64_t pad = align_up(pos, TN_GGUF_DEFAULT_ALIGNMENT) - pos;
+        if (pad) rc = put(ctx, zeros, (size_t)pad);
+        pos += pad;
+        if (rc == 0 && w->t[i].n_bytes) rc = put(ctx, w->t[i].data, w->t[i].n_bytes);
+        pos += w->t[i].n_bytes;
+    }
+    return rc;
+}
+
+static int put_mem(void *ctx, const void *p, size_t n) {
+    wbuf *b = ctx;
+    w_put(b, p, n);
+    return b->oom ? tn_err("gguf writer: out of memory") : 0;
+}
+
+static int put_file(void *ctx, const void *p, size_t n) {
+    return fwrite(p, 1, n, (FILE *)ctx) == n ? 0 : tn_err("write failed: %s", strerror(errno));
+}
+
+int tn_gguf_writer_to_memory(const tn_gguf_writer *w, uint8_t **out, size_t *len) {
+    wbuf b = {0};
+    if (emit(w, put_mem, &b) != 0) {
+        free(b.p);
+        return -1;
+    }
+    *out = b.p;
+    *len = b.n;
+    return 0;
+}
+
+int tn_gguf_writer_write(const tn_gguf_writer *w, const char *path) {
+    char *tmp = tn_tmp_path_for(path);
+    if (!tmp) return tn_err_prefix("%s", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        tn_err("%s: %s", path, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    int rc = emit(w, put_file, f);
+    int e = errno;
+    if (fclose(f) != 0 && rc == 0) {
+        e = errno;
+        rc = tn_err("write failed: %s", strerror(e));
+    }
+    if (rc != 0) {
+        unlink(tmp);
+        free(tmp);
+        return tn_err_prefix("%s", path);
+    }
+    rc = tn_commit_file(tmp, path);
+    free(tmp);
+    return rc;
 }

@@ -167,6 +167,44 @@ int tn_gguf_tensor_data(const tn_gguf_tensor *t, const uint8_t **data, size_t *n
  * (e.g. {"tokenizer."} gives a vocab-only GGUF like llama.cpp's ggml-vocab-*.gguf). *out is malloc'd. */
 int tn_gguf_write_meta(const tn_gguf *g, const char *const *prefixes, int n_prefixes, uint8_t **out, size_t *len);
 
+/* ---- writing a GGUF v3 file ------------------------------------------------------------------------
+ *
+ * A writer collects metadata pairs and tensors in memory, then writes the file in one pass: header,
+ * pairs in the order added, tensor infos in the order added, padding to the alignment (32, the GGUF
+ * default: a general.alignment key is refused), then each tensor's bytes at the next multiple of the
+ * alignment. Every add is checked (non-empty unique keys and names, tensor names of at most 63 bytes as
+ * ggml's GGML_MAX_NAME allows, 1..4 dimensions, a known ggml type whose block divides the row length, and
+ * a byte count that matches the shape); a failed add leaves the writer as it was. Fixed-size values are
+ * written little-endian whatever the host. tn_gguf_writer_write goes through a temporary file and a
+ * rename (core/fileio.h): on any failure nothing is left at `path`. */
+typedef struct tn_gguf_writer tn_gguf_writer;
+
+tn_gguf_writer *tn_gguf_writer_new(void);
+void tn_gguf_writer_free(tn_gguf_writer *w);
+/* 1 if a pair with this key was added. */
+int tn_gguf_writer_has(const tn_gguf_writer *w, const char *key);
+int tn_gguf_writer_str(tn_gguf_writer *w, const char *key, const char *s, size_t len);
+int tn_gguf_writer_u32(tn_gguf_writer *w, const char *key, uint32_t v);
+int tn_gguf_writer_i32(tn_gguf_writer *w, const char *key, int32_t v);
+int tn_gguf_writer_f32(tn_gguf_writer *w, const char *key, float v);
+int tn_gguf_writer_bool(tn_gguf_writer *w, const char *key, int v);
+/* An array of n fixed-size values of elem_type (u8 ... f64, bool), read from host memory. */
+int tn_gguf_writer_arr(tn_gguf_writer *w, const char *key, uint32_t elem_type, const void *values, uint64_t n);
+/* An array of n strings (s[i], len[i]). */
+int tn_gguf_writer_arr_str(tn_gguf_writer *w, const char *key, const char *const *s, const size_t *len, uint64_t n);
+/* A copy of a pair read by tn_gguf_open (its key and value, arrays included). */
+int tn_gguf_writer_copy(tn_gguf_writer *w, const tn_gguf_kv *kv);
+/* A tensor: ne in ggml order (ne[0] = row length), `data` holds n_bytes of the type's blocks. With
+ * own = 1 the writer takes `data` (malloc'd) and frees it, also when the call fails; with own = 0 the
+ * caller keeps it alive until the writer is freed. */
+int tn_gguf_writer_tensor(tn_gguf_writer *w, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type,
+                          void *data, size_t n_bytes, int own);
+uint64_t tn_gguf_writer_n_tensors(const tn_gguf_writer *w);
+/* The whole file in memory (malloc'd), for tests and fuzzers. */
+int tn_gguf_writer_to_memory(const tn_gguf_writer *w, uint8_t **out, size_t *len);
+/* Write atomically; the message names the path on failure. */
+int tn_gguf_writer_write(const tn_gguf_writer *w, const char *path);
+
 /* ggml type properties. Returns 0 and block size (elements) + block bytes for known types, -1 (no
  * message) otherwise. */
 int tn_ggml_type_layout(uint32_t type, uint32_t *block_elems, uint32_t *block_bytes);

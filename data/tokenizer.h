@@ -85,4 +85,13 @@ int tn_tokenizer_deserialize(const uint8_t *blob, size_t len, tn_tokenizer **out
 
 /* From an already opened GGUF file (the importer has one). */
 int tn_tokenizer_from_gguf(const tn_gguf *g, tn_tokenizer **out);
+/* The inverse: tokenizer.ggml.* pairs for llama.cpp (data/tok_gguf_write.c says which), padded with unused
+ * "[PAD<id>]" tokens to n_vocab (the model's embedding rows); fails when the tokenizer has more tokens or
+ * llama.cpp has no name for its pre-tokenizer. Conversions that are not exact print a warning. */
+int tn_tokenizer_to_gguf(const tn_tokenizer *t, int64_t n_vocab, tn_gguf_writer *w);
+/* A Hugging Face tokenizer.json and tokenizer_config.json (malloc'd JSON texts; data/tok_hfjson_write.c says
+ * which forms) that transformers and tn_tokenizer_load both read as encoding like t; model_max_length <= 0
+ * omits it. Fails (nothing written) when t has no such form; inexact corners print a warning. */
+int tn_tokenizer_to_hf_json(const tn_tokenizer *t, int64_t model_max_length, char **tokenizer_json, char **config_json);
+
 #endif

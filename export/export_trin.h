@@ -8,7 +8,9 @@
  *   PRIMAL checkpoint    (group /primal/<name>: idx, scale, grid) ghost tensors' indices as they are
  *   quantize = ternary   a dense checkpoint's attention and MLP matrices snapped with absmean ternary
  *                        (per tensor) to T2: a synthetic quantized model for benchmarks and tests
- * The tokenizer is copied as stored in the checkpoint. The output is written atomically. */
+ * Which tensor is which is decided in export/export_source.h, shared with the GGUF exporter
+ * (export/export_gguf.h). The tokenizer is copied as stored in the checkpoint. The output is written
+ * atomically. */
 #ifndef TN_EXPORT_EXPORT_TRIN_H
 #define TN_EXPORT_EXPORT_TRIN_H
 

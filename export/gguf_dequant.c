@@ -128,10 +128,46 @@ static void deq_q6_k(const uint8_t *b, float *y) {
     }
 }
 
+/* TQ2_0 (ternary, 2.0625 bits per weight), 66 bytes per 256 values: uint8 qs[64], f16 d (ggml-common.h
+ * block_tq2_0; ggml-quants.c quantize_row_tq2_0_ref / dequantize_row_tq2_0). Two halves of 128 values use
+ * 32 bytes each; byte m of half h holds values 128h + m + 32n in bits 2n..2n+1 (n = 0..3) as q = t + 1 for
+ * the trit t in {-1, 0, 1}:  x = d * (q - 1). (q = 3 does not occur in a well-formed block; it reads as
+ * 2d, as ggml reads it.) */
+static void deq_tq2_0(const uint8_t *b, float *y) {
+    float d = h16(b + 64);
+    for (int h = 0; h < 2; h++)
+        for (int n = 0; n < 4; n++)
+            for (int m = 0; m < 32; m++) y[128 * h + 32 * n + m] = d * (float)(((b[32 * h + m] >> (2 * n)) & 3) - 1);
+}
+
+/* TQ1_0 (ternary, 1.6875 bits per weight), 54 bytes per 256 values: uint8 qs[48], uint8 qh[4], f16 d
+ * (ggml-common.h block_tq1_0; ggml-quants.c quantize_row_tq1_0_ref / dequantize_row_tq1_0). Five trits
+ * per byte, first value most significant: a byte holds v = sum_n (t_n + 1) 3^(4-n), stored as
+ * q = ceil(v * 256 / 243), so that trit n is ((uint8)(q * 3^n) * 3) >> 8 (a fixed-point base-3 fraction).
+ *   qs[0..32):  byte m holds values m + 32n          (n = 0..4)   -> values 0..159
+ *   qs[32..48): byte m holds values 160 + m + 16n    (n = 0..4)   -> values 160..239
+ *   qh[0..4):   byte j holds values 240 + j + 4n     (n = 0..3; a fifth trit 0) -> values 240..255
+ * x = d * (t - 1) for the digit t in {0, 1, 2}. */
+static int tq1_trit(uint8_t q, int n) {
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    return (int)(((unsigned)(uint8_t)(q * pow3[n]) * 3u) >> 8);
+}
+
+static void deq_tq1_0(const uint8_t *b, float *y) {
+    const uint8_t *qs = b, *qh = b + 48;
+    float d = h16(b + 52);
+    for (int n = 0; n < 5; n++)
+        for (int m = 0; m < 32; m++) y[m + 32 * n] = d * (float)(tq1_trit(qs[m], n) - 1);
+    for (int n = 0; n < 5; n++)
+        for (int m = 0; m < 16; m++) y[160 + m + 16 * n] = d * (float)(tq1_trit(qs[32 + m], n) - 1);
+    for (int n = 0; n < 4; n++)
+        for (int j = 0; j < 4; j++) y[240 + j + 4 * n] = d * (float)(tq1_trit(qh[j], n) - 1);
+}
+
 int tn_ggml_can_dequantize(uint32_t type) {
     switch (type) {
     case TN_GGML_F32: case TN_GGML_F16: case TN_GGML_BF16: case TN_GGML_Q8_0: case TN_GGML_Q4_0:
-    case TN_GGML_Q4_1: case TN_GGML_Q4_K: case TN_GGML_Q6_K: return 1;
+    case TN_GGML_Q4_1: case TN_GGML_Q4_K: case TN_GGML_Q6_K: case TN_GGML_TQ1_0: case TN_GGML_TQ2_0: return 1;
     default: return 0;
     }
 }
@@ -139,7 +175,7 @@ int tn_ggml_can_dequantize(uint32_t type) {
 int tn_ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_bytes, float *dst, size_t n) {
     uint32_t be, bb;
     if (!tn_ggml_can_dequantize(type) || tn_ggml_type_layout(type, &be, &bb) != 0)
-        return tn_err("dequantize: ggml type %u (%s) is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)",
+        return tn_err("dequantize: ggml type %u (%s) is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, TQ1_0, TQ2_0)",
                       type, tn_ggml_type_name(type));
     if (n % be) return tn_err("dequantize: %zu values is not a multiple of the %s block size %u", n, tn_ggml_type_name(type), be);
     size_t blocks = n / be;
@@ -161,6 +197,8 @@ int tn_ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_bytes, float 
     case TN_GGML_Q4_1: for (size_t k = 0; k < blocks; k++, b += bb) deq_q4_1(b, dst + k * 32); break;
     case TN_GGML_Q4_K: for (size_t k = 0; k < blocks; k++, b += bb) deq_q4_k(b, dst + k * 256); break;
     case TN_GGML_Q6_K: for (size_t k = 0; k < blocks; k++, b += bb) deq_q6_k(b, dst + k * 256); break;
+    case TN_GGML_TQ1_0: for (size_t k = 0; k < blocks; k++, b += bb) deq_tq1_0(b, dst + k * 256); break;
+    case TN_GGML_TQ2_0: for (size_t k = 0; k < blocks; k++, b += bb) deq_tq2_0(b, dst + k * 256); break;
     default: break;
     }
     return 0;

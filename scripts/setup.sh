@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs, only where missing, every Debian package that trinity's build, tests, reference scripts and
-# benchmarks need. Idempotent: a second run installs nothing and prints nothing but the summary line.
+# benchmarks need, then the Python packages Debian does not ship (PYTHON_PACKAGES: gguf, the GGUF reader of
+# llama.cpp's gguf-py) into the project-local virtual environment .venv, made with --system-site-packages so
+# that Debian's torch, h5py and numpy stay visible; tests/tests.cmake runs Python from .venv when it exists.
+# Offline, a missing Python package is a warning, not a failure: the tests that need it skip with a message.
+# Idempotent: a second run installs nothing and prints nothing but the summary lines.
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 packages=(
   build-essential cmake pkg-config git          # toolchain
   libopenblas-openmp-dev                        # sgemm, OpenMP-threaded
   libhdf5-dev zlib1g-dev libinih-dev libcjson-dev
   python3 python3-torch python3-h5py python3-numpy python3-sentencepiece   # reference scripts, benchmarks
+  python3-venv python3-pip                      # .venv for the PyPI packages below
   clang libclang-rt-14-dev                      # libFuzzer target
   g++ libboost-context-dev                      # the CUDA emulator (fibers) for the emulated CUDA tests
 )
@@ -21,16 +27,37 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#packages[@]} packages present"
-  exit 0
+else
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+  else
+    SUDO=
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  echo "setup: done"
 fi
 
-if [ "$(id -u)" -ne 0 ]; then
-  SUDO=sudo
-else
-  SUDO=
+# ---- Python packages from PyPI, into .venv (python module name = pip package name here) ----
+PYTHON_PACKAGES=(gguf)
+venv=$root/.venv
+if [ ! -x "$venv/bin/python3" ]; then
+  if ! /usr/bin/python3 -m venv --system-site-packages "$venv" >/dev/null 2>&1; then
+    echo "setup: warning: could not create $venv (python3-venv missing?); tests that need ${PYTHON_PACKAGES[*]} will skip"
+    rm -rf "$venv"
+    exit 0
+  fi
 fi
-echo "setup: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-echo "setup: done"
+want=()
+for p in "${PYTHON_PACKAGES[@]}"; do
+  "$venv/bin/python3" -c "import $p" >/dev/null 2>&1 || want+=("$p")
+done
+if [ ${#want[@]} -eq 0 ]; then
+  echo "setup: python packages present in .venv: ${PYTHON_PACKAGES[*]}"
+elif "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${want[@]}" >/dev/null 2>&1; then
+  echo "setup: installed into .venv: ${want[*]}"
+else
+  echo "setup: warning: pip could not install ${want[*]} into .venv (offline?); the tests that need them will skip"
+fi

@@ -8,9 +8,17 @@
 
 set(TN_FIXTURES ${CMAKE_BINARY_DIR}/fixtures)
 get_filename_component(TN_SHARED_DATA ${CMAKE_SOURCE_DIR}/../shared/data ABSOLUTE)
-find_program(TN_PYTHON3 NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
-if(NOT TN_PYTHON3)
-  find_program(TN_PYTHON3 python3)
+# Python for the reference scripts and the Python-side checks: the project's .venv (scripts/setup.sh makes
+# it with --system-site-packages over /usr/bin/python3 and installs the PyPI packages Debian lacks, e.g.
+# gguf), else Debian's /usr/bin/python3 (torch, h5py), else any python3. Tests that miss a package skip.
+if(EXISTS ${CMAKE_SOURCE_DIR}/.venv/bin/python3)
+  set(TN_PYTHON3 ${CMAKE_SOURCE_DIR}/.venv/bin/python3 CACHE FILEPATH "python for tests" FORCE)
+else()
+  unset(TN_PYTHON3 CACHE)
+  find_program(TN_PYTHON3 NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+  if(NOT TN_PYTHON3)
+    find_program(TN_PYTHON3 python3)
+  endif()
 endif()
 set(TN_TEST_ENV
   TN_SOURCE_DIR=${CMAKE_SOURCE_DIR}

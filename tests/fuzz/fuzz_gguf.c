@@ -1,6 +1,8 @@
 /* libFuzzer target for the GGUF reader (core/gguf.c) and the tokenizer built from GGUF metadata
  * (data/tok_gguf.c): any byte string must be refused with an error or accepted as a file whose every
- * tensor range, string and array lies inside the buffer; never a crash, hang or out-of-bounds read. */
+ * tensor range, string and array lies inside the buffer; never a crash, hang or out-of-bounds read. What
+ * is accepted also goes through the GGUF writer (a copy that must read back the same) and the tokenizer's
+ * way back to GGUF keys (data/tok_gguf_write.c). */
 #include "core/gguf.h"
 #include "fuzz_common.h"
 
@@ -59,9 +61,54 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         tn_gguf_close(&h);
         free(meta);
     }
+    /* The GGUF writer (core/gguf.h): every pair and every tensor of a known type copied must give a file
+     * that opens again with the same counts and tensor bytes. */
+    tn_gguf_writer *w = tn_gguf_writer_new();
+    int copied = w != NULL;
+    uint64_t n_kv = 0;
+    for (uint64_t i = 0; copied && i < g.n_kv; i++) {
+        if (strcmp(g.kv[i].key, "general.alignment") == 0) continue; /* the writer's own: 32 */
+        copied = tn_gguf_writer_copy(w, &g.kv[i]) == 0;
+        n_kv++;
+    }
+    uint64_t n_copied = 0;
+    for (uint64_t i = 0; copied && i < g.n_tensors; i++) {
+        const tn_gguf_tensor *t = &g.tensors[i];
+        if (!t->data || t->n_elements == 0 || strlen(t->name) > 63 || t->n_dims == 0) continue;
+        if (tn_gguf_writer_tensor(w, t->name, t->n_dims, t->ne, t->type, (void *)t->data, (size_t)t->n_bytes, 0) == 0) n_copied++;
+    }
+    uint8_t *img;
+    size_t ilen;
+    if (copied && tn_gguf_writer_to_memory(w, &img, &ilen) == 0) {
+        tn_gguf h;
+        if (tn_gguf_open_buffer(img, ilen, &h) != 0) {
+            fprintf(stderr, "writer output refused: %s\n", tn_errmsg());
+            __builtin_trap();
+        }
+        if (h.n_kv != n_kv || h.n_tensors != n_copied) __builtin_trap();
+        for (uint64_t i = 0; i < h.n_tensors; i++) {
+            const tn_gguf_tensor *a = &h.tensors[i], *b = tn_gguf_find_tensor(&g, a->name);
+            if (!b || a->n_bytes != b->n_bytes || memcmp(a->data, b->data, (size_t)a->n_bytes) != 0) __builtin_trap();
+        }
+        tn_gguf_close(&h);
+        free(img);
+    }
+    tn_gguf_writer_free(w);
     tn_tokenizer *tok = NULL;
     if (tn_tokenizer_from_gguf(&g, &tok) == 0) {
         fuzz_use_tok(tok);
+        /* and back to GGUF keys (data/tok_gguf_write.c), which must read again */
+        tn_gguf_writer *tw = tn_gguf_writer_new();
+        if (tw && tn_tokenizer_to_gguf(tok, tn_tokenizer_vocab_size(tok) + 3, tw) == 0 && tn_gguf_writer_to_memory(tw, &img, &ilen) == 0) {
+            tn_gguf h;
+            if (tn_gguf_open_buffer(img, ilen, &h) != 0) __builtin_trap();
+            tn_tokenizer *back = NULL;
+            if (tn_tokenizer_from_gguf(&h, &back) == 0) fuzz_use_tok(back);
+            tn_tokenizer_free(back);
+            tn_gguf_close(&h);
+            free(img);
+        }
+        tn_gguf_writer_free(tw);
         tn_tokenizer_free(tok);
     } else {
         fuzz_failed(tok);
