@@ -24,6 +24,11 @@ echo "== prepare: byte-level shards from $L"
 echo "== train: configs/quickstart.ini (PRIMAL ghost model)"
 "$T" train configs/quickstart.ini
 
+if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
+  echo "== plot: $out/curves.png (loss, learning rate, PRIMAL flip and vote rates)"
+  /usr/bin/python3 scripts/plot.py "$out"
+fi
+
 echo "== export: $out/model.trin"
 "$T" export "$out/latest.h5" -o "$out/model.trin"
 "$T" info "$out/model.trin" > "$out/model.info.txt"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, only where missing, every Debian package that trinity's build, tests, reference scripts and
 # benchmarks need, then the Python packages Debian does not ship (PYTHON_PACKAGES: gguf, the GGUF reader of
-# llama.cpp's gguf-py) into the project-local virtual environment .venv, made with --system-site-packages so
+# llama.cpp's gguf-py; tensorboard, whose event reader checks trinity's event files) into the project-local virtual environment .venv, made with --system-site-packages so
 # that Debian's torch, h5py and numpy stay visible; tests/tests.cmake runs Python from .venv when it exists.
 # Offline, a missing Python package is a warning, not a failure: the tests that need it skip with a message.
 # Idempotent: a second run installs nothing and prints nothing but the summary lines.
@@ -12,7 +12,9 @@ packages=(
   build-essential cmake pkg-config git          # toolchain
   libopenblas-openmp-dev                        # sgemm, OpenMP-threaded
   libhdf5-dev zlib1g-dev libinih-dev libcjson-dev
+  libisal-dev                                   # CRC-32C for TensorBoard event files
   python3 python3-torch python3-h5py python3-numpy python3-sentencepiece   # reference scripts, benchmarks
+  python3-matplotlib                            # scripts/plot.py
   python3-venv python3-pip                      # .venv for the PyPI packages below
   clang libclang-rt-14-dev                      # libFuzzer target
   g++ libboost-context-dev                      # the CUDA emulator (fibers) for the emulated CUDA tests
@@ -41,7 +43,7 @@ else
 fi
 
 # ---- Python packages from PyPI, into .venv (python module name = pip package name here) ----
-PYTHON_PACKAGES=(gguf)
+PYTHON_PACKAGES=(gguf tensorboard)
 venv=$root/.venv
 if [ ! -x "$venv/bin/python3" ]; then
   if ! /usr/bin/python3 -m venv --system-site-packages "$venv" >/dev/null 2>&1; then

@@ -112,6 +112,8 @@ struct tn_run {
     tn_rng bench_rng;
     int64_t step;
     FILE *log;
+    struct tn_tb *tb;     /* [train] tensorboard: the event file (train/tensorboard.h), else NULL */
+    int tensorboard;
     cJSON *pending_log_line; /* a line a method produced before log.jsonl was opened */
     double t_start;
     tn_method method;

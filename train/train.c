@@ -8,6 +8,7 @@
 #include "train/run.h"
 #include "train/sample.h"
 #include "train/teacher.h"
+#include "train/tensorboard.h"
 #include "data/tokenizer.h"
 
 #include "core/alloc.h"
@@ -97,6 +98,7 @@ static int read_train_config(tn_run *r) {
     TN_CHECK(tn_config_int(c, "train", "eval_every", 0, &r->eval_every));
     TN_CHECK(tn_config_int(c, "train", "eval_batches", 8, &r->eval_batches));
     TN_CHECK(tn_config_int(c, "train", "ckpt_every", 0, &r->ckpt_every));
+    TN_CHECK(tn_config_bool(c, "train", "tensorboard", 0, &r->tensorboard));
     TN_CHECK(tn_config_int(c, "train", "keep_ckpts", 3, &r->keep_ckpts));
     TN_CHECK(tn_config_int(c, "train", "sample_every", 0, &r->sample_every));
     TN_CHECK(tn_config_int(c, "train", "sample_tokens", 32, &r->sample_tokens));
@@ -680,6 +682,16 @@ static int setup_tokenizer(tn_run *r) {
     return 0;
 }
 
+
+/* One line of log.jsonl, and with [train] tensorboard its numeric members as scalars of one event at the
+ * line's "step" (train/tensorboard.h). */
+static int log_line(tn_run *r, const cJSON *o) {
+    TN_CHECK(tn_json_print_line(r->log, o));
+    if (!r->tb) return 0;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "step");
+    const int64_t step = cJSON_IsNumber(st) ? (int64_t)st->valuedouble : r->step;
+    return tn_tb_write_json(r->tb, o, step);
+}
 static int salad_test(tn_run *r) {
     if (!r->sampler) {
         TN_CHECK(tn_llama_create_opts(&r->sampler, &r->layout, 1, (int)r->seq_len, r->ops, &r->sampler_opts));
@@ -695,7 +707,7 @@ static int salad_test(tn_run *r) {
     cJSON_AddNumberToObject(o, "step", (double)r->step);
     cJSON_AddStringToObject(o, "prompt", r->sample_prompt);
     cJSON_AddStringToObject(o, "sample", text);
-    int rc = tn_json_print_line(r->log, o);
+    int rc = log_line(r, o);
     cJSON_Delete(o);
     tn_log_info("step %lld sample: %s%s", (long long)r->step, r->sample_prompt, text);
     free(text);
@@ -714,7 +726,7 @@ static int evaluate(tn_run *r) {
     tn_json_add_num(o, "val_loss", loss);
     tn_json_add_num(o, "val_ppl", exp(loss));
     cJSON_AddNumberToObject(o, "val_tokens", (double)counted);
-    int rc = tn_json_print_line(r->log, o);
+    int rc = log_line(r, o);
     cJSON_Delete(o);
     tn_log_info("step %lld: val_loss %.4f val_ppl %.2f", (long long)r->step, loss, exp(loss));
     return rc;
@@ -824,7 +836,7 @@ static int train_loop(tn_run *r) {
                 if (r->distill.hidden_weight > 0) tn_json_add_num(o, "loss_hidden", r->distill.loss_hidden);
             }
             if (r->method.log_step) r->method.log_step(r, r->method.ctx, o);
-            int rc = tn_json_print_line(r->log, o);
+            int rc = log_line(r, o);
             cJSON_Delete(o);
             TN_CHECK(rc);
             if (!bar.enabled)
@@ -864,6 +876,7 @@ static void run_free(tn_run *r) {
     tn_free(r->mask);
     tn_free(r->tokenizer);
     if (r->log) fclose(r->log);
+    tn_tb_close(r->tb);
     cJSON_Delete(r->pending_log_line);
     free(r->config_text);
     tn_config_free(r->ini);
@@ -944,13 +957,17 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     TN_CHECK(tn_write_file_atomic(path, r->config_text, strlen(r->config_text)));
     snprintf(path, sizeof path, "%s/log.jsonl", r->out_dir);
     if (!(r->log = fopen(path, resume ? "a" : "w"))) return tn_err("%s: cannot open for writing", path);
+    if (r->tensorboard) {
+        TN_CHECK(tn_tb_open(r->out_dir, &r->tb));
+        tn_log_info("tensorboard: %s", tn_tb_path(r->tb));
+    }
     tn_log_info("device %s: %s, precision %s", r->dev.spec, r->dev.name, tn_precision_name(r->dev.precision));
     if (r->dev.emulated)
         tn_log_info("device %s is the CUDA emulator of a test build (-DTN_CUDA_EMU=ON): every kernel runs on the CPU",
                     r->dev.spec);
     log_memory(r);
     if (r->pending_log_line) {
-        TN_CHECK(tn_json_print_line(r->log, r->pending_log_line));
+        TN_CHECK(log_line(r, r->pending_log_line));
         cJSON_Delete(r->pending_log_line);
         r->pending_log_line = NULL;
     }
@@ -986,7 +1003,7 @@ int tn_train_run(const char *config_path, char *const *overrides, int n_override
             cJSON_AddNumberToObject(o, "peak_device_allocated_bytes", (double)dev_peak);
             cJSON_AddNumberToObject(o, "peak_device_measured_bytes", (double)(r.free_at_start - r.min_free));
         }
-        tn_json_print_line(r.log, o);
+        log_line(&r, o);
         cJSON_Delete(o);
         tn_log_info("done: %lld steps, peak RSS %.1f MiB", (long long)r.step, (double)tn_peak_rss_bytes() / (1 << 20));
         if (r.dev.is_cuda)
