@@ -60,6 +60,8 @@ def main():
             if x:
                 ax.plot(x, y, marker="o" if key == "val_loss" else None, ms=3, lw=1.2, label=label)
         ax.set_ylabel(title)
+        if title == "fraction of weights" and all(v > 0 for k, _ in keys for v in series(rows, k)[1]):
+            ax.set_yscale("log")  # PRIMAL flips ~1e-3 of the weights per step while ~0.1 vote: one axis for both
         ax.grid(alpha=0.3)
         if len(keys) > 1:
             ax.legend(loc="best", fontsize=8)
