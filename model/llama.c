@@ -15,9 +15,8 @@
 
 /* Offsets (in floats) of one layer's tensors inside the flat parameter buffer. */
 typedef struct {
-    size_t attn_norm, mlp_norm, w[TN_W_COUNT];
-    size_t bias[TN_W_COUNT]; /* q, k, v biases (qkv_bias); unused entries 0 */
-    size_t q_norm, k_norm;   /* per-head RMSNorm weights (qk_norm) */
+    size_t w[TN_W_COUNT]; /* matrices, by tn_linear_kind */
+    size_t v[TN_V_COUNT]; /* vectors, by tn_layer_vector (entries the config lacks stay 0) */
 } layer_offsets;
 
 struct tn_llama {
@@ -213,16 +212,8 @@ int tn_llama_create_opts(tn_llama **out, const tn_llama_layout *layout, int B, i
             else m->off_final_norm = t->offset;
         } else if (t->kind >= 0) {
             m->lo[t->layer].w[t->kind] = t->offset;
-        } else if (t->group == TN_GROUP_BIAS) {
-            m->lo[t->layer].bias[tn_bias_target(t)] = t->offset;
-        } else if (strstr(t->name, ".q_norm.")) {
-            m->lo[t->layer].q_norm = t->offset;
-        } else if (strstr(t->name, ".k_norm.")) {
-            m->lo[t->layer].k_norm = t->offset;
-        } else if (strstr(t->name, "input_layernorm")) {
-            m->lo[t->layer].attn_norm = t->offset;
         } else {
-            m->lo[t->layer].mlp_norm = t->offset;
+            m->lo[t->layer].v[t->vec] = t->offset;
         }
     }
     if (c->tied_embeddings) m->off_head = m->off_embed;
@@ -433,20 +424,20 @@ static int layer_forward(tn_llama *m, const float *params, int l, int write_next
     const tn_ops *ops = m->ops;
     const layer_offsets *lo = &m->lo[l];
     const layer_acts a = acts_of(m, l);
-    TN_CHECK(ops->rmsnorm(a.h1, a.rstd1, a.x, params + lo->attn_norm, N, D, c->norm_eps));
+    TN_CHECK(ops->rmsnorm(a.h1, a.rstd1, a.x, params + lo->v[TN_V_ATTN_NORM], N, D, c->norm_eps));
     /* with qk_norm the projections land in qpre / kpre and the per-head norms write q / k */
     float *q = c->qk_norm ? a.qpre : a.q, *k = c->qk_norm ? a.kpre : a.k;
     TN_CHECK(linear(m, params, l, TN_W_Q, q, a.h1, D, Hq, 0.0f));
     TN_CHECK(linear(m, params, l, TN_W_K, k, a.h1, D, KVd, 0.0f));
     TN_CHECK(linear(m, params, l, TN_W_V, a.v, a.h1, D, KVd, 0.0f));
     if (c->qkv_bias) { /* Qwen2: before RoPE, as in HF (the projection's own bias) */
-        TN_CHECK(ops->bias_add(q, params + lo->bias[TN_W_Q], N, Hq));
-        TN_CHECK(ops->bias_add(k, params + lo->bias[TN_W_K], N, KVd));
-        TN_CHECK(ops->bias_add(a.v, params + lo->bias[TN_W_V], N, KVd));
+        TN_CHECK(ops->bias_add(q, params + lo->v[TN_V_Q_BIAS], N, Hq));
+        TN_CHECK(ops->bias_add(k, params + lo->v[TN_V_K_BIAS], N, KVd));
+        TN_CHECK(ops->bias_add(a.v, params + lo->v[TN_V_V_BIAS], N, KVd));
     }
     if (c->qk_norm) { /* Qwen3: RMSNorm over each head's hd values (rows of [N·heads, hd]), before RoPE */
-        TN_CHECK(ops->rmsnorm(a.q, a.rstdq, q, params + lo->q_norm, N * c->n_heads, m->hd, c->norm_eps));
-        TN_CHECK(ops->rmsnorm(a.k, a.rstdk, k, params + lo->k_norm, N * c->n_kv_heads, m->hd, c->norm_eps));
+        TN_CHECK(ops->rmsnorm(a.q, a.rstdq, q, params + lo->v[TN_V_Q_NORM], N * c->n_heads, m->hd, c->norm_eps));
+        TN_CHECK(ops->rmsnorm(a.k, a.rstdk, k, params + lo->v[TN_V_K_NORM], N * c->n_kv_heads, m->hd, c->norm_eps));
     }
     TN_CHECK(ops->rope(a.q, m->rope_cos, m->rope_sin, m->B, m->T, c->n_heads, m->hd, 0));
     TN_CHECK(ops->rope(a.k, m->rope_cos, m->rope_sin, m->B, m->T, c->n_kv_heads, m->hd, 0));
@@ -454,7 +445,7 @@ static int layer_forward(tn_llama *m, const float *params, int l, int write_next
     TN_CHECK(ops->copy(a.xmid, a.x, (size_t)(N * D) * sizeof(float)));
     TN_CHECK(linear(m, params, l, TN_W_O, a.xmid, a.att, Hq, D, 1.0f));
 
-    TN_CHECK(ops->rmsnorm(a.h2, a.rstd2, a.xmid, params + lo->mlp_norm, N, D, c->norm_eps));
+    TN_CHECK(ops->rmsnorm(a.h2, a.rstd2, a.xmid, params + lo->v[TN_V_MLP_NORM], N, D, c->norm_eps));
     TN_CHECK(linear(m, params, l, TN_W_GATE, a.gate, a.h2, D, F, 0.0f));
     TN_CHECK(linear(m, params, l, TN_W_UP, a.up, a.h2, D, F, 0.0f));
     TN_CHECK(ops->swiglu(a.act, a.gate, a.up, N * F));
@@ -480,7 +471,7 @@ static int layer_backward(tn_llama *m, const float *params, float *grads, int l)
     TN_CHECK(weight_grad(m, grads, l, TN_W_UP, m->du, a.h2, D, F));
     TN_CHECK(linear_dx(m, params, l, TN_W_GATE, m->dh, m->dg, D, F, 0.0f));
     TN_CHECK(linear_dx(m, params, l, TN_W_UP, m->dh, m->du, D, F, 1.0f));
-    TN_CHECK(ops->rmsnorm_backward(m->dx, grads + lo->mlp_norm, m->dh, a.xmid, params + lo->mlp_norm, a.rstd2, N, D));
+    TN_CHECK(ops->rmsnorm_backward(m->dx, grads + lo->v[TN_V_MLP_NORM], m->dh, a.xmid, params + lo->v[TN_V_MLP_NORM], a.rstd2, N, D));
 
     /* Attention: m->dx now holds dL/dxmid, which is also dL/dx[l] through the residual. */
     TN_CHECK(weight_grad(m, grads, l, TN_W_O, m->dx, a.att, Hq, D));
@@ -493,16 +484,16 @@ static int layer_backward(tn_llama *m, const float *params, float *grads, int l)
     if (c->qk_norm) {
         TN_CHECK(ops->zero(m->dqpre, (size_t)(N * Hq) * sizeof(float)));
         TN_CHECK(ops->zero(m->dkpre, (size_t)(N * KVd) * sizeof(float)));
-        TN_CHECK(ops->rmsnorm_backward(m->dqpre, grads + lo->q_norm, m->dq, a.qpre, params + lo->q_norm, a.rstdq,
+        TN_CHECK(ops->rmsnorm_backward(m->dqpre, grads + lo->v[TN_V_Q_NORM], m->dq, a.qpre, params + lo->v[TN_V_Q_NORM], a.rstdq,
                                        N * c->n_heads, m->hd));
-        TN_CHECK(ops->rmsnorm_backward(m->dkpre, grads + lo->k_norm, m->dk, a.kpre, params + lo->k_norm, a.rstdk,
+        TN_CHECK(ops->rmsnorm_backward(m->dkpre, grads + lo->v[TN_V_K_NORM], m->dk, a.kpre, params + lo->v[TN_V_K_NORM], a.rstdk,
                                        N * c->n_kv_heads, m->hd));
         dq = m->dqpre, dk = m->dkpre;
     }
     if (c->qkv_bias) {
-        TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_Q], dq, N, Hq));
-        TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_K], dk, N, KVd));
-        TN_CHECK(ops->bias_grad(grads + lo->bias[TN_W_V], m->dv, N, KVd));
+        TN_CHECK(ops->bias_grad(grads + lo->v[TN_V_Q_BIAS], dq, N, Hq));
+        TN_CHECK(ops->bias_grad(grads + lo->v[TN_V_K_BIAS], dk, N, KVd));
+        TN_CHECK(ops->bias_grad(grads + lo->v[TN_V_V_BIAS], m->dv, N, KVd));
     }
     TN_CHECK(weight_grad(m, grads, l, TN_W_Q, dq, a.h1, D, Hq));
     TN_CHECK(weight_grad(m, grads, l, TN_W_K, dk, a.h1, D, KVd));
@@ -510,7 +501,7 @@ static int layer_backward(tn_llama *m, const float *params, float *grads, int l)
     TN_CHECK(linear_dx(m, params, l, TN_W_Q, m->dh, dq, D, Hq, 0.0f));
     TN_CHECK(linear_dx(m, params, l, TN_W_K, m->dh, dk, D, KVd, 1.0f));
     TN_CHECK(linear_dx(m, params, l, TN_W_V, m->dh, m->dv, D, KVd, 1.0f));
-    return ops->rmsnorm_backward(m->dx, grads + lo->attn_norm, m->dh, a.x, params + lo->attn_norm, a.rstd1, N, D);
+    return ops->rmsnorm_backward(m->dx, grads + lo->v[TN_V_ATTN_NORM], m->dh, a.x, params + lo->v[TN_V_ATTN_NORM], a.rstd1, N, D);
 }
 
 int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, const int32_t *targets,

@@ -7,7 +7,7 @@
 #include <string.h>
 
 static int add(tn_llama_layout *l, int cap, const char *name, int rank, int64_t r, int64_t c, tn_param_group g,
-               int layer, int kind) {
+               int layer, int kind, int vec) {
     if (l->n_tensors >= cap) return tn_err("layout: too many tensors");
     tn_tensor_info *t = &l->tensors[l->n_tensors++];
     snprintf(t->name, sizeof t->name, "%s", name);
@@ -21,6 +21,7 @@ static int add(tn_llama_layout *l, int cap, const char *name, int rank, int64_t 
     t->group = g;
     t->layer = layer;
     t->kind = kind;
+    t->vec = vec;
     return 0;
 }
 
@@ -34,39 +35,39 @@ int tn_llama_layout_init(tn_llama_layout *l, const tn_llama_config *cfg) {
     int64_t d = cfg->dim, hd = tn_llama_head_dim(cfg), q = (int64_t)cfg->n_heads * hd,
             kv = (int64_t)cfg->n_kv_heads * hd, f = cfg->ffn_dim, V = cfg->vocab_size;
     char n[96];
-    TN_CHECK(add(l, cap, "model.embed_tokens.weight", 2, V, d, TN_GROUP_EMBED, -1, -1));
+    TN_CHECK(add(l, cap, "model.embed_tokens.weight", 2, V, d, TN_GROUP_EMBED, -1, -1, -1));
     for (int i = 0; i < cfg->n_layers; i++) {
-#define ADD(suffix, rank, r, c, g, k)                                                                  \
+#define ADD(suffix, rank, r, c, g, k, v)                                                               \
     do {                                                                                               \
         snprintf(n, sizeof n, "model.layers.%d.%s", i, suffix);                                        \
-        TN_CHECK(add(l, cap, n, rank, r, c, g, i, k));                                                 \
+        TN_CHECK(add(l, cap, n, rank, r, c, g, i, k, v));                                              \
     } while (0)
-        ADD("input_layernorm.weight", 1, d, 1, TN_GROUP_NORM, -1);
-        ADD("self_attn.q_proj.weight", 2, q, d, TN_GROUP_ATTN, TN_W_Q);
+        ADD("input_layernorm.weight", 1, d, 1, TN_GROUP_NORM, -1, TN_V_ATTN_NORM);
+        ADD("self_attn.q_proj.weight", 2, q, d, TN_GROUP_ATTN, TN_W_Q, -1);
         if (cfg->qkv_bias) {
-            ADD("self_attn.q_proj.bias", 1, q, 1, TN_GROUP_BIAS, -1);
+            ADD("self_attn.q_proj.bias", 1, q, 1, TN_GROUP_BIAS, -1, TN_V_Q_BIAS);
         }
-        ADD("self_attn.k_proj.weight", 2, kv, d, TN_GROUP_ATTN, TN_W_K);
+        ADD("self_attn.k_proj.weight", 2, kv, d, TN_GROUP_ATTN, TN_W_K, -1);
         if (cfg->qkv_bias) {
-            ADD("self_attn.k_proj.bias", 1, kv, 1, TN_GROUP_BIAS, -1);
+            ADD("self_attn.k_proj.bias", 1, kv, 1, TN_GROUP_BIAS, -1, TN_V_K_BIAS);
         }
-        ADD("self_attn.v_proj.weight", 2, kv, d, TN_GROUP_ATTN, TN_W_V);
+        ADD("self_attn.v_proj.weight", 2, kv, d, TN_GROUP_ATTN, TN_W_V, -1);
         if (cfg->qkv_bias) {
-            ADD("self_attn.v_proj.bias", 1, kv, 1, TN_GROUP_BIAS, -1);
+            ADD("self_attn.v_proj.bias", 1, kv, 1, TN_GROUP_BIAS, -1, TN_V_V_BIAS);
         }
         if (cfg->qk_norm) {
-            ADD("self_attn.q_norm.weight", 1, hd, 1, TN_GROUP_NORM, -1);
-            ADD("self_attn.k_norm.weight", 1, hd, 1, TN_GROUP_NORM, -1);
+            ADD("self_attn.q_norm.weight", 1, hd, 1, TN_GROUP_NORM, -1, TN_V_Q_NORM);
+            ADD("self_attn.k_norm.weight", 1, hd, 1, TN_GROUP_NORM, -1, TN_V_K_NORM);
         }
-        ADD("self_attn.o_proj.weight", 2, d, q, TN_GROUP_ATTN, TN_W_O);
-        ADD("post_attention_layernorm.weight", 1, d, 1, TN_GROUP_NORM, -1);
-        ADD("mlp.gate_proj.weight", 2, f, d, TN_GROUP_MLP, TN_W_GATE);
-        ADD("mlp.up_proj.weight", 2, f, d, TN_GROUP_MLP, TN_W_UP);
-        ADD("mlp.down_proj.weight", 2, d, f, TN_GROUP_MLP, TN_W_DOWN);
+        ADD("self_attn.o_proj.weight", 2, d, q, TN_GROUP_ATTN, TN_W_O, -1);
+        ADD("post_attention_layernorm.weight", 1, d, 1, TN_GROUP_NORM, -1, TN_V_MLP_NORM);
+        ADD("mlp.gate_proj.weight", 2, f, d, TN_GROUP_MLP, TN_W_GATE, -1);
+        ADD("mlp.up_proj.weight", 2, f, d, TN_GROUP_MLP, TN_W_UP, -1);
+        ADD("mlp.down_proj.weight", 2, d, f, TN_GROUP_MLP, TN_W_DOWN, -1);
 #undef ADD
     }
-    TN_CHECK(add(l, cap, "model.norm.weight", 1, d, 1, TN_GROUP_NORM, -1, -1));
-    if (!cfg->tied_embeddings) TN_CHECK(add(l, cap, "lm_head.weight", 2, V, d, TN_GROUP_HEAD, -1, -1));
+    TN_CHECK(add(l, cap, "model.norm.weight", 1, d, 1, TN_GROUP_NORM, -1, -1, -1));
+    if (!cfg->tied_embeddings) TN_CHECK(add(l, cap, "lm_head.weight", 2, V, d, TN_GROUP_HEAD, -1, -1, -1));
     return 0;
 }
 
@@ -135,6 +136,11 @@ int tn_llama_view_init(tn_llama_view *v, const tn_llama_layout *l, float *base) 
             continue;
         }
         tn_layer_view *lv = &v->layers[t->layer];
+        if (t->vec >= 0) {
+            float **slot[TN_V_COUNT] = {&lv->attn_norm, &lv->mlp_norm, &lv->bq, &lv->bk, &lv->bv, &lv->q_norm, &lv->k_norm};
+            *slot[t->vec] = p;
+            continue;
+        }
         switch (t->kind) {
         case TN_W_Q: lv->wq = p; break;
         case TN_W_K: lv->wk = p; break;
@@ -143,19 +149,6 @@ int tn_llama_view_init(tn_llama_view *v, const tn_llama_layout *l, float *base) 
         case TN_W_GATE: lv->w_gate = p; break;
         case TN_W_UP: lv->w_up = p; break;
         case TN_W_DOWN: lv->w_down = p; break;
-        default:
-            if (t->group == TN_GROUP_BIAS) {
-                int k = tn_bias_target(t);
-                *(k == TN_W_Q ? &lv->bq : k == TN_W_K ? &lv->bk : &lv->bv) = p;
-            } else if (strstr(t->name, "input_layernorm")) {
-                lv->attn_norm = p;
-            } else if (strstr(t->name, ".q_norm.")) {
-                lv->q_norm = p;
-            } else if (strstr(t->name, ".k_norm.")) {
-                lv->k_norm = p;
-            } else {
-                lv->mlp_norm = p;
-            }
         }
     }
     if (!v->lm_head) v->lm_head = v->embed;
@@ -163,11 +156,12 @@ int tn_llama_view_init(tn_llama_view *v, const tn_llama_layout *l, float *base) 
 }
 
 int tn_bias_target(const tn_tensor_info *t) {
-    if (t->group != TN_GROUP_BIAS) return -1;
-    if (strstr(t->name, ".q_proj.bias")) return TN_W_Q;
-    if (strstr(t->name, ".k_proj.bias")) return TN_W_K;
-    if (strstr(t->name, ".v_proj.bias")) return TN_W_V;
-    return -1;
+    switch (t->vec) {
+    case TN_V_Q_BIAS: return TN_W_Q;
+    case TN_V_K_BIAS: return TN_W_K;
+    case TN_V_V_BIAS: return TN_W_V;
+    default: return -1;
+    }
 }
 
 void tn_llama_view_free(tn_llama_view *v) {

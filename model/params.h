@@ -24,6 +24,19 @@ typedef enum {
 /* Index of a matrix inside a layer, in layout order. */
 typedef enum { TN_W_Q = 0, TN_W_K, TN_W_V, TN_W_O, TN_W_GATE, TN_W_UP, TN_W_DOWN, TN_W_COUNT } tn_linear_kind;
 
+/* Index of a vector (rank-1 tensor) inside a layer: the two RMSNorm weights, Qwen2's q/k/v biases and
+ * Qwen3's per-head q/k norms. Set by the layout, so nobody needs to tell them apart by name. */
+typedef enum {
+    TN_V_ATTN_NORM = 0, /* input_layernorm */
+    TN_V_MLP_NORM,      /* post_attention_layernorm */
+    TN_V_Q_BIAS,        /* self_attn.q_proj.bias (qkv_bias) */
+    TN_V_K_BIAS,
+    TN_V_V_BIAS,
+    TN_V_Q_NORM,        /* self_attn.q_norm (qk_norm) */
+    TN_V_K_NORM,
+    TN_V_COUNT
+} tn_layer_vector;
+
 typedef struct {
     char name[96];
     int rank;          /* 1 or 2 */
@@ -33,6 +46,7 @@ typedef struct {
     tn_param_group group;
     int layer;         /* -1 outside the layer stack */
     int kind;          /* tn_linear_kind for matrices inside layers, -1 otherwise */
+    int vec;           /* tn_layer_vector for vectors inside layers, -1 otherwise */
     int external;      /* 1: no storage in the flat buffers (a PRIMAL ghost tensor); offset is 0 */
 } tn_tensor_info;
 

@@ -48,6 +48,13 @@ static void layer_mats(ilayer *L, imat *out[TN_W_COUNT]) {
     out[TN_W_GATE] = &L->wg, out[TN_W_UP] = &L->wu, out[TN_W_DOWN] = &L->wd;
 }
 
+/* The vectors of a layer, indexed by tn_layer_vector (model/params.h); NULL where the model has none. */
+static void layer_vecs(ilayer *L, const float **out[TN_V_COUNT]) {
+    out[TN_V_ATTN_NORM] = &L->attn_norm, out[TN_V_MLP_NORM] = &L->mlp_norm;
+    out[TN_V_Q_BIAS] = &L->bq, out[TN_V_K_BIAS] = &L->bk, out[TN_V_V_BIAS] = &L->bv;
+    out[TN_V_Q_NORM] = &L->q_norm, out[TN_V_K_NORM] = &L->k_norm;
+}
+
 /* Run `body` with W set to each matrix of layer L in turn. */
 #define FOR_EACH_MAT(L, body)                                                                          \
     do {                                                                                               \
@@ -596,18 +603,22 @@ static int mat_upload(tn_infer *m, imat *W) {
     return 0;
 }
 
-static int norm_upload(tn_infer *m, const float **w) {
-    return (*w = upload_copy(m, *w, (size_t)m->cfg.dim * sizeof(float))) ? 0 : -1;
-}
-
-/* A layer's q, k, v biases (when the model has them) into the device's memory. */
-static int bias_upload(tn_infer *m, ilayer *L) {
-    if (!L->bq) return 0;
-    const int64_t hd = tn_llama_head_dim(&m->cfg), qd = m->cfg.n_heads * hd, kvd = m->cfg.n_kv_heads * hd;
-    L->bq = upload_copy(m, L->bq, (size_t)qd * sizeof(float));
-    L->bk = L->bq ? upload_copy(m, L->bk, (size_t)kvd * sizeof(float)) : NULL;
-    L->bv = L->bk ? upload_copy(m, L->bv, (size_t)kvd * sizeof(float)) : NULL;
-    return L->bv ? 0 : -1;
+/* Every vector of the model (the final norm, each layer's norms, biases, q/k norms) into the device's memory,
+ * sized by the layout's own entries. */
+static int vecs_upload(tn_infer *m) {
+    if (!(m->final_norm = upload_copy(m, m->final_norm, (size_t)m->cfg.dim * sizeof(float)))) return -1;
+    tn_llama_layout lay;
+    TN_CHECK(tn_llama_layout_init(&lay, &m->cfg));
+    int rc = 0;
+    for (int i = 0; i < lay.n_tensors && rc == 0; i++) {
+        const tn_tensor_info *t = &lay.tensors[i];
+        if (t->layer < 0 || t->vec < 0) continue;
+        const float **slot[TN_V_COUNT];
+        layer_vecs(&m->layers[t->layer], slot);
+        if (!(*slot[t->vec] = upload_copy(m, *slot[t->vec], t->numel * sizeof(float)))) rc = -1;
+    }
+    tn_llama_layout_free(&lay);
+    return rc;
 }
 
 /* After the host views are built: size the state, refuse what does not fit the device (before any device
@@ -645,19 +656,8 @@ static int place(tn_infer *m) {
     } else {
         TN_CHECK(mat_upload(m, &m->head));
     }
-    TN_CHECK(norm_upload(m, &m->final_norm));
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        ilayer *L = &m->layers[l];
-        FOR_EACH_MAT(L, TN_CHECK(mat_upload(m, W)));
-        TN_CHECK(norm_upload(m, &L->attn_norm));
-        TN_CHECK(norm_upload(m, &L->mlp_norm));
-        TN_CHECK(bias_upload(m, L));
-        if (L->q_norm) {
-            const size_t hb = (size_t)tn_llama_head_dim(&m->cfg) * sizeof(float);
-            if (!(L->q_norm = upload_copy(m, L->q_norm, hb)) || !(L->k_norm = upload_copy(m, L->k_norm, hb))) return -1;
-        }
-    }
-    return 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) FOR_EACH_MAT(&m->layers[l], TN_CHECK(mat_upload(m, W)));
+    return vecs_upload(m);
 }
 
 /* A view of tensor t of an open .trin. In exact mode quantized tensors are dequantized to floats once. */
@@ -744,9 +744,10 @@ static void load_tokenizer(tn_infer *m, const char *format, const uint8_t *blob,
     }
 }
 
-static const float *norm_from_trin(tn_infer *m, const tn_trin_tensor *t) {
+/* A rank-1 tensor (norm weights, a bias) as floats. */
+static const float *vec_from_trin(tn_infer *m, const tn_trin_tensor *t) {
     if (t->dtype == TN_TRIN_F32) return (const float *)(const void *)t->data;
-    /* F16 norm (the reader guarantees rank 1 and no other dtype fits a rank-1 tensor) */
+    /* F16 (the reader guarantees rank 1 and no other dtype fits a rank-1 tensor) */
     float *d = tn_alloc((size_t)t->shape[0], sizeof *d);
     if (own(m, d) != 0) return NULL;
     tn_f16_to_f32_row((const uint16_t *)(const void *)t->data, t->shape[0], d);
@@ -768,7 +769,7 @@ static int build_from_trin(tn_infer *m) {
         FIND(th, "lm_head.weight");
         TN_CHECK(mat_from_trin(m, th, &m->head));
     }
-    if (!(m->final_norm = norm_from_trin(m, tnorm))) return -1;
+    if (!(m->final_norm = vec_from_trin(m, tnorm))) return -1;
     static const char *mats[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
     for (int l = 0; l < m->cfg.n_layers; l++) {
@@ -780,27 +781,22 @@ static int build_from_trin(tn_infer *m) {
             FIND(tm, name);
             TN_CHECK(mat_from_trin(m, tm, dst[k]));
         }
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        FIND(na, name);
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        FIND(nm, name);
-        if (!(L->attn_norm = norm_from_trin(m, na)) || !(L->mlp_norm = norm_from_trin(m, nm))) return -1;
-        if (m->cfg.qk_norm) {
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
-            FIND(tqn, name);
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
-            FIND(tkn, name);
-            if (!(L->q_norm = norm_from_trin(m, tqn)) || !(L->k_norm = norm_from_trin(m, tkn))) return -1;
-        }
-        if (m->cfg.qkv_bias) {
-            const float **dst_b[3] = {&L->bq, &L->bk, &L->bv};
-            for (int k = 0; k < 3; k++) {
-                snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, mats[k]);
-                FIND(tb, name);
-                if (!(*dst_b[k] = norm_from_trin(m, tb))) return -1;
-            }
-        }
     }
+    /* the layers' vectors: the layout (of the file's own config) names each and says which it is */
+    tn_llama_layout lay;
+    TN_CHECK(tn_llama_layout_init(&lay, &m->cfg));
+    int rc = 0;
+    for (int i = 0; i < lay.n_tensors && rc == 0; i++) {
+        const tn_tensor_info *lt = &lay.tensors[i];
+        if (lt->layer < 0 || lt->vec < 0) continue;
+        const tn_trin_tensor *tv = tn_trin_find(t, lt->name);
+        const float **slot[TN_V_COUNT];
+        layer_vecs(&m->layers[lt->layer], slot);
+        if (!tv) rc = tn_err("tensor '%s' missing", lt->name); /* cannot happen: the reader checked the set */
+        else if (!(*slot[lt->vec] = vec_from_trin(m, tv))) rc = -1;
+    }
+    tn_llama_layout_free(&lay);
+    TN_CHECK(rc);
 #undef FIND
     return 0;
 }
