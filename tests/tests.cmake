@@ -41,7 +41,8 @@ endforeach()
 file(GLOB TN_UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
 foreach(src ${TN_UNIT_TESTS})
   get_filename_component(name ${src} NAME_WE)
-  add_executable(${name} ${src} ${CMAKE_SOURCE_DIR}/tests/unit/tn_test.c ${CMAKE_SOURCE_DIR}/tests/unit/fixture_llama.c)
+  add_executable(${name} ${src} ${CMAKE_SOURCE_DIR}/tests/unit/tn_test.c ${CMAKE_SOURCE_DIR}/tests/unit/fixture_llama.c
+    ${CMAKE_SOURCE_DIR}/tests/unit/tiny_ckpt.c)
   target_link_libraries(${name} PRIVATE trinity_lib)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "${TN_TEST_ENV}" SKIP_RETURN_CODE 77

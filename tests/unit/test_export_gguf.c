@@ -15,6 +15,7 @@
  *     encodes like the original; padding to the model's vocabulary; a stored GGUF vocabulary copied
  *   bad input: one clear error, no output file. */
 #include "tn_test.h"
+#include "tiny_ckpt.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -70,38 +71,6 @@ static tn_llama_config test_config(int tied) {
     return c;
 }
 
-static int set_tokenizer(tn_checkpoint *ck, const char *name) {
-    tn_tokenizer *tok;
-    TN_CHECK(tn_tokenizer_load(name, &tok));
-    uint8_t *blob;
-    size_t len;
-    int rc = tn_tokenizer_serialize(tok, &blob, &len);
-    tn_tokenizer_free(tok);
-    TN_CHECK(rc);
-    ck->tokenizer = tn_alloc(len, 1);
-    memcpy(ck->tokenizer, blob, len);
-    ck->tokenizer_len = len;
-    free(blob);
-    snprintf(ck->tokenizer_format, sizeof ck->tokenizer_format, "trinity-tokenizer");
-    return 0;
-}
-
-/* A random model (std 0.08) with the bytes tokenizer; biases random too when the config has them. */
-static int make_ckpt(tn_checkpoint *ck, const tn_llama_config *cfg, uint64_t seed) {
-    memset(ck, 0, sizeof *ck);
-    TN_CHECK(tn_llama_layout_init(&ck->layout, cfg));
-    ck->params = tn_alloc(ck->layout.numel, sizeof(float));
-    if (!ck->params) return -1;
-    tn_rng r;
-    tn_rng_seed(&r, seed);
-    tn_llama_init_random(&ck->layout, ck->params, &r, 0.08f);
-    for (int i = 0; i < ck->layout.n_tensors; i++) {
-        const tn_tensor_info *t = &ck->layout.tensors[i];
-        if (t->rank == 1)
-            for (size_t k = 0; k < t->numel; k++) ck->params[t->offset + k] += 0.1f * tn_rng_normal(&r);
-    }
-    return set_tokenizer(ck, "bytes");
-}
 
 static int32_t tokens[NT];
 
@@ -167,7 +136,7 @@ static int no_leftovers(void) {
 static void test_dense(int tied) {
     tn_llama_config cfg = test_config(tied);
     tn_checkpoint ck;
-    CHECK_OK(make_ckpt(&ck, &cfg, 11 + (uint64_t)tied));
+    CHECK_OK(tn_test_random_ckpt(&ck, &cfg, 11 + (uint64_t)tied));
     const char *h5 = tmp("dense.h5"), *g32 = tmp("dense32.gguf"), *g16 = tmp("dense16.gguf");
     CHECK_OK(tn_ckpt_save(h5, &ck, NULL, 0));
     tn_export_gguf_opts o;
@@ -251,7 +220,7 @@ static int save_quant(void *ctx, hid_t group) {
 static void test_ste(uint32_t ternary_type, uint32_t want256, uint32_t want64) {
     tn_llama_config cfg = test_config(1);
     tn_checkpoint ck;
-    CHECK_OK(make_ckpt(&ck, &cfg, 21));
+    CHECK_OK(tn_test_random_ckpt(&ck, &cfg, 21));
     memset(&g_spec, 0, sizeof g_spec);
     CHECK_OK(tn_grid_by_name("ternary", &g_spec.grid));
     g_spec.rule = TN_SCALE_ABSMEAN;
@@ -331,7 +300,7 @@ static int save_primal(void *vctx, hid_t group) {
 static void make_primal(const char *h5, const char *grid_name, tn_primal_tensor **pt_out, tn_checkpoint *ck) {
     tn_llama_config cfg = test_config(0);
     tn_checkpoint full;
-    CHECK_OK(make_ckpt(&full, &cfg, 31));
+    CHECK_OK(tn_test_random_ckpt(&full, &cfg, 31));
     memset(ck, 0, sizeof *ck);
     CHECK_OK(tn_llama_layout_init(&ck->layout, &cfg));
     uint8_t *ghost = calloc((size_t)ck->layout.n_tensors, 1);
@@ -465,7 +434,7 @@ static void test_primal_fallback(void) {
 
 static void roundtrip_f32(const tn_llama_config *cfg, const char *what, const char *want_arch) {
     tn_checkpoint ck;
-    CHECK_OK(make_ckpt(&ck, cfg, 41));
+    CHECK_OK(tn_test_random_ckpt(&ck, cfg, 41));
     const char *h5 = tmp("rt.h5"), *gg = tmp("rt.gguf");
     CHECK_OK(tn_ckpt_save(h5, &ck, NULL, 0));
     tn_export_gguf_opts o;
@@ -534,7 +503,7 @@ static void test_families(void) {
     roundtrip_f32(&c, "qwen3 (q/k norms, head dim 32)", "qwen3");
     c.qkv_bias = 1;
     tn_checkpoint ck;
-    CHECK_OK(make_ckpt(&ck, &c, 42));
+    CHECK_OK(tn_test_random_ckpt(&ck, &c, 42));
     CHECK_OK(tn_ckpt_save(tmp("both.h5"), &ck, NULL, 0));
     tn_export_gguf_opts o;
     tn_export_gguf_opts_default(&o);
@@ -642,7 +611,7 @@ static void test_tokenizers(void) {
 static void test_ckpt_tokenizers(void) {
     tn_llama_config cfg = test_config(1);
     tn_checkpoint ck;
-    CHECK_OK(make_ckpt(&ck, &cfg, 51));
+    CHECK_OK(tn_test_random_ckpt(&ck, &cfg, 51));
     tn_export_gguf_opts o;
     tn_export_gguf_opts_default(&o);
     tn_export_gguf_report rep;
@@ -796,7 +765,7 @@ static void test_writer_and_errors(void) {
     /* a value beyond fp16's range: F16 refuses with a hint, F32 takes it */
     tn_llama_config cfg = test_config(1);
     tn_checkpoint ck;
-    CHECK_OK(make_ckpt(&ck, &cfg, 61));
+    CHECK_OK(tn_test_random_ckpt(&ck, &cfg, 61));
     ck.params[ck.layout.tensors[tn_llama_layout_index(&ck.layout, 0, TN_W_UP)].offset + 5] = 1e5f;
     CHECK_OK(tn_ckpt_save(tmp("big.h5"), &ck, NULL, 0));
     CHECK(tn_export_gguf(tmp("big.h5"), out, &o, &rep) != 0 && strstr(tn_errmsg(), "--dtype f32"));

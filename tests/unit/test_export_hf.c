@@ -15,6 +15,7 @@
  *   bad input: an existing non-empty directory, an unknown dtype, a config no transformers class expresses:
  *     one clear error, nothing left behind (no directory, no DIR.tmp-*). */
 #include "tn_test.h"
+#include "tiny_ckpt.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -99,39 +100,6 @@ static tn_llama_config test_config(int tied) {
     return c;
 }
 
-static int set_tokenizer(tn_checkpoint *ck, const char *name) {
-    tn_tokenizer *tok;
-    TN_CHECK(tn_tokenizer_load(name, &tok));
-    uint8_t *blob;
-    size_t len;
-    int rc = tn_tokenizer_serialize(tok, &blob, &len);
-    tn_tokenizer_free(tok);
-    TN_CHECK(rc);
-    tn_free(ck->tokenizer);
-    ck->tokenizer = tn_alloc(len, 1);
-    memcpy(ck->tokenizer, blob, len);
-    ck->tokenizer_len = len;
-    free(blob);
-    snprintf(ck->tokenizer_format, sizeof ck->tokenizer_format, "trinity-tokenizer");
-    return 0;
-}
-
-/* A random model (std 0.08, norms and biases random too) with the bytes tokenizer. */
-static int make_ckpt(tn_checkpoint *ck, const tn_llama_config *cfg, uint64_t seed) {
-    memset(ck, 0, sizeof *ck);
-    TN_CHECK(tn_llama_layout_init(&ck->layout, cfg));
-    ck->params = tn_alloc(ck->layout.numel, sizeof(float));
-    if (!ck->params) return -1;
-    tn_rng r;
-    tn_rng_seed(&r, seed);
-    tn_llama_init_random(&ck->layout, ck->params, &r, 0.08f);
-    for (int i = 0; i < ck->layout.n_tensors; i++) {
-        const tn_tensor_info *t = &ck->layout.tensors[i];
-        if (t->rank == 1)
-            for (size_t k = 0; k < t->numel; k++) ck->params[t->offset + k] += 0.1f * tn_rng_normal(&r);
-    }
-    return set_tokenizer(ck, "bytes");
-}
 
 /* The weights trinity runs for checkpoint h5 (snapped / materialised), as eval loads them. */
 static int run_weights(const char *h5, tn_checkpoint *ck) {
@@ -227,7 +195,7 @@ static void test_dense(void) {
     for (int tied = 0; tied < 2; tied++) {
         tn_llama_config cfg = test_config(tied);
         tn_checkpoint ck;
-        CHECK_OK(make_ckpt(&ck, &cfg, 11 + (uint64_t)tied));
+        CHECK_OK(tn_test_random_ckpt(&ck, &cfg, 11 + (uint64_t)tied));
         const char *h5 = tmp("dense.h5");
         CHECK_OK(tn_ckpt_save(h5, &ck, NULL, 0));
         roundtrip(tied ? "dense, tied" : "dense", h5, NULL, &ck, 0);
@@ -287,7 +255,7 @@ static int save_quant(void *ctx, hid_t group) {
 static void test_ste(void) {
     tn_llama_config cfg = test_config(1);
     tn_checkpoint ck;
-    CHECK_OK(make_ckpt(&ck, &cfg, 21));
+    CHECK_OK(tn_test_random_ckpt(&ck, &cfg, 21));
     memset(&g_spec, 0, sizeof g_spec);
     CHECK_OK(tn_grid_by_name("ternary", &g_spec.grid));
     g_spec.rule = TN_SCALE_ABSMEAN;
@@ -351,7 +319,7 @@ static int save_primal(void *vctx, hid_t group) {
 static void test_primal(void) {
     tn_llama_config cfg = test_config(0);
     tn_checkpoint full, ck;
-    CHECK_OK(make_ckpt(&full, &cfg, 31));
+    CHECK_OK(tn_test_random_ckpt(&full, &cfg, 31));
     memset(&ck, 0, sizeof ck);
     CHECK_OK(tn_llama_layout_init(&ck.layout, &cfg));
     uint8_t *ghost = calloc((size_t)ck.layout.n_tensors, 1);
@@ -436,7 +404,7 @@ static void test_families(void) {
             c.rope_factor = 4.0f;
         }
         tn_checkpoint ck;
-        CHECK_OK(make_ckpt(&ck, &c, 41 + i));
+        CHECK_OK(tn_test_random_ckpt(&ck, &c, 41 + i));
         const char *h5 = tmp("fam.h5");
         CHECK_OK(tn_ckpt_save(h5, &ck, NULL, 0));
         roundtrip(cases[i].what, h5, NULL, &ck, 0);
@@ -671,7 +639,7 @@ static void test_errors(void) {
 
     tn_llama_config cfg = test_config(0);
     tn_checkpoint ck;
-    CHECK_OK(make_ckpt(&ck, &cfg, 61));
+    CHECK_OK(tn_test_random_ckpt(&ck, &cfg, 61));
     const char *h5 = tmp("err.h5"), *out = tmp("err-out");
     CHECK_OK(tn_ckpt_save(h5, &ck, NULL, 0));
     tn_export_hf_opts o;
@@ -704,7 +672,7 @@ static void test_errors(void) {
     bad.qk_norm = 1;
     bad.qkv_bias = 1;
     tn_checkpoint b;
-    CHECK_OK(make_ckpt(&b, &bad, 62));
+    CHECK_OK(tn_test_random_ckpt(&b, &bad, 62));
     CHECK_OK(tn_ckpt_save(h5, &b, NULL, 0));
     CHECK(tn_export_hf(h5, out, &o, &rep) != 0 && strstr(tn_errmsg(), "no transformers class"));
     CHECK(!tn_file_exists(out) && no_leftovers());
@@ -712,7 +680,7 @@ static void test_errors(void) {
     /* an explicit head_dim with biases (Qwen2ForCausalLM ignores head_dim) */
     bad.qk_norm = 0;
     bad.head_dim = 32;
-    CHECK_OK(make_ckpt(&b, &bad, 63));
+    CHECK_OK(tn_test_random_ckpt(&b, &bad, 63));
     CHECK_OK(tn_ckpt_save(h5, &b, NULL, 0));
     CHECK(tn_export_hf(h5, out, &o, &rep) != 0 && strstr(tn_errmsg(), "head_dim"));
     CHECK(!tn_file_exists(out) && no_leftovers());
@@ -722,7 +690,7 @@ static void test_errors(void) {
     tn_llama_config small = test_config(0);
     small.vocab_size = 200;
     small.bos_id = small.eos_id = -1;
-    CHECK_OK(make_ckpt(&b, &small, 64));
+    CHECK_OK(tn_test_random_ckpt(&b, &small, 64));
     CHECK_OK(tn_ckpt_save(h5, &b, NULL, 0));
     CHECK(tn_export_hf(h5, out, &o, &rep) != 0 && strstr(tn_errmsg(), "more than the model"));
     CHECK(!tn_file_exists(out) && no_leftovers());
