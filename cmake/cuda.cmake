@@ -46,6 +46,19 @@ set_target_properties(trinity_cuda PROPERTIES
 # trinity_lib for tn_err and the packed-layout helpers; consumers link trinity_lib again after us.
 target_link_libraries(trinity_cuda PUBLIC trinity_lib CUDA::cudart CUDA::cublas)
 
+# NCCL for data-parallel training on several GPUs (kernels/cuda/comm_nccl.cu, docs/SCALE.md): only its header
+# at build time (the toolkit's; CUDA 13 ships it); libnccl.so.2 (~200 MiB) is opened when a run asks for
+# comm = nccl, so the binary starts where NCCL is absent. Without the header `comm = nccl` is refused.
+find_path(TN_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+if(TN_NCCL_INCLUDE_DIR)
+  message(STATUS "NCCL: ${TN_NCCL_INCLUDE_DIR}/nccl.h (libnccl.so.2 is loaded at run time)")
+  target_include_directories(trinity_cuda PRIVATE ${TN_NCCL_INCLUDE_DIR})
+  target_compile_definitions(trinity_cuda PRIVATE TN_HAVE_NCCL)
+  target_link_libraries(trinity_cuda PUBLIC ${CMAKE_DL_LIBS})
+else()
+  message(STATUS "NCCL: nccl.h not found; comm = nccl (multi-GPU training) will be refused")
+endif()
+
 # Kernels that only tests use (tests/cuda/*.cu).
 file(GLOB TN_CUDA_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cuda/*.cu)
 add_library(trinity_cuda_test_kernels STATIC ${TN_CUDA_TEST_SOURCES})

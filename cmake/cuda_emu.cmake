@@ -39,7 +39,8 @@ endfunction()
 
 file(GLOB TN_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu)
 tn_cuda_emu_sources(TN_CUDA_EMU_WRAPPERS ${TN_CUDA_SOURCES})
-add_library(trinity_cuda_emu STATIC ${TN_CUDA_EMU_WRAPPERS} ${CMAKE_SOURCE_DIR}/kernels/cuda/emu/cuda_emu.cpp)
+add_library(trinity_cuda_emu STATIC ${TN_CUDA_EMU_WRAPPERS} ${CMAKE_SOURCE_DIR}/kernels/cuda/emu/cuda_emu.cpp
+            ${CMAKE_SOURCE_DIR}/kernels/cuda/emu/nccl_emu.cpp)
 tn_cuda_emu_target(trinity_cuda_emu)
 target_compile_definitions(trinity_cuda_emu PRIVATE TN_CUDA_ARCHS="emulated")
 target_link_libraries(trinity_cuda_emu PUBLIC trinity_lib Boost::context OpenMP::OpenMP_CXX PkgConfig::OPENBLAS)

@@ -119,3 +119,8 @@ double tn_device_peak_flops(const tn_device *d) {
     if (!d->is_cuda || d->emulated) return 0;
     return g_cuda->peak_flops((int)d->precision);
 }
+
+const struct tn_nccl_api *tn_device_nccl(const tn_device *d) {
+    if (!d->is_cuda || !g_cuda || !g_cuda->nccl) return NULL;
+    return g_cuda->nccl();
+}

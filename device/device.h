@@ -14,6 +14,7 @@
 #include "kernels/ops.h"
 
 struct tn_infer_ops;
+struct tn_nccl_api;
 
 #ifdef __cplusplus
 extern "C" {
@@ -30,12 +31,13 @@ typedef struct {
     double (*peak_flops)(int precision);
     const tn_ops *(*ops)(void);
     const struct tn_infer_ops *(*infer_ops)(void); /* the inference engine's table (kernels/infer_ops.h) */
+    const struct tn_nccl_api *(*nccl)(void);        /* NCCL reductions (comm/comm.h); NULL without NCCL */
 } tn_cuda_backend;
 
 /* Make CUDA devices available (called by programs that link a CUDA backend). */
 void tn_device_register_cuda(const tn_cuda_backend *b);
 
-typedef struct {
+typedef struct tn_device {
     char spec[16];     /* "cpu" or "cuda:N" */
     int is_cuda, index;
     int emulated;      /* the CUDA emulator (a test build) */
@@ -59,6 +61,8 @@ int tn_device_mem_info(const tn_device *d, int64_t *free_bytes, int64_t *total_b
 int tn_device_check_fit(const tn_device *d, int64_t bytes);
 /* Peak FLOP/s for the device's precision (for MFU), or 0 when unknown. */
 double tn_device_peak_flops(const tn_device *d);
+/* The NCCL reductions of a CUDA device's backend (comm/comm.h), NULL on the CPU or without NCCL. */
+const struct tn_nccl_api *tn_device_nccl(const tn_device *d);
 
 #ifdef __cplusplus
 }

@@ -17,7 +17,8 @@
 #                   losses agree within 1e-4 relative (dense: all steps; STE and lean: the first 10, then
 #                   reported, since grid snapping turns last-bit differences into different paths);
 #                   PRIMAL: the first step whose grid indices differ, if any (checkpoints every 25 steps);
-#                   the memory plan against the measured peak
+#                   the memory plan against the measured peak; PRIMAL again with comm = nccl (one rank: the
+#                   data-parallel reductions run) against the plain CUDA run
 #         infer     the inference engine: a small model trained on the GPU, evolved to T2 (int8 activations)
 #                   and L4 (prime7) and exported; greedy decode of 100 tokens on the CPU, on the GPU op by op
 #                   and replaying the CUDA graph (tokens compared); eval of each .trin on both (exact within
@@ -91,10 +92,11 @@ summary=$OUT/gpu-check-summary.txt
 say() { echo "== $*" | tee -a "$summary"; }
 status=0
 
-# The CUDA libraries of this machine: the toolkit's, else the pip wheels' (nvidia-cublas, nvidia-cuda-runtime).
+# The CUDA libraries of this machine: the toolkit's, else the pip wheels' (nvidia-cublas, nvidia-cuda-runtime,
+# nvidia-nccl: trinity opens libnccl.so.2 only for comm = nccl).
 cuda_dirs=""
-for pat in libcudart.so.13 libcublas.so.13 libcublasLt.so.13; do
-  d=$( (ls /usr/local/cuda/lib64/$pat* /usr/local/cuda/targets/*/lib/$pat* 2>/dev/null;
+for pat in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnccl.so.2; do
+  d=$( (ls /usr/local/cuda/lib64/$pat* /usr/local/cuda/lib/$pat* /usr/local/cuda/targets/*/lib/$pat* 2>/dev/null;
         python3 -c "import glob, site; [print(p) for s in site.getsitepackages() for p in glob.glob(s + '/nvidia/**/$pat*', recursive=True)]" 2>/dev/null) \
       | head -1 | xargs -r dirname)
   [ -n "$d" ] && case ":$cuda_dirs:" in *":$d:"*) ;; *) cuda_dirs=$cuda_dirs:$d;; esac
@@ -259,6 +261,28 @@ print(line + ("" if ok else "  FAILED"))
 sys.exit(0 if ok else 1)
 PY
   done
+  # NCCL with one rank (docs/SCALE.md): the data-parallel step's reductions run on the card (vote widening and
+  # saturation, the all-reduces, the waits) and, over one rank, change nothing: PRIMAL's losses equal the
+  # plain CUDA run's over its first $fs steps (1e-6: the card's own run-to-run reproducibility).
+  if [ -d "$d/primal-cuda" ]; then
+    # shellcheck disable=SC2086
+    if $T train "$d/base.ini" "train.out_dir=$d/primal-nccl" train.device=cuda train.comm=nccl ${extra[primal]} \
+         train.steps=$fs train.ckpt_every=0 > /dev/null 2> "$OUT/train-primal-nccl.log"; then
+      python3 - "$d/primal-cuda" "$d/primal-nccl" <<'PY' | tee -a "$summary" || status=1
+import json, sys
+def rows(d): return [r for r in map(json.loads, open(d + "/log.jsonl")) if "loss" in r]
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+worst = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
+comm = sorted(r["comm_s"] for r in b)
+ok = worst <= 1e-6 and len(b) > 0
+print(f"train: primal comm = nccl (1 rank): {len(b)} losses vs the plain CUDA run worst {worst:.2e} relative, "
+      f"reductions {1e3 * comm[len(comm) // 2]:.2f} ms per step (median)" + ("" if ok else "  FAILED"))
+sys.exit(0 if ok else 1)
+PY
+    else
+      say "train: primal comm = nccl FAILED:"; tail -5 "$OUT/train-primal-nccl.log" | tee -a "$summary"; status=1
+    fi
+  fi
 fi
 
 # ---- infer: the inference engine on the GPU against the CPU -----------------------------------------------------------

@@ -13,6 +13,7 @@ packages=(
   libopenblas-openmp-dev                        # sgemm, OpenMP-threaded
   libhdf5-dev zlib1g-dev libinih-dev libcjson-dev
   libisal-dev                                   # CRC-32C for TensorBoard event files
+  libopenmpi-dev openmpi-bin                    # data-parallel training: mpirun -np N trinity train (docs/SCALE.md)
   python3 python3-torch python3-h5py python3-numpy python3-sentencepiece   # reference scripts, benchmarks
   python3-matplotlib                            # scripts/plot.py
   python3-venv python3-pip                      # .venv for the PyPI packages below

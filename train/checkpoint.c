@@ -203,6 +203,7 @@ static int save_body(hid_t f, const tn_checkpoint *ck, const tn_ckpt_hook *hooks
     TN_CHECK(tn_h5_attr_set_str(f, ".", "format", TN_CKPT_FORMAT));
     TN_CHECK(tn_h5_attr_set_i64(f, ".", "version", TN_CKPT_VERSION));
     TN_CHECK(tn_h5_attr_set_i64(f, ".", "step", ck->step));
+    if (ck->world_size > 1) TN_CHECK(tn_h5_attr_set_i64(f, ".", "world_size", ck->world_size));
     TN_CHECK(write_config(f, &ck->layout.cfg));
     TN_CHECK(write_tensors(f, "params", &ck->layout, ck->params, ck->ops, ck));
     if (ck->adam_m && ck->adam_v) {
@@ -281,6 +282,8 @@ static int load_body(hid_t f, tn_checkpoint *ck, const tn_llama_layout *given, c
     if (!(ck->params = tn_alloc(ck->layout.numel, sizeof(float)))) return -1;
     TN_CHECK(read_tensors(f, "params", &ck->layout, ck->params));
     TN_CHECK(tn_h5_attr_get_i64(f, ".", "step", &ck->step));
+    ck->world_size = 1;
+    if (tn_h5_attr_has(f, ".", "world_size")) TN_CHECK(tn_h5_attr_get_i64(f, ".", "world_size", &ck->world_size));
     /* Moments matter only for resuming. A plain load into the dense layout skips them where some tensors have
      * none there: a PRIMAL run (ghost tensors) and a bf16 STE run (the shadows' moments are under /quant). */
     int external_shadows = 0;

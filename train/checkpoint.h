@@ -34,6 +34,7 @@ typedef struct {
     size_t tokenizer_len;
     /* Training state; zero/NULL in an imported model. */
     int64_t step;
+    int64_t world_size;      /* ranks of the data-parallel run that wrote it (attribute; 0 = absent, one process) */
     float *adam_m, *adam_v;  /* [layout.numel] each, or NULL */
     /* Save only: when set, params / adam_m / adam_v are in this table's memory and are copied to the host
      * one tensor at a time (a device run's checkpoint needs no second full copy in host memory). */

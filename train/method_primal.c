@@ -78,10 +78,26 @@ static int pr_is_ghost(void *vctx, int layer, tn_linear_kind kind) {
 }
 
 static int pr_begin_step(tn_run *r, void *vctx) {
-    (void)r;
     primal_ctx *c = vctx;
     c->voters = 0;
+    /* Data parallel: the votes kept from the last step (vote_decay > 0; identical on every rank) are counted
+     * once, on rank 0; the other ranks start the step from zero, so that the sum over ranks is
+     * kept + this step's votes, as in one process (docs/SCALE.md). */
+    if (r->comm->rank != 0)
+        for (int g = 0; g < c->n_g; g++) TN_CHECK(c->ops->zero(c->t[g].vote, (size_t)c->t[g].n));
     return c->ops->zero(c->scale_grad, (size_t)c->n_scales * sizeof *c->scale_grad);
+}
+
+/* Data parallel: every rank's votes summed as integers and saturated to ±127 once, the scale gradients
+ * summed, and the voter count (telemetry) made the step's. */
+static int pr_reduce(tn_run *r, void *vctx) {
+    primal_ctx *c = vctx;
+    for (int g = 0; g < c->n_g; g++) TN_CHECK(tn_comm_sum(r->comm, c->t[g].vote, c->t[g].n, TN_COMM_VOTES));
+    TN_CHECK(tn_comm_sum(r->comm, c->scale_grad, c->n_scales, TN_COMM_F32));
+    double voters = (double)c->voters;
+    TN_CHECK(tn_comm_sum_host(r->comm, &voters, 1));
+    c->voters = (int64_t)voters;
+    return 0;
 }
 
 /* AdamW on the float parameters and the scales, then the flip rule on every ghost tensor in layout
@@ -380,6 +396,7 @@ int tn_method_primal_attach(tn_run *r, tn_method *m) {
         if (rc) return tn_err_prefix("%s", t->name);
     }
     m->begin_step = pr_begin_step;
+    m->reduce = pr_reduce;
     m->optimizer_step = pr_step;
     m->log_step = pr_log;
     m->hook = (tn_ckpt_hook){"primal", pr_save, pr_load, c};

@@ -50,6 +50,12 @@ static int ste_prepare_eval(tn_run *r, void *vctx) {
     return tn_ste_quantizer_update(&c->q, 1.0f);
 }
 
+/* Data parallel, bf16 mode: the shadows' bf16 gradients summed over the ranks (in float, rounded once). */
+static int ste_reduce(tn_run *r, void *vctx) {
+    ste_ctx *c = vctx;
+    return tn_comm_sum(r->comm, c->q.grad, (int64_t)c->q.total, TN_COMM_BF16);
+}
+
 static int ste_grad_sumsq(tn_run *r, void *vctx, double *ss) {
     ste_ctx *c = vctx;
     return r->ops->bf16_sumsq(c->q.grad, (int64_t)c->q.total, ss);
@@ -315,6 +321,7 @@ int tn_method_ste_init(tn_run *r, tn_method *m) {
     if (c->bf16) { /* the shadows now, from the host copy; their gradients and moments in tn_method_ste_attach */
         TN_CHECK(tn_ste_quantizer_init_bf16(&c->q, &spec, &r->layout, r->params, r->ops, r->host_init, &r->dense_layout));
         m->grad_sumsq = ste_grad_sumsq;
+        m->reduce = ste_reduce;
         m->optimizer_step = ste_bf16_step;
         m->external_values = ste_external_values;
         m->after_resume = ste_after_resume;

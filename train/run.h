@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "core/config.h"
+#include "comm/comm.h"
 #include "core/rng.h"
 #include "data/loader.h"
 #include "data/shard.h"
@@ -55,6 +56,10 @@ typedef struct {
     /* After a resume has read the checkpoint (and the hook its group, when present): refuse what cannot
      * continue (a bf16 STE run needs its shadows from /quant). NULL: nothing to check. */
     int (*after_resume)(tn_run *r, void *ctx, const char *path);
+    /* After the micro-batches of a step on a data-parallel run (r->comm, comm/comm.h): sum over the ranks the
+     * gradients and votes the method keeps outside r->grads (PRIMAL: votes and scale gradients; bf16 STE:
+     * the shadows' gradients), with tn_comm_sum, and its telemetry. NULL: nothing outside r->grads. */
+    int (*reduce)(tn_run *r, void *ctx);
     /* Values of tensors external in the run's layout that the method holds (bf16 shadows), saved as
      * /params like any other (train/checkpoint.h external_values); NULL when none. */
     int (*external_values)(void *ctx, int tensor, float *host_out);
@@ -79,6 +84,11 @@ struct tn_run {
     double grad_clip;
 
     tn_device dev;            /* where the run's buffers live; ops = dev.ops */
+    const char *comm_kind;    /* [train] comm: auto, single, mpi or nccl */
+    double comm_timeout_s;    /* [train] comm_timeout_s */
+    tn_comm *comm;            /* the ranks of a data-parallel run (tn_comm_single() for one process) */
+    int64_t mb_begin, mb_end; /* this rank's micro-batches of every step: [mb_begin, mb_end) of [0, accum) */
+    double comm_s;            /* the last step's seconds in reductions */
     const tn_ops *ops;
     tn_llama_layout layout;
     float *params, *grads;    /* [layout.numel] each, in the device's memory */

@@ -104,6 +104,9 @@ static int read_train_config(tn_run *r) {
     TN_CHECK(tn_config_int(c, "train", "sample_tokens", 32, &r->sample_tokens));
     r->sample_prompt = tn_config_str(c, "train", "sample_prompt", "The ");
     r->device_spec = tn_config_str(c, "train", "device", "cpu");
+    r->comm_kind = tn_config_str(c, "train", "comm", "auto");
+    TN_CHECK(tn_config_float(c, "train", "comm_timeout_s", 300, &r->comm_timeout_s));
+    if (!(r->comm_timeout_s > 0) || r->comm_timeout_s > 1e6) return tn_err("[train] comm_timeout_s must be in (0, 1e6]");
     const char *recompute = tn_config_str(c, "train", "recompute", "none");
     if (!strcmp(recompute, "layer")) r->model_opts.recompute = 1;
     else if (strcmp(recompute, "none") != 0) return tn_err("[train] recompute: '%s' is not none or layer", recompute);
@@ -561,6 +564,7 @@ static int run_hooks(tn_run *r, optim8_ctx *o8, tn_ckpt_hook *hooks, int loading
 }
 
 static int save_checkpoint(tn_run *r) {
+    if (r->comm->rank != 0) return 0; /* every rank holds the same state; rank 0 writes it */
     char path[1100];
     ckpt_path(r, r->step, path, sizeof path);
     tn_checkpoint ck;
@@ -575,6 +579,7 @@ static int save_checkpoint(tn_run *r) {
     ck.step = r->step;
     ck.rng = r->rng;
     ck.has_rng = 1;
+    ck.world_size = r->comm->size;
     ck.config_text = r->config_text;
     ck.tokenizer = r->tokenizer;
     ck.tokenizer_len = r->tokenizer_len;
@@ -634,6 +639,10 @@ static int resume_from(tn_run *r, const char *resume) {
     if (rc == 0 && r->state_bits == 32) rc = r->ops->upload(r->opt.m, ck.adam_m, moments);
     if (rc == 0 && r->state_bits == 32) rc = r->ops->upload(r->opt.v, ck.adam_v, moments);
     if (rc == 0 && r->method.after_resume) rc = r->method.after_resume(r, r->method.ctx, path);
+    if (rc == 0 && ck.world_size != r->comm->size)
+        tn_log_info("%s was written by a run of %lld rank(s), this one has %d: every step still sees the same "
+                    "global batch (docs/SCALE.md); float sums change order, so the losses match to rounding",
+                    path, (long long)ck.world_size, r->comm->size);
     if (rc == 0) {
         r->step = ck.step;
         r->rng = ck.rng;
@@ -686,6 +695,7 @@ static int setup_tokenizer(tn_run *r) {
 /* One line of log.jsonl, and with [train] tensorboard its numeric members as scalars of one event at the
  * line's "step" (train/tensorboard.h). */
 static int log_line(tn_run *r, const cJSON *o) {
+    if (!r->log) return 0; /* ranks other than 0 of a data-parallel run */
     TN_CHECK(tn_json_print_line(r->log, o));
     if (!r->tb) return 0;
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "step");
@@ -749,6 +759,19 @@ static int clip_gradients(tn_run *r, double *norm) {
     return 0;
 }
 
+/* A data-parallel step's sums over the ranks (comm/comm.h), after every rank's micro-batches: the float
+ * gradients, the method's own (votes, scale gradients, bf16 shadows' gradients), and the host terms (the
+ * loss and its parts, each rank's share already weighted by counted / total). Nothing for one process. */
+static int reduce_step(tn_run *r, double *terms) {
+    if (!r->comm->dev) return 0;
+    if (r->dev.is_cuda) TN_CHECK(r->ops->sync()); /* comm_s: the reductions, not the GPU finishing backward */
+    TN_CHECK(tn_comm_sum(r->comm, r->grads, (int64_t)r->layout.numel, TN_COMM_F32));
+    if (r->method.reduce) TN_CHECK(r->method.reduce(r, r->method.ctx));
+    TN_CHECK(tn_comm_sum_host(r->comm, terms, 4));
+    r->comm_s = tn_comm_take_seconds(r->comm);
+    return 0;
+}
+
 /* One optimizer step; returns the mean loss over every counted (loss_mask = 1) token of the step.
  * The step's gradient is that of the token mean, not the mean of per-micro-batch means: micro-batch a,
  * whose loss is the mean over its own counted_a tokens, is back-propagated with weight counted_a / total.
@@ -774,7 +797,9 @@ static int train_step(tn_run *r, double lr, double *loss_out, double *norm_out) 
         for (int64_t i = 0; i < nb; i++) total += r->mask[a * nb + i] != 0;
     }
     double loss = 0, ce = 0, kd = 0, hid = 0;
-    for (int64_t a = 0; a < r->accum && total > 0; a++) {
+    /* Every rank read every micro-batch of the step (the loaders stay in step, and `total` is the step's);
+     * rank k computes its own share [mb_begin, mb_end) (docs/SCALE.md). */
+    for (int64_t a = r->mb_begin; a < r->mb_end && total > 0; a++) {
         const int32_t *in = r->inputs + a * nb, *tg = r->targets + a * nb;
         const uint8_t *mk = r->mask + a * nb;
         float l;
@@ -795,6 +820,9 @@ static int train_step(tn_run *r, double lr, double *loss_out, double *norm_out) 
         TN_CHECK(tn_llama_backward(r->model, r->params, r->grads, (float)w));
         loss += l * w;
     }
+    double terms[4] = {loss, ce, kd, hid};
+    TN_CHECK(reduce_step(r, terms));
+    loss = terms[0], ce = terms[1], kd = terms[2], hid = terms[3];
     r->distill.loss_ce = ce;
     r->distill.loss_kd = kd;
     r->distill.loss_hidden = hid;
@@ -815,6 +843,7 @@ static int train_loop(tn_run *r) {
         double lr = tn_schedule_lr(&r->sched, r->step + 1);
         double t0 = tn_time_s(), loss = 0, norm = 0;
         const long long this_step = (long long)r->step + 1;
+        tn_comm_test_fault(r->comm, this_step);
         if (train_step(r, lr, &loss, &norm) != 0 || r->ops->sync() != 0) /* the step's time includes its device work */
             return tn_err_prefix("step %lld", this_step);
         double dt = tn_time_s() - t0;
@@ -830,6 +859,7 @@ static int train_loop(tn_run *r) {
             tn_json_add_num(o, "grad_norm", norm);
             tn_json_add_num(o, "tokens_per_s", (double)tokens_per_step / dt);
             tn_json_add_num(o, "elapsed_s", tn_time_s() - r->t_start);
+            if (r->comm->dev) tn_json_add_num(o, "comm_s", r->comm_s);
             if (r->distill.teacher) {
                 tn_json_add_num(o, "loss_ce", r->distill.loss_ce);
                 tn_json_add_num(o, "loss_kd", r->distill.loss_kd);
@@ -884,9 +914,40 @@ static void run_free(tn_run *r) {
 
 /* [train] device and precision; an emulated CUDA device says so (kernels run on the CPU). */
 static int open_device(tn_run *r) {
-    if (tn_device_open(r->device_spec, &r->dev) != 0) return tn_err_prefix("[train] device");
+    /* Launched by mpirun with device = cuda: one GPU per rank, cuda:<the rank's index on its node>. */
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_RANK"), *spec = r->device_spec;
+    char per_rank[32];
+    if (!strcmp(spec, "cuda") && local && *local && !r->bench && !r->plan_only) {
+        snprintf(per_rank, sizeof per_rank, "cuda:%d", atoi(local));
+        spec = per_rank;
+    }
+    if (tn_device_open(spec, &r->dev) != 0) return tn_err_prefix("[train] device");
     r->ops = r->dev.ops;
     if (tn_device_set_precision(&r->dev, r->precision) != 0) return tn_err_prefix("[train] precision");
+    return 0;
+}
+
+/* [train] comm: the ranks of a data-parallel run (comm/comm.h; docs/SCALE.md). Rank k computes micro-batches
+ * [k·accum/N, (k+1)·accum/N) of every step, so the data of an optimizer step is that of one process with the
+ * same global batch. Benchmarks and plans are one process. Ranks other than 0 print errors only. */
+static int open_comm(tn_run *r) {
+    r->comm = tn_comm_single();
+    if (!r->bench && !r->plan_only) {
+        tn_comm *c;
+        TN_CHECK(tn_comm_open(r->comm_kind, &r->dev, r->comm_timeout_s, &c));
+        r->comm = c;
+    }
+    const int64_t n = r->comm->size, k = r->comm->rank;
+    if (r->accum % n != 0)
+        return tn_err("[train] accum = %lld is not divisible by the %lld ranks (each rank takes accum / N of every "
+                      "step's micro-batches)", (long long)r->accum, (long long)n);
+    r->mb_begin = r->accum * k / n;
+    r->mb_end = r->accum * (k + 1) / n;
+    if (k != 0) tn_log_set_level(TN_LOG_QUIET);
+    if (n > 1 || r->comm->dev)
+        tn_log_info("data parallel: %lld rank(s) over %s, %lld micro-batch(es) of %lld x %lld tokens per rank per step",
+                    (long long)n, r->comm->name, (long long)(r->mb_end - r->mb_begin), (long long)r->batch,
+                    (long long)r->seq_len);
     return 0;
 }
 
@@ -910,6 +971,7 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     TN_CHECK(read_train_config(r));
     TN_CHECK(read_distill_config(r));
     TN_CHECK(open_device(r));
+    TN_CHECK(open_comm(r));
     if (r->bench) r->ops->mem_reset_peak(); /* this run's peak, after an earlier one's (bench train --quant) */
     /* A plan needs the shards only for the vocabulary size, when neither [model] nor an init model gives it. */
     const int need_shards = !r->bench && !(r->plan_only && (tn_config_has(r->ini, "model", "vocab_size") ||
@@ -951,15 +1013,17 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     const char *init = tn_config_str(r->ini, "model", "init", NULL);
     tn_log_info("model: %s, %lld parameters", init && *init ? init : "from scratch",
                 (long long)tn_llama_config_n_params(&r->layout.cfg));
-    TN_CHECK(tn_mkdir_p(r->out_dir));
-    char path[1100];
-    snprintf(path, sizeof path, "%s/config.ini", r->out_dir);
-    TN_CHECK(tn_write_file_atomic(path, r->config_text, strlen(r->config_text)));
-    snprintf(path, sizeof path, "%s/log.jsonl", r->out_dir);
-    if (!(r->log = fopen(path, resume ? "a" : "w"))) return tn_err("%s: cannot open for writing", path);
-    if (r->tensorboard) {
-        TN_CHECK(tn_tb_open(r->out_dir, &r->tb));
-        tn_log_info("tensorboard: %s", tn_tb_path(r->tb));
+    if (r->comm->rank == 0) { /* the run directory is rank 0's */
+        TN_CHECK(tn_mkdir_p(r->out_dir));
+        char path[1100];
+        snprintf(path, sizeof path, "%s/config.ini", r->out_dir);
+        TN_CHECK(tn_write_file_atomic(path, r->config_text, strlen(r->config_text)));
+        snprintf(path, sizeof path, "%s/log.jsonl", r->out_dir);
+        if (!(r->log = fopen(path, resume ? "a" : "w"))) return tn_err("%s: cannot open for writing", path);
+        if (r->tensorboard) {
+            TN_CHECK(tn_tb_open(r->out_dir, &r->tb));
+            tn_log_info("tensorboard: %s", tn_tb_path(r->tb));
+        }
     }
     tn_log_info("device %s: %s, precision %s", r->dev.spec, r->dev.name, tn_precision_name(r->dev.precision));
     if (r->dev.emulated)
@@ -980,6 +1044,7 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
 int tn_train_plan(const char *config_path, char *const *overrides, int n_overrides) {
     tn_run r;
     memset(&r, 0, sizeof r);
+    r.comm = tn_comm_single();
     r.plan_only = 1;
     int rc = setup(&r, config_path, overrides, n_overrides, NULL);
     run_free(&r);
@@ -989,6 +1054,7 @@ int tn_train_plan(const char *config_path, char *const *overrides, int n_overrid
 int tn_train_run(const char *config_path, char *const *overrides, int n_overrides, const char *resume) {
     tn_run r;
     memset(&r, 0, sizeof r);
+    r.comm = tn_comm_single();
     r.t_start = tn_time_s();
     int rc = setup(&r, config_path, overrides, n_overrides, resume);
     if (rc == 0) rc = train_loop(&r);
@@ -1010,7 +1076,14 @@ int tn_train_run(const char *config_path, char *const *overrides, int n_override
             tn_log_info("peak device memory on %s: %.1f MiB allocated, %.1f MiB measured (free memory drop)",
                         r.dev.spec, (double)dev_peak / (1 << 20), (double)(r.free_at_start - r.min_free) / (1 << 20));
     }
+    tn_comm *comm = r.comm;
     run_free(&r);
+    if (rc != 0 && comm->size > 1) {
+        /* The other ranks wait in a reduction that will not come: say why here, then end the job. */
+        fprintf(stderr, "trinity: error: rank %d: %s\n", comm->rank, tn_errmsg());
+        fflush(stderr);
+    }
+    tn_comm_close(comm, rc != 0);
     return rc;
 }
 
@@ -1025,6 +1098,7 @@ int tn_train_bench(char *const *assignments, int n, int steps, tn_train_bench_re
     tn_run r;
     memset(&r, 0, sizeof r);
     memset(res, 0, sizeof *res);
+    r.comm = tn_comm_single();
     r.bench = 1;
     r.t_start = tn_time_s();
     if (steps < 1 || steps > 1000) return tn_err("bench: steps must be in [1, 1000]");

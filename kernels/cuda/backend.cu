@@ -77,6 +77,6 @@ static double peak_flops(int precision) {
 }
 
 static const tn_cuda_backend g_backend = {open_device, mem_info, tn_cuda_set_precision, peak_flops, tn_cuda_ops,
-                                          tn_cuda_infer_ops};
+                                          tn_cuda_infer_ops, tn_cuda_nccl_api};
 
 extern "C" const tn_cuda_backend *tn_cuda_backend_get(void) { return &g_backend; }

@@ -179,6 +179,12 @@ const tn_cuda_backend *tn_cuda_backend_get(void);
 /* The inference engine's CUDA table (kernels/cuda/infer_ops.cu; kernels/infer_ops.h). */
 const struct tn_infer_ops *tn_cuda_infer_ops(void);
 
+/* NCCL (kernels/cuda/comm_nccl.cu; comm/comm.h): the API, NULL in an nvcc build without NCCL; and its vote
+ * kernels, exposed for the tests: wide [n] int32 = v [n] int8, and v [n] = clamp(wide [n], -127, 127). */
+const struct tn_nccl_api *tn_cuda_nccl_api(void);
+int tn_cuda_votes_widen(const int8_t *v, int64_t n, int32_t *wide);
+int tn_cuda_votes_saturate(const int32_t *wide, int64_t n, int8_t *v);
+
 /* 1 when this build runs kernels on the CPU emulator (-DTN_CUDA_EMU=ON), 0 for a real CUDA build. */
 int tn_cuda_is_emulated(void);
 /* Release the cuBLAS handle (optional, e.g. before exit under a leak checker). */

@@ -10,7 +10,8 @@
 # other device reproduces the uninterrupted losses to the same bound, both ways. `trinity eval --device
 # cuda` agrees with the CPU's. Faults give one error line and exit 1, and leave no checkpoint: a run
 # larger than the device (TN_CUDA_EMU_MEM), a CUDA error inside a step (TN_CUDA_EMU_FAULT), a device
-# index that does not exist, tf32/bf16 on a card without tensor cores. In a build without a CUDA backend,
+# index that does not exist, tf32/bf16 on a card without tensor cores. PRIMAL with comm = nccl (one rank; the
+# reductions run) equals the plain CUDA run exactly. In a build without a CUDA backend,
 # or on a machine without a GPU, the refusal is checked and the rest skipped.
 source "$(dirname "$0")/helpers/train_common.sh"
 
@@ -107,6 +108,20 @@ if m.endswith("primal"):
 print(msg)
 PY
 done
+
+# ---- comm = nccl with one rank: the data-parallel step's reductions run (the emulator's one-rank NCCL, or NCCL
+# on a GPU) and, over one rank, change nothing: the losses equal the plain CUDA run's exactly ------------------
+# shellcheck disable=SC2086
+"$T" train "$w/base.ini" "train.out_dir=$w/primal-nccl" train.device=cuda train.comm=nccl ${method[primal]} \
+  2> "$w/nccl.err" || { cat "$w/nccl.err"; fail "primal with comm = nccl"; }
+grep -q "data parallel: 1 rank(s) over nccl" "$w/nccl.err" || { cat "$w/nccl.err"; fail "comm = nccl: no data-parallel line"; }
+"$PY" - "$w/primal-cuda" "$w/primal-nccl" <<'PY'
+import json, sys
+rows = [[r for r in map(json.loads, open(d + "/log.jsonl")) if "loss" in r] for d in sys.argv[1:3]]
+assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]], "comm = nccl (one rank) changed the losses"
+assert all("comm_s" in r for r in rows[1])
+print(f"comm = nccl, one rank: {len(rows[1])} losses equal to the plain CUDA run's")
+PY
 
 # ---- resume across devices: cpu -> cuda and cuda -> cpu ----------------------------------------------------------
 for pair in "cpu cuda" "cuda cpu"; do

@@ -357,7 +357,7 @@ static inline double max(double a, double b) { return fmax(a, b); }
  * cudaRuntimeGetVersion, cudaDeviceGetAttribute, cudaMalloc, cudaFree, cudaMemcpy(Async), cudaMemset(Async), cudaMemGetInfo,
  * cudaDeviceSynchronize, cudaStreamSynchronize, cudaDeviceReset, cudaGetLastError, cudaPeekAtLastError,
  * cudaGetErrorString, cudaGetErrorName, cudaFuncGetAttributes, cudaFuncSetAttribute and the cudaEvent
- * calls. Anything else fails to link, which is the point. Below: the C++ overloads of cuda_runtime.h. */
+ * calls (cudaEventQuery included). Anything else fails to link, which is the point. Below: the C++ overloads of cuda_runtime.h. */
 template <class T> static inline cudaError_t cudaMalloc(T **ptr, size_t bytes) {
     return cudaMalloc(reinterpret_cast<void **>(ptr), bytes);
 }
