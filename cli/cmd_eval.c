@@ -11,7 +11,7 @@
 
 static void help(void) {
     printf("usage: trinity eval MODEL --data SHARD.h5 [--seq-len N] [--batch B] [--max-windows W] [--fast]\n"
-           "                  [--device cpu|cuda|cuda:N] [--json]\n\n"
+           "                  [--reference REF.trin] [--device cpu|cuda|cuda:N] [--json]\n\n"
            "Mean masked negative log-likelihood and perplexity of MODEL (.h5 checkpoint or .trin) over the\n"
            "shard, in non-overlapping windows of N tokens (default min(512, max_seq_len)). Quantized\n"
            "checkpoints are evaluated with their snapped weights. A .trin runs through the inference engine:\n"
@@ -19,7 +19,11 @@ static void help(void) {
            "lookup kernels that `trinity run` uses.\n"
            "--device runs the evaluation on that device (default cpu; docs/CUDA.md): a .h5 checkpoint through\n"
            "the training model, a .trin through the inference engine with its packed weights on the device.\n"
-           "--json prints {\"loss\": L, \"ppl\": P, \"tokens\": T} on one line.\n");
+           "--reference REF runs a second model (a .trin with the same vocabulary, e.g. the same export with an\n"
+           "F16 head) over the same windows and reports its perplexity and how often the two models' top-1\n"
+           "predictions agree: what a quantized head or embedding table costs (docs/TRIN.md).\n"
+           "--json prints {\"loss\": L, \"ppl\": P, \"tokens\": T} on one line (with --reference also\n"
+           "\"ref_loss\", \"ref_ppl\", \"top1_agree\": the agreeing fraction).\n");
 }
 
 static int parse_pos(const char *flag, const char *s, long long max, long long *out) {
@@ -32,7 +36,7 @@ static int parse_pos(const char *flag, const char *s, long long max, long long *
 }
 
 int tn_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *device = "cpu";
+    const char *model = NULL, *data = NULL, *device = "cpu", *ref = NULL;
     long long seq = 0, batch = 4, maxw = 0;
     int json = 0, fast = 0;
     for (int i = 1; i < argc; i++) {
@@ -45,10 +49,11 @@ int tn_cmd_eval(int argc, char **argv) {
         } else if (!strcmp(a, "--fast")) {
             fast = 1;
         } else if (!strcmp(a, "--data") || !strcmp(a, "--seq-len") || !strcmp(a, "--batch") ||
-                   !strcmp(a, "--max-windows") || !strcmp(a, "--device")) {
+                   !strcmp(a, "--max-windows") || !strcmp(a, "--device") || !strcmp(a, "--reference")) {
             if (i + 1 >= argc) return tn_cli_usage_error("eval", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--data")) data = v;
+            else if (!strcmp(a, "--reference")) ref = v;
             else if (!strcmp(a, "--device")) device = v;
             else if (!strcmp(a, "--seq-len") && parse_pos(a, v, 1 << 20, &seq) != 0)
                 return tn_cli_usage_error("eval", "--seq-len: '%s' is not a positive integer", v);
@@ -70,23 +75,36 @@ int tn_cmd_eval(int argc, char **argv) {
     int64_t counted;
     size_t ml = strlen(model);
     int rc;
+    tn_eval_compare cmp = {0};
     if (ml > 5 && !strcmp(model + ml - 5, ".trin")) {
-        rc = tn_trin_eval(model, data, (int)seq, (int)batch, maxw, fast ? TN_INFER_FAST : TN_INFER_EXACT, device,
-                          &loss, &counted);
+        rc = tn_trin_eval_compare(model, ref, data, (int)seq, maxw, fast ? TN_INFER_FAST : TN_INFER_EXACT, device, &cmp);
+        loss = cmp.loss;
+        counted = cmp.tokens;
     } else {
         if (fast) return tn_cli_usage_error("eval", "--fast applies to .trin models");
+        if (ref) return tn_cli_usage_error("eval", "--reference applies to .trin models");
         rc = tn_eval_checkpoint(model, data, (int)seq, (int)batch, maxw, device, &loss, &counted);
     }
     if (rc != 0) return tn_cli_fail();
+    const double agree = counted ? (double)cmp.top1_agree / (double)counted : 0.0;
     if (json) {
         cJSON *o = cJSON_CreateObject();
         tn_json_add_num(o, "loss", loss);
         tn_json_add_num(o, "ppl", exp(loss));
         cJSON_AddNumberToObject(o, "tokens", (double)counted);
+        if (ref) {
+            tn_json_add_num(o, "ref_loss", cmp.ref_loss);
+            tn_json_add_num(o, "ref_ppl", exp(cmp.ref_loss));
+            tn_json_add_num(o, "top1_agree", agree);
+        }
         tn_json_print_line(stdout, o);
         cJSON_Delete(o);
     } else {
         printf("loss %.6f  ppl %.4f  tokens %lld\n", loss, exp(loss), (long long)counted);
+        if (ref)
+            printf("reference loss %.6f  ppl %.4f  (ppl %+.3f%%)  top-1 agreement %.4f (%lld of %lld)\n", cmp.ref_loss,
+                   exp(cmp.ref_loss), 100.0 * (exp(loss - cmp.ref_loss) - 1.0), agree, (long long)cmp.top1_agree,
+                   (long long)counted);
     }
     return TN_EXIT_OK;
 }

@@ -16,6 +16,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: trinity export CKPT.h5 -o OUT [--format trin|gguf|hf] [--dtype auto|f32|f16] [--quantize ternary]\n"
+            "                      [--head f32|f16|q8|q4] [--embed f32|f16|q8|q4]\n"
             "                      [--gguf-ternary tq2_0|tq1_0|q4_0|q8_0|f16] [--strict] [--tokenizer FILE]\n"
             "                      [--hf-dtype bf16|f32] [--json]\n"
             "\n"
@@ -42,6 +43,10 @@ static void usage(FILE *f) {
             "  --dtype D           dtype of the tensors that stay dense: auto (TRIN f32, GGUF f16), f32 or f16\n"
             "  --quantize ternary  snap a dense checkpoint's attention and MLP matrices to ternary (absmean\n"
             "                      per tensor, as BitNet b1.58): a synthetic quantized model for benchmarks\n"
+            "  --head T            the LM head: f32, f16, q8 (int8, a scale per row; TRIN Q8, GGUF Q8_0) or q4\n"
+            "                      (4-bit blocks of 32; TRIN Q4, GGUF Q4_0). With tied embeddings, the one table.\n"
+            "                      Default: as --dtype. docs/TRIN.md gives what each costs in perplexity\n"
+            "  --embed T           the embedding table of a model that does not tie it to the head (as --head)\n"
             "  --gguf-ternary T    ternary layers: tq2_0 (default) or tq1_0 where rows are a multiple of 256\n"
             "                      (others Q4_0); q4_0 or q8_0 for every ternary layer; f16 (±fp16(scale):\n"
             "                      llama.cpp then keeps activations in float, for comparisons)\n"
@@ -172,6 +177,10 @@ int tn_cmd_export(int argc, char **argv) {
             if (strcmp(argv[i], "ternary") != 0)
                 return tn_cli_usage_error("export", "unknown --quantize '%s' (only ternary)", argv[i]);
             o.quantize = argv[i];
+        } else if (!strcmp(a, "--head") || !strcmp(a, "--embed")) {
+            if (++i >= argc) return tn_cli_usage_error("export", "%s needs f32, f16, q8 or q4", a);
+            tn_table_type *dst = !strcmp(a, "--head") ? &o.head : &o.embed;
+            if (tn_table_type_parse(argv[i], dst) != 0) return tn_cli_usage_error("export", "%s: %s", a, tn_errmsg());
         } else if (!strcmp(a, "--gguf-ternary")) {
             if (++i >= argc) return tn_cli_usage_error("export", "--gguf-ternary needs tq2_0, tq1_0, q4_0, q8_0 or f16");
             const char *t = argv[i];
@@ -205,6 +214,8 @@ int tn_cmd_export(int argc, char **argv) {
         return tn_cli_usage_error("export", "--hf-dtype needs --format hf");
     if (fmt == FMT_HF) {
         if (o.dense != TN_EXPORT_DENSE_AUTO) return tn_cli_usage_error("export", "--format hf takes --hf-dtype, not --dtype");
+        if (o.head != TN_TABLE_AUTO || o.embed != TN_TABLE_AUTO)
+            return tn_cli_usage_error("export", "--head and --embed apply to --format trin and gguf");
         tn_export_hf_opts ho;
         tn_export_hf_opts_default(&ho);
         ho.quantize = o.quantize;
@@ -214,6 +225,8 @@ int tn_cmd_export(int argc, char **argv) {
     if (fmt == FMT_GGUF) {
         go.quantize = o.quantize;
         go.dense = o.dense;
+        go.head = o.head;
+        go.embed = o.embed;
         return run_gguf(src, out, &go, json);
     }
 
@@ -228,7 +241,7 @@ int tn_cmd_export(int argc, char **argv) {
         cJSON_AddStringToObject(j, "grid", rep.grid);
         cJSON_AddNumberToObject(j, "tensors", rep.n_tensors);
         cJSON *d = cJSON_AddObjectToObject(j, "dtypes");
-        for (int k = 0; k < 5; k++)
+        for (int k = 0; k < TN_TRIN_N_DTYPES; k++)
             if (rep.n_by_dtype[k]) cJSON_AddNumberToObject(d, tn_trin_dtype_name((tn_trin_dtype)k), rep.n_by_dtype[k]);
         cJSON_AddNumberToObject(j, "params", (double)rep.n_params);
         cJSON_AddNumberToObject(j, "bytes", (double)rep.file_bytes);
@@ -238,7 +251,7 @@ int tn_cmd_export(int argc, char **argv) {
     } else {
         char dt[96] = "";
         size_t w = 0;
-        for (int k = 0; k < 5; k++)
+        for (int k = 0; k < TN_TRIN_N_DTYPES; k++)
             if (rep.n_by_dtype[k])
                 w += (size_t)snprintf(dt + w, sizeof dt - w, "%s%s x%d", w ? ", " : "", tn_trin_dtype_name((tn_trin_dtype)k),
                                       rep.n_by_dtype[k]);

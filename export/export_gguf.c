@@ -281,6 +281,30 @@ static int add_blocks(exporter *e, const char *gname, const tn_export_tensor *x,
     return 0;
 }
 
+/* A dense table (head, embeddings; never Q/K-permuted) as Q8_0 or Q4_0 (export/table_quant.h). */
+static int add_table(exporter *e, const char *gname, const tn_tensor_info *t, const float *W, tn_table_type table) {
+    const int64_t rows = t->shape[0], cols = t->shape[1];
+    const uint32_t type = table == TN_TABLE_Q8 ? TN_GGML_Q8_0 : TN_GGML_Q4_0;
+    if (cols % 32)
+        return tn_err("%s needs rows of a multiple of 32 values, this table's are %lld", tn_ggml_type_name(type),
+                      (long long)cols);
+    const size_t row_bytes = (size_t)(cols / 32) * (type == TN_GGML_Q8_0 ? 34 : 18), n_bytes = row_bytes * (size_t)rows;
+    uint8_t *buf = malloc(n_bytes);
+    if (!buf) return tn_err("out of memory");
+    int rc = 0;
+    if (type == TN_GGML_Q4_0) rc = tn_q4_quantize(W, rows, cols, buf); /* TRIN's Q4 rows are Q4_0 rows */
+    for (int64_t r = 0; r < rows && rc == 0 && type == TN_GGML_Q8_0; r++)
+        rc = tn_q8_0_quantize_row(W + r * cols, cols, buf + (size_t)r * row_bytes);
+    if (rc != 0) {
+        free(buf);
+        return -1;
+    }
+    uint64_t ne[2] = {(uint64_t)cols, (uint64_t)rows};
+    TN_CHECK(tn_gguf_writer_tensor(e->w, gname, 2, ne, type, buf, n_bytes, 1));
+    note_type(e->rep, gname, type);
+    return 0;
+}
+
 static int add_tensor(exporter *e, int i) {
     const tn_llama_config *cfg = &e->src.ck.layout.cfg;
     const int hd = tn_llama_head_dim(cfg);
@@ -293,8 +317,15 @@ static int add_tensor(exporter *e, int i) {
     TN_CHECK(tn_export_src_tensor(&e->src, i, &x));
     const tn_tensor_info *t = x.t;
     int rc;
+    const tn_table_type table = tn_table_for(t, cfg, e->o->head, e->o->embed);
+    if (x.quantized && table != TN_TABLE_AUTO) {
+        tn_export_tensor_free(&x);
+        return tn_err("the run quantized this table itself: --head / --embed apply to dense tables");
+    }
+    if (!x.quantized && (table == TN_TABLE_Q8 || table == TN_TABLE_Q4)) return add_table(e, gname, t, x.W, table);
     if (!x.quantized) {
-        rc = add_float(e, gname, t, x.W, row_of, hd, t->rank == 2 && dense_f16);
+        const int f16 = table == TN_TABLE_AUTO ? dense_f16 : table == TN_TABLE_F16;
+        rc = add_float(e, gname, t, x.W, row_of, hd, t->rank == 2 && f16);
         return rc;
     }
     if (x.act_bits == 8 && !e->warned_act8) {
@@ -579,6 +610,9 @@ int tn_export_gguf(const char *ckpt_path, const char *out_path, const tn_export_
         if (archs[i].describes(&l->cfg)) e.arch = &archs[i];
     int rc = e.arch ? 0 : tn_err("%s: no llama.cpp architecture describes this model (q/k/v biases and q/k norms "
                                  "together)", ckpt_path);
+    if (rc == 0 && l->cfg.tied_embeddings && o->embed != TN_TABLE_AUTO)
+        rc = tn_err("--embed %s: %s ties its embeddings to the LM head; --head sets the one table",
+                    tn_table_type_name(o->embed), ckpt_path);
     if (rc == 0 && !(e.w = tn_gguf_writer_new())) rc = -1;
     if (rc == 0) {
         snprintf(rep->kind, sizeof rep->kind, "%s", e.src.kind);

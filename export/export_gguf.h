@@ -10,6 +10,8 @@
  *   any other quantized tensor                    the dense type below, with a warning (an error under
  *                                                 strict when that type is F16, which rounds each value)
  *   dense matrices                                F16 (F32 with dense = f32)
+ *   the LM head / embedding table with head /     F32, F16, Q8_0 (q8) or Q4_0 (q4: the bytes of TRIN's Q4);
+ *     embed set (export/table_quant.h)              Q8_0 / Q4_0 need rows of a multiple of 32
  *   rank-1 tensors (norms, biases)                F32
  *
  * Names and keys per llama.cpp architecture (gguf-py/gguf/constants.py, src/llama-arch.cpp): `llama` (Q and
@@ -33,6 +35,7 @@ typedef struct {
                                  * llama.cpp then runs them without quantizing activations) */
     int strict;                 /* a tensor GGUF cannot hold exactly is an error instead of a warning */
     const char *tokenizer_path; /* NULL: the checkpoint's tokenizer; else a file data/tokenizer.h loads */
+    tn_table_type head, embed;  /* as tn_export_opts (export/export_trin.h) */
 } tn_export_gguf_opts;
 
 #define TN_EXPORT_GGUF_MAX_KINDS 24

@@ -18,6 +18,8 @@
 void tn_export_opts_default(tn_export_opts *o) {
     o->dense = TN_EXPORT_DENSE_AUTO;
     o->quantize = NULL;
+    o->head = TN_TABLE_AUTO;
+    o->embed = TN_TABLE_AUTO;
 }
 
 uint16_t tn_f32_to_f16(float f) {
@@ -80,6 +82,30 @@ typedef struct {
     tn_trin_dtype last_dtype; /* dtype of the tensor added last (for the report) */
 } exporter;
 
+/* A dense table (head, embeddings) quantized to Q8 (per-row scales) or Q4 (scales inside its blocks). */
+static int add_table(exporter *e, tn_trin_tensor *d, const float *W, tn_table_type table) {
+    const int64_t rows = d->shape[0], cols = d->shape[1];
+    const int q8 = table == TN_TABLE_Q8;
+    d->dtype = q8 ? TN_TRIN_Q8 : TN_TRIN_Q4;
+    d->scale_layout = q8 ? TN_TRIN_SCALE_ROW : TN_TRIN_SCALE_NONE;
+    e->last_dtype = d->dtype;
+    uint64_t size;
+    TN_CHECK(tn_trin_data_size(d->dtype, 2, d->shape, &size));
+    uint8_t *buf = malloc(size);
+    float *scales = q8 ? malloc((size_t)rows * sizeof *scales) : NULL;
+    if (!buf || (q8 && !scales)) {
+        free(buf);
+        free(scales);
+        return tn_err("out of memory (%llu bytes)", (unsigned long long)size);
+    }
+    if ((q8 ? tn_q8_quantize(W, rows, cols, buf, scales) : tn_q4_quantize(W, rows, cols, buf)) != 0) {
+        free(buf);
+        free(scales);
+        return -1;
+    }
+    return tn_trin_writer_add(e->w, d, buf, scales, 1);
+}
+
 static int add_tensor(exporter *e, int i) {
     tn_export_tensor x;
     TN_CHECK(tn_export_src_tensor(&e->src, i, &x));
@@ -90,6 +116,10 @@ static int add_tensor(exporter *e, int i) {
     d.rank = t->rank;
     d.shape[0] = t->shape[0];
     if (t->rank == 2) d.shape[1] = t->shape[1];
+    if (x.quantized && tn_table_for(t, &e->src.ck.layout.cfg, e->o->head, e->o->embed) != TN_TABLE_AUTO) {
+        tn_export_tensor_free(&x);
+        return tn_err("the run quantized this table itself: --head / --embed apply to dense tables");
+    }
     if (x.quantized) {
         /* indices + scales: the writer takes the scales */
         d.act_bits = x.act_bits;
@@ -106,8 +136,10 @@ static int add_tensor(exporter *e, int i) {
         return tn_trin_writer_add(e->w, &d, packed, scales, 1);
     }
     const int64_t n = (int64_t)t->numel;
+    const tn_table_type table = tn_table_for(t, &e->src.ck.layout.cfg, e->o->head, e->o->embed);
+    if (table == TN_TABLE_Q8 || table == TN_TABLE_Q4) return add_table(e, &d, x.W, table);
     /* Dense. Norms (rank 1) stay F32: they are tiny and the forward is sensitive to them. */
-    if (e->o->dense == TN_EXPORT_DENSE_F16 && t->rank == 2) {
+    if ((table == TN_TABLE_F16 || (table == TN_TABLE_AUTO && e->o->dense == TN_EXPORT_DENSE_F16)) && t->rank == 2) {
         uint16_t *h = malloc((size_t)n * sizeof *h);
         if (!h) return tn_err("out of memory");
         for (int64_t k = 0; k < n; k++) h[k] = tn_f32_to_f16(x.W[k]);
@@ -131,7 +163,10 @@ int tn_export_trin(const char *ckpt_path, const char *out_path, const tn_export_
     const tn_checkpoint *ck = &e.src.ck;
     const tn_llama_layout *l = &ck->layout;
     int rc = 0;
-    if (!(e.w = tn_trin_writer_new(&l->cfg))) rc = -1;
+    if (l->cfg.tied_embeddings && o->embed != TN_TABLE_AUTO)
+        rc = tn_err("--embed %s: %s ties its embeddings to the LM head; --head sets the one table",
+                    tn_table_type_name(o->embed), ckpt_path);
+    if (rc == 0 && !(e.w = tn_trin_writer_new(&l->cfg))) rc = -1;
     snprintf(rep->kind, sizeof rep->kind, "%s", e.src.kind);
     snprintf(rep->grid, sizeof rep->grid, "%s", e.src.grid);
 

@@ -8,6 +8,8 @@
  *   PRIMAL checkpoint    (group /primal/<name>: idx, scale, grid) ghost tensors' indices as they are
  *   quantize = ternary   a dense checkpoint's attention and MLP matrices snapped with absmean ternary
  *                        (per tensor) to T2: a synthetic quantized model for benchmarks and tests
+ *   head / embed         the LM head and the embedding table, when dense in the checkpoint, as F32, F16,
+ *                        Q8 or Q4 (export/table_quant.h) instead of the dense dtype
  * Which tensor is which is decided in export/export_source.h, shared with the GGUF exporter
  * (export/export_gguf.h). The tokenizer is copied as stored in the checkpoint. The output is written
  * atomically. */
@@ -16,17 +18,22 @@
 
 #include <stdint.h>
 
+#include "export/table_quant.h"
+#include "export/trin.h"
+
 typedef enum { TN_EXPORT_DENSE_AUTO = 0, TN_EXPORT_DENSE_F32 = 1, TN_EXPORT_DENSE_F16 = 2 } tn_export_dense;
 
 typedef struct {
     tn_export_dense dense;  /* dtype of tensors that stay dense (auto = F32) */
     const char *quantize;   /* NULL, or "ternary" (dense checkpoints only) */
+    tn_table_type head;     /* the LM head (and a tied embedding table): auto (= dense), f32, f16, q8, q4 */
+    tn_table_type embed;    /* an untied embedding table; must stay auto when the model ties it */
 } tn_export_opts;
 
 typedef struct {
     char kind[16];          /* "dense", "ste", "primal", "synthetic" */
     char grid[32];          /* grid name of the quantized tensors, "" if none */
-    int n_tensors, n_by_dtype[5];
+    int n_tensors, n_by_dtype[TN_TRIN_N_DTYPES];
     int64_t file_bytes;
     int64_t n_params;
 } tn_export_report;

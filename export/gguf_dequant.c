@@ -7,27 +7,6 @@
 #include <math.h>
 #include <string.h>
 
-float tn_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
-    if (exp == 0x1F) {
-        bits = sign | 0x7F800000u | (man << 13); /* inf / NaN (payload kept) */
-    } else if (exp == 0) {
-        if (man == 0) {
-            bits = sign; /* signed zero */
-        } else {
-            /* subnormal: man * 2^-24, exactly representable */
-            float f = (float)man * 0x1p-24f;
-            memcpy(&bits, &f, 4);
-            bits |= sign;
-        }
-    } else {
-        bits = sign | ((exp + 112) << 23) | (man << 13); /* rebias 15 -> 127 */
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 float tn_bf16_to_f32(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
     float f;

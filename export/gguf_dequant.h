@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* IEEE half and bfloat16 to float (exact, including subnormals, inf and NaN). */
+/* IEEE half and bfloat16 to float (exact, including subnormals, inf and NaN). tn_f16_to_f32 is the packed
+ * kernels' own (kernels/packed.h, defined in kernels/cpu/packed_q8.c): the Q4 products need it too. */
 float tn_f16_to_f32(uint16_t h);
 float tn_bf16_to_f32(uint16_t h);
 

@@ -25,7 +25,8 @@
 
 /* A tensor's dtype is the packed kernels' storage type as is (kernels/packed.h). */
 _Static_assert(TN_TRIN_F32 == (int)TN_PACKED_F32 && TN_TRIN_F16 == (int)TN_PACKED_F16 && TN_TRIN_T2 == (int)TN_PACKED_T2 &&
-                   TN_TRIN_L4 == (int)TN_PACKED_L4 && TN_TRIN_L8 == (int)TN_PACKED_L8,
+                   TN_TRIN_L4 == (int)TN_PACKED_L4 && TN_TRIN_L8 == (int)TN_PACKED_L8 && TN_TRIN_Q8 == (int)TN_PACKED_Q8 &&
+                   TN_TRIN_Q4 == (int)TN_PACKED_Q4,
                "TRIN dtype codes are the packed storage types");
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -52,18 +53,20 @@ const char *tn_trin_dtype_name(tn_trin_dtype d) {
     case TN_TRIN_T2: return "T2";
     case TN_TRIN_L4: return "L4";
     case TN_TRIN_L8: return "L8";
+    case TN_TRIN_Q8: return "Q8";
+    case TN_TRIN_Q4: return "Q4";
     }
     return "?";
 }
 
 int tn_trin_dtype_parse(const char *s, tn_trin_dtype *d) {
-    static const char *names[] = {"F32", "F16", "T2", "L4", "L8"};
-    for (int i = 0; i < 5; i++)
+    static const char *names[TN_TRIN_N_DTYPES] = {"F32", "F16", "T2", "L4", "L8", "Q8", "Q4"};
+    for (int i = 0; i < TN_TRIN_N_DTYPES; i++)
         if (strcasecmp(s, names[i]) == 0) {
             *d = (tn_trin_dtype)i;
             return 0;
         }
-    return tn_err("unknown TRIN dtype '%s' (expected F32, F16, T2, L4 or L8)", s);
+    return tn_err("unknown TRIN dtype '%s' (expected F32, F16, T2, L4, L8, Q8 or Q4)", s);
 }
 
 const char *tn_trin_scale_layout_name(tn_trin_scale_layout s) {
@@ -86,7 +89,11 @@ int64_t tn_trin_numel(int rank, const int64_t *shape) {
     return n;
 }
 
-static int is_quantized(tn_trin_dtype d) { return d == TN_TRIN_T2 || d == TN_TRIN_L4 || d == TN_TRIN_L8; }
+/* Dtypes that may carry f32 scales (Q4's are inside its blocks). */
+static int is_quantized(tn_trin_dtype d) { return d == TN_TRIN_T2 || d == TN_TRIN_L4 || d == TN_TRIN_L8 || d == TN_TRIN_Q8; }
+
+/* The oldest version a dtype may appear in. */
+static uint32_t dtype_version(tn_trin_dtype d) { return d == TN_TRIN_Q8 || d == TN_TRIN_Q4 ? 3 : 1; }
 
 int tn_trin_data_size(tn_trin_dtype dtype, int rank, const int64_t *shape, uint64_t *size) {
     int64_t n = tn_trin_numel(rank, shape);
@@ -97,15 +104,22 @@ int tn_trin_data_size(tn_trin_dtype dtype, int rank, const int64_t *shape, uint6
     case TN_TRIN_T2:
     case TN_TRIN_L4:
     case TN_TRIN_L8:
+    case TN_TRIN_Q8:
+    case TN_TRIN_Q4: {
         if (rank != 2) return tn_err("%s needs a matrix (rank 2), got rank %d", tn_trin_dtype_name(dtype), rank);
-        if (shape[1] > TN_PACKED_MAX_COLS)
+        const int64_t max_cols = dtype == TN_TRIN_Q8 ? TN_Q8_MAX_COLS : TN_PACKED_MAX_COLS;
+        if (shape[1] > max_cols)
             return tn_err("%s: %lld columns exceed the kernels' limit %lld", tn_trin_dtype_name(dtype),
-                          (long long)shape[1], (long long)TN_PACKED_MAX_COLS);
-        /* rows * row_bytes: row_bytes <= cols, rows * cols <= 2^40, so no overflow */
+                          (long long)shape[1], (long long)max_cols);
+        /* rows * row_bytes: row_bytes <= 64 + cols (Q4: 18/32 cols + 18), rows * cols <= 2^40 and
+         * rows <= 2^40: no overflow */
         *size = dtype == TN_TRIN_T2   ? tn_t2_packed_size(shape[0], shape[1])
                 : dtype == TN_TRIN_L4 ? tn_l4_packed_size(shape[0], shape[1])
-                                      : tn_l8_packed_size(shape[0], shape[1]);
+                : dtype == TN_TRIN_L8 ? tn_l8_packed_size(shape[0], shape[1])
+                : dtype == TN_TRIN_Q8 ? tn_q8_packed_size(shape[0], shape[1])
+                                      : tn_q4_packed_size(shape[0], shape[1]);
         return 0;
+    }
     }
     return tn_err("unknown dtype %d", (int)dtype);
 }
@@ -119,7 +133,7 @@ static int check_desc(const tn_trin_tensor *t, uint64_t *size, int64_t *n_scales
     for (size_t i = 0; i < nl; i++)
         if ((unsigned char)t->name[i] < 0x21 || (unsigned char)t->name[i] > 0x7e)
             return tn_err("tensor name has a non-printable character");
-    if ((unsigned)t->dtype > TN_TRIN_L8) return tn_err("tensor '%s': unknown dtype %d", t->name, (int)t->dtype);
+    if ((unsigned)t->dtype >= TN_TRIN_N_DTYPES) return tn_err("tensor '%s': unknown dtype %d", t->name, (int)t->dtype);
     if (t->rank < 1 || t->rank > TN_TRIN_MAX_RANK)
         return tn_err("tensor '%s': rank %d out of range 1..%d", t->name, t->rank, TN_TRIN_MAX_RANK);
     if (tn_trin_numel(t->rank, t->shape) < 0) return tn_err("tensor '%s': shape out of range", t->name);
@@ -132,6 +146,9 @@ static int check_desc(const tn_trin_tensor *t, uint64_t *size, int64_t *n_scales
     }
     if (!is_quantized(t->dtype) && t->scale_layout != TN_TRIN_SCALE_NONE)
         return tn_err("tensor '%s': %s tensors carry no scales", t->name, tn_trin_dtype_name(t->dtype));
+    if (t->dtype == TN_TRIN_Q8 && t->scale_layout != TN_TRIN_SCALE_ROW)
+        return tn_err("tensor '%s': Q8 tensors need per-row scales (scale layout %s)", t->name,
+                      tn_trin_scale_layout_name(t->scale_layout));
     int max_grid = t->dtype == TN_TRIN_L4 ? 16 : t->dtype == TN_TRIN_L8 ? 256 : 0;
     if (max_grid == 0 && t->grid_len != 0)
         return tn_err("tensor '%s': %s tensors have no grid", t->name, tn_trin_dtype_name(t->dtype));
@@ -145,10 +162,20 @@ static int check_desc(const tn_trin_tensor *t, uint64_t *size, int64_t *n_scales
     return 0;
 }
 
-/* Values in [off, off+len) of a tensor's weights: T2 code 3 is reserved, grid indices must be below
- * grid_len, floats must be finite. off and len are multiples of 8 except at the end of the data. */
-static int values_ok(tn_trin_dtype dtype, int grid_len, const uint8_t *p, uint64_t len) {
+/* Values in [off, off+len) of a tensor's weights, p pointing at byte off: T2 code 3 is reserved, grid
+ * indices must be below grid_len, floats (Q4's block scales too) must be finite. off and len are multiples
+ * of 8 except at the end of the data. Q8: every byte is an int8 weight. */
+static int values_ok(tn_trin_dtype dtype, int grid_len, const uint8_t *p, uint64_t off, uint64_t len) {
     switch (dtype) {
+    case TN_TRIN_Q8: return 1;
+    case TN_TRIN_Q4: {
+        /* byte 1 of each 18-byte block is the high byte of its fp16 scale: exponent bits 0x7C all set is
+         * inf or NaN */
+        uint64_t i = (TN_Q4_BLOCK_BYTES + 1 - off % TN_Q4_BLOCK_BYTES) % TN_Q4_BLOCK_BYTES;
+        for (; i < len; i += TN_Q4_BLOCK_BYTES)
+            if ((p[i] & 0x7C) == 0x7C) return 0;
+        return 1;
+    }
     case TN_TRIN_F32:
         for (uint64_t i = 0; i + 4 <= len; i += 4) {
             uint32_t u;
@@ -192,6 +219,7 @@ static const char *value_rule(tn_trin_dtype d) {
     case TN_TRIN_T2: return "a reserved ternary code (3)";
     case TN_TRIN_L4:
     case TN_TRIN_L8: return "a grid index beyond the grid";
+    case TN_TRIN_Q4: return "a non-finite block scale";
     default: return "a non-finite value";
     }
 }
@@ -344,7 +372,7 @@ static int parse_header(tn_trin *t) {
         return tn_err("truncated: %zu bytes, a TRIN file has at least %d", fsize, FIXED_SIZE_V1 + 4);
     cursor c = {b, 4, PREAMBLE_SIZE, 0};
     t->version = get_u32(&c);
-    if (t->version != 1 && t->version != TN_TRIN_VERSION)
+    if (t->version < 1 || t->version > TN_TRIN_VERSION)
         return tn_err("unsupported TRIN version %u (this build reads versions 1 to %d)", t->version, TN_TRIN_VERSION);
     t->header_size = get_u64(&c);
     t->data_offset = get_u64(&c);
@@ -481,6 +509,9 @@ static int parse_header(tn_trin *t) {
         if (c.bad) return tn_err("tensor '%s': entry runs past the header", e->name);
         uint64_t want;
         TN_CHECK(check_desc(e, &want, &e->n_scales));
+        if (dtype_version(e->dtype) > t->version)
+            return tn_err("tensor '%s': dtype %s needs TRIN version %u, the file is version %u", e->name,
+                          tn_trin_dtype_name(e->dtype), dtype_version(e->dtype), t->version);
         if (e->size != want)
             return tn_err("tensor '%s': %llu bytes, its dtype and shape need %llu", e->name,
                           (unsigned long long)e->size, (unsigned long long)want);
@@ -557,8 +588,10 @@ static int verify_data(tn_trin *t, const region *rs, int nr) {
         const uint8_t *p = t->base + ch[j].off;
         ch[j].crc = tn_crc32(0, p, (size_t)ch[j].len);
         if (r->owner < 0) ch[j].values_ok = 1;
-        else if (r->is_scale) ch[j].values_ok = values_ok(TN_TRIN_F32, 0, p, ch[j].len);
-        else ch[j].values_ok = values_ok(t->tensors[r->owner].dtype, t->tensors[r->owner].grid_len, p, ch[j].len);
+        else if (r->is_scale) ch[j].values_ok = values_ok(TN_TRIN_F32, 0, p, 0, ch[j].len);
+        else
+            ch[j].values_ok = values_ok(t->tensors[r->owner].dtype, t->tensors[r->owner].grid_len, p, ch[j].off - r->off,
+                                        ch[j].len);
     }
     int rc = 0;
     k = 0;
@@ -780,9 +813,9 @@ int tn_trin_writer_add(tn_trin_writer *w, const tn_trin_tensor *desc, const void
     if (rc == 0) rc = check_desc(&e.d, &e.d.size, &e.d.n_scales);
     if (rc == 0 && (!data || (e.d.n_scales && !scales)))
         rc = tn_err("tensor '%s': missing data or scales", e.d.name);
-    if (rc == 0 && !values_ok(e.d.dtype, e.d.grid_len, data, e.d.size))
+    if (rc == 0 && !values_ok(e.d.dtype, e.d.grid_len, data, 0, e.d.size))
         rc = tn_err("tensor '%s': contains %s", e.d.name, value_rule(e.d.dtype));
-    if (rc == 0 && e.d.n_scales && !values_ok(TN_TRIN_F32, 0, (const uint8_t *)scales, (uint64_t)e.d.n_scales * 4))
+    if (rc == 0 && e.d.n_scales && !values_ok(TN_TRIN_F32, 0, (const uint8_t *)scales, 0, (uint64_t)e.d.n_scales * 4))
         rc = tn_err("tensor '%s': a scale is not finite", e.d.name);
     if (rc == 0 && w->n == w->cap) {
         int nc = w->cap ? 2 * w->cap : 64;
@@ -871,8 +904,13 @@ static int build(tn_trin_writer *w, uint8_t **header, uint64_t *header_size, uin
 
     outbuf o = {calloc(1, (size_t)hs), 0};
     if (!o.p) return tn_err("out of memory");
+    /* The oldest version that holds every dtype of the file: version-2 readers keep reading files without
+     * the Q8 / Q4 of version 3 (the layout is otherwise the same). */
+    uint32_t version = 2;
+    for (int i = 0; i < w->n; i++)
+        if (dtype_version(w->e[i].d.dtype) > version) version = dtype_version(w->e[i].d.dtype);
     put(&o, TN_TRIN_MAGIC, 4);
-    put_u32(&o, TN_TRIN_VERSION);
+    put_u32(&o, version);
     put_u64(&o, hs);
     put_u64(&o, *data_offset);
     put_u64(&o, *file_size);

@@ -19,18 +19,31 @@
 #include "model/config.h"
 
 #define TN_TRIN_MAGIC "TRIN"
-#define TN_TRIN_VERSION 2          /* written; version 1 (no RoPE scaling fields) is still read */
+#define TN_TRIN_VERSION 3          /* the newest: written when a tensor is Q8 or Q4, else 2 (so that
+                                    * version-2 readers still read every file they can run); versions 1
+                                    * (no RoPE scaling fields) and 2 are read */
+#define TN_TRIN_N_DTYPES 7
 #define TN_TRIN_ALIGN 64
 #define TN_TRIN_MAX_RANK 4
 #define TN_TRIN_MAX_NAME 95          /* bytes, without the terminating NUL */
 #define TN_TRIN_MAX_GRID 256
 #define TN_TRIN_MAX_HEADER ((uint64_t)64 << 20) /* a header above 64 MiB is refused as corrupt */
 
-typedef enum { TN_TRIN_F32 = 0, TN_TRIN_F16 = 1, TN_TRIN_T2 = 2, TN_TRIN_L4 = 3, TN_TRIN_L8 = 4 } tn_trin_dtype;
+/* Q8 and Q4 (version 3) are for the LM head and the embedding table (trinity export --head / --embed). */
+typedef enum {
+    TN_TRIN_F32 = 0,
+    TN_TRIN_F16 = 1,
+    TN_TRIN_T2 = 2,
+    TN_TRIN_L4 = 3,
+    TN_TRIN_L8 = 4,
+    TN_TRIN_Q8 = 5, /* int8 + a per-row f32 scale (scale layout "row") */
+    TN_TRIN_Q4 = 6  /* 4-bit blocks of 32 with an fp16 scale inside each block (GGML's Q4_0 bytes) */
+} tn_trin_dtype;
 typedef enum { TN_TRIN_SCALE_NONE = 0, TN_TRIN_SCALE_TENSOR = 1, TN_TRIN_SCALE_ROW = 2 } tn_trin_scale_layout;
 
-/* One tensor. Weight (r, c) = s · v where v is the stored value (F32/F16), the ternary value (T2) or
- * grid[index] (L4/L8), and s = 1 (none), scales[0] (per-tensor) or scales[r] (per-row). */
+/* One tensor. Weight (r, c) = s · v where v is the stored value (F32/F16, Q8's int8), the ternary value
+ * (T2), grid[index] (L4/L8) or d · (code − 8) (Q4), and s = 1 (none), scales[0] (per-tensor) or scales[r]
+ * (per-row). */
 typedef struct {
     char name[TN_TRIN_MAX_NAME + 1];
     tn_trin_dtype dtype;
@@ -52,7 +65,7 @@ typedef struct {
 } tn_trin_tensor;
 
 typedef struct {
-    uint32_t version;
+    uint32_t version;                 /* 1, 2 or 3 */
     uint64_t file_size, header_size, data_offset;
     tn_llama_config cfg;
     char tokenizer_format[32];        /* "" when the file has no tokenizer */

@@ -26,11 +26,11 @@ extern "C" {
 /* A weight matrix W [rows, cols] as the products see it. For quantized storage a weight is s · v with
  * s = tensor_scale · (row_scale ? row_scale[r] : 1). Pointers in the table's memory. */
 typedef struct {
-    tn_packed_dtype dtype;  /* F32, F16, T2, L4, L8 (kernels/packed.h) */
+    tn_packed_dtype dtype;  /* F32, F16, T2, L4, L8, Q8, Q4 (kernels/packed.h) */
     int64_t rows, cols;
     const void *w;          /* float*, uint16_t* or packed bytes */
     size_t row_bytes;       /* bytes per row */
-    const float *row_scale; /* [rows] or NULL */
+    const float *row_scale; /* [rows] or NULL (Q8: always, its per-row scales) */
     float tensor_scale;
     const float *grid;      /* L4/L8: zero-padded 16 / 256 floats */
     int64_t bytes;          /* weight + scale bytes one product reads */
@@ -75,6 +75,14 @@ typedef struct tn_infer_ops {
                    int64_t C, int64_t n, const float *X, float *Y);
     int (*gemm_l8)(const uint8_t *W, const float *grid, const float *row_scale, float tensor_scale, int64_t R,
                    int64_t C, int64_t n, const float *X, float *Y);
+    /* Q8 (per-row scales) and Q4 (scales in its blocks) with the int16 activations of act_quant_i16. NULL
+     * in a table that has no kernels for them (CUDA): the engine then refuses such a model at load. */
+    int (*gemm_q8)(const uint8_t *W, const float *row_scale, int64_t R, int64_t C, int64_t n, const int16_t *Xq,
+                   const float *xscales, float *Y);
+    int (*gemm_q4)(const uint8_t *W, int64_t R, int64_t C, int64_t n, const int16_t *Xq, const float *xscales,
+                   float *Y);
+    /* X [n, C] -> per-token absmax int16 (15-bit) Q [n, C] and scales [n] (tn_act_quant_i16_rows) */
+    int (*act_quant_i16)(const float *X, int64_t n, int64_t C, int16_t *Q, float *scales);
     /* X [n, C] -> per-token absmax int8 Q [n, C] and scales [n] (kernels/packed.h tn_act_quant_i8_rows) */
     int (*act_quant_i8)(const float *X, int64_t n, int64_t C, int8_t *Q, float *scales);
     /* the float input a model trained with int8 activations feeds its float products (quant/act.h) */
@@ -112,7 +120,8 @@ typedef struct tn_infer_ops {
 /* The CPU table. */
 const tn_infer_ops *tn_infer_ops_cpu(void);
 
-/* Row r of W (host memory) as floats: out[cols] (F32 copy, F16 widened, T2 s·w, L4/L8 s·grid[idx]). The
+/* Row r of W (host memory) as floats: out[cols] (F32 copy, F16 widened, T2 s·w, L4/L8 s·grid[idx], Q8 s·q,
+ * Q4 d·(code − 8)). The
  * quantized codes were range-checked when the file was opened. */
 void tn_imat_row(const tn_imat *W, int64_t r, float *out);
 

@@ -32,7 +32,9 @@ typedef enum {
     TN_PACKED_F16 = 1, /* IEEE binary16 */
     TN_PACKED_T2 = 2,  /* ternary, 2 bits (below) */
     TN_PACKED_L4 = 3,  /* 4-bit grid indices */
-    TN_PACKED_L8 = 4   /* 8-bit grid indices */
+    TN_PACKED_L8 = 4,  /* 8-bit grid indices */
+    TN_PACKED_Q8 = 5,  /* int8, one float scale per row (LM heads, embedding tables) */
+    TN_PACKED_Q4 = 6   /* 4-bit, blocks of 32 with an fp16 scale each (GGML's Q4_0 block) */
 } tn_packed_dtype;
 
 /* Largest supported `cols` for every product (keeps int32 accumulators exact). rows: any int64. */
@@ -109,6 +111,59 @@ void tn_l4_gemm(const uint8_t *W, const float *grid, const float *row_scale, flo
                 int64_t cols, int64_t n_tok, const float *X, float *Y);
 void tn_l8_gemm(const uint8_t *W, const float *grid, const float *row_scale, float tensor_scale, int64_t rows,
                 int64_t cols, int64_t n_tok, const float *X, float *Y);
+
+/* ---- activations for the tables: per-token absmax int16 (15 bits) -----------------------------------
+ * As tn_act_quant_i8 with 16383 levels instead of 127: scale = amax / 16383, q = rint(x · (16383 / amax)).
+ * The LM head decides the next token, and its rows are short (cols = dim): int8 activations cost SmolLM2's
+ * head 2.3 points of top-1 agreement and 0.4% perplexity next to float ones (docs/TRIN.md), int16 nothing
+ * measurable. 15 bits, not 16, keep the int32 lane sums of the products below exact. */
+#define TN_ACT16_MAX 16383
+void tn_act_quant_i16(const float *x, int64_t n, int16_t *q, float *scale);
+void tn_act_quant_i16_rows(const float *X, int64_t n_tok, int64_t n, int16_t *Q, float *scales);
+
+/* ---- Q8: int8 weights, one float scale per row --------------------------------------------------
+ * For the LM head and the embedding table, where ternary would cost too much accuracy and F16 twice the
+ * bytes per token. Layout: row r starts at r * tn_q8_row_bytes(cols) and holds the cols weights as int8
+ * (two's complement, any value), then zero padding up to a multiple of 64 columns. Weight (r, c) =
+ * scales[r] · q. The products take int16 activations (tn_act_quant_i16) and compute the exact integer
+ * sum_c q[r,c] · xq[c] (in int32 lanes that cannot overflow for cols <= TN_Q8_MAX_COLS: |q·x| <= 128 ·
+ * 16383 and a lane adds at most cols/8 of them; the lanes are summed in int64). Padding columns are
+ * multiplied by zero activations, so whatever they hold adds nothing. All paths agree bit for bit. */
+#define TN_Q8_BLOCK 64
+#define TN_Q8_MAX_COLS ((int64_t)8192) /* 128 · 16383 · 8192 / 8 < 2^31 */
+size_t tn_q8_row_bytes(int64_t cols);
+size_t tn_q8_packed_size(int64_t rows, int64_t cols);
+/* y[r] = ((float)(sum_c q[r,c] · xq[c]) · xscale) · scales[r]. xq [cols], y [rows]. */
+void tn_q8_gemv(const uint8_t *W, const float *scales, int64_t rows, int64_t cols, const int16_t *xq, float xscale,
+                float *y);
+/* Batched: Xq [n_tok, cols], xscales [n_tok], Y [n_tok, rows]; each block of weights is loaded once
+ * for a tile of tokens. Equal, bit for bit, to n_tok calls of tn_q8_gemv. */
+void tn_q8_gemm(const uint8_t *W, const float *scales, int64_t rows, int64_t cols, int64_t n_tok, const int16_t *Xq,
+                const float *xscales, float *Y);
+
+/* ---- Q4: 4-bit weights in blocks of 32 with an fp16 scale (the bytes of GGML's Q4_0) --------------
+ * Each row is ceil(cols/32) blocks of 18 bytes, rows back to back: d (IEEE binary16, little-endian), then
+ * 16 bytes of which byte j holds the 4-bit code of column j of the block (low nibble) and of column j+16
+ * (high nibble). Weight = d · (code − 8). Padding columns should hold code 8 (zero); the products
+ * multiply them by zero activations anyway. Scales must be finite (the TRIN reader checks).
+ * Products, with int16 activations: for each block b and lane k = 0..7 (columns 2k, 2k+1, 2k+16, 2k+17 of
+ * the block: where a 256-bit vpmaddwd of the two 16-column halves puts them)
+ *     p[b][k] = sum (code − 8) · xq          exact integer
+ *     acc[k]  = acc[k] + d_b · (float)p[b][k]  (a float product, then a float sum: no fused multiply-add)
+ * and y[r] = (((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7))) · xscale: the order an
+ * 8-lane vector reduces in, so every path (scalar, AVX2, VNNI) gives the same bits. */
+#define TN_Q4_BLOCK 32
+#define TN_Q4_BLOCK_BYTES 18
+size_t tn_q4_row_bytes(int64_t cols);
+size_t tn_q4_packed_size(int64_t rows, int64_t cols);
+/* Row r of a Q4 matrix as floats: out[cols] = d · (code − 8). */
+void tn_q4_row_to_f32(const uint8_t *W, int64_t r, int64_t cols, float *out);
+void tn_q4_gemv(const uint8_t *W, int64_t rows, int64_t cols, const int16_t *xq, float xscale, float *y);
+void tn_q4_gemm(const uint8_t *W, int64_t rows, int64_t cols, int64_t n_tok, const int16_t *Xq, const float *xscales,
+                float *Y);
+
+/* IEEE binary16 -> binary32, exact (subnormals, inf and NaN included). */
+float tn_f16_to_f32(uint16_t h);
 
 /* ---- threads ------------------------------------------------------------------------------------
  * Number of threads the products use; n <= 0 restores the default (omp_get_max_threads()). */

@@ -8,6 +8,7 @@
 #include "core/rng.h"
 #include "core/timer.h"
 #include "export/export_trin.h"
+#include "export/table_quant.h"
 #include "export/trin.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/packed.h"
@@ -43,28 +44,34 @@ static void usage(FILE *f, int prefill) {
     if (prefill)
         fprintf(f,
                 "usage: trinity bench prefill [--preset tinyllama-1.1b|tiny | --model FILE.trin] [--prompt N]\n"
-                "                             [--device D] [--threads N] [--json]\n"
+                "                             [--head f16|q8|q4] [--embed f16|q8|q4] [--device D] [--threads N] [--json]\n"
                 "\n"
                 "Builds the random-weight T2 model of `trinity bench decode` and times the processing of a prompt of\n"
                 "--prompt tokens (default 512) as one batch through the inference engine (chunks of 64 tokens, the\n"
                 "logits of the last token): the best and the median of 5 runs after a warm-up, in tokens/s. It\n"
                 "prints the bytes of weights, which a batched product reads once per chunk.\n"
                 "  --model F   time this .trin (or .h5) instead of the preset's random model\n"
+                "  --head T    the preset's LM head as f16 (default), q8 or q4 (TRIN Q8 / Q4, docs/TRIN.md)\n"
+                "  --embed T   the preset's embedding table, likewise\n"
                 "  --device D  cpu (default), cuda or cuda:N\n"
                 "  --json      one JSON object on one line\n");
     else
         fprintf(f,
                 "usage: trinity bench decode [--preset tinyllama-1.1b|tiny | --model FILE.trin] [--device D]\n"
-                "                            [--no-graph] [--threads N] [--tokens N] [--json]\n"
+                "                            [--head f16|q8|q4] [--embed f16|q8|q4] [--no-graph] [--threads N]\n"
+                "                            [--tokens N] [--json]\n"
                 "\n"
                 "Builds a random-weight T2 model of the preset's shape in memory (attention and MLP ternary with a\n"
-                "per-tensor scale, embeddings and LM head F16, norms F32), opens it through the TRIN reader and the\n"
-                "inference engine, and times greedy decoding of --tokens tokens (default 128) after a warm-up. In the\n"
-                "same run it measures the read bandwidth of the device's memory (before and after decoding; the\n"
-                "higher counts) and prints the bandwidth-bound tokens/s for the bytes read per token, and the ratio\n"
-                "measured / bound. Threads default to 2. Run it on an otherwise idle machine.\n"
+                "per-tensor scale, embeddings and LM head F16 or as --head / --embed say, norms F32), opens it\n"
+                "through the TRIN reader and the inference engine, and times greedy decoding of --tokens tokens\n"
+                "(default 128) after a warm-up. In the same run it measures the read bandwidth of the device's\n"
+                "memory (before and after decoding; the higher counts) and prints the bandwidth-bound tokens/s for\n"
+                "the bytes read per token, and the ratio measured / bound. Threads default to 2. Run it on an\n"
+                "otherwise idle machine.\n"
                 "  --model F    time this .trin (or .h5) instead of the preset's random model (greedy from\n"
                 "               its BOS token)\n"
+                "  --head T     the preset's LM head as f16 (default), q8 or q4 (TRIN Q8 / Q4, docs/TRIN.md)\n"
+                "  --embed T    the preset's embedding table, likewise\n"
                 "  --device D   cpu (default), cuda or cuda:N (docs/CUDA.md)\n"
                 "  --no-graph   CUDA: run each step kernel by kernel instead of replaying a CUDA graph\n"
                 "  --json       one JSON object on one line\n");
@@ -122,6 +129,24 @@ static int random_tensor(tn_trin_writer *w, tn_trin_tensor *d, tn_rng *r, const 
             for (int k = 0; k < 4; k++) h[i + k] = table[(u >> (16 * k)) & 4095];
         }
         for (uint64_t i = size / 2 / 4 * 4; i < size / 2; i++) h[i] = table[tn_rng_u64(r) & 4095];
+    } else if (d->dtype == TN_TRIN_Q8) {
+        /* int8 rows of a table quantized by absmax: codes spread over ±127, a scale per row */
+        for (uint64_t i = 0; i + 8 <= size; i += 8) {
+            const uint64_t u = tn_rng_u64(r);
+            memcpy(buf + i, &u, 8);
+        }
+        scale = malloc((size_t)d->shape[0] * sizeof *scale);
+        if (!scale) {
+            free(buf);
+            return tn_err("out of memory");
+        }
+        for (int64_t k = 0; k < d->shape[0]; k++) scale[k] = 0.0005f;
+        d->scale_layout = TN_TRIN_SCALE_ROW;
+    } else if (d->dtype == TN_TRIN_Q4) {
+        /* random codes, every block's fp16 scale 0.005 */
+        const uint16_t h = tn_f32_to_f16(0.005f);
+        for (uint64_t i = 0; i < size; i++)
+            buf[i] = i % TN_Q4_BLOCK_BYTES == 0 ? (uint8_t)h : i % TN_Q4_BLOCK_BYTES == 1 ? (uint8_t)(h >> 8) : (uint8_t)tn_rng_u64(r);
     } else {
         float *f = (float *)(void *)buf;
         for (uint64_t i = 0; i < size / 4; i++) f[i] = 1.0f;
@@ -129,8 +154,13 @@ static int random_tensor(tn_trin_writer *w, tn_trin_tensor *d, tn_rng *r, const 
     return tn_trin_writer_add(w, d, buf, scale, 1);
 }
 
-/* The model as a TRIN image in memory. */
-static int build_image(const tn_llama_config *cfg, uint8_t **img, size_t *size) {
+/* The dtype of a table (TRIN) for a --head / --embed setting; auto = F16. */
+static tn_trin_dtype table_dtype(tn_table_type t) {
+    return t == TN_TABLE_Q8 ? TN_TRIN_Q8 : t == TN_TABLE_Q4 ? TN_TRIN_Q4 : t == TN_TABLE_F32 ? TN_TRIN_F32 : TN_TRIN_F16;
+}
+
+/* The model as a TRIN image in memory: layers T2, the head and embedding table as asked. */
+static int build_image(const tn_llama_config *cfg, tn_table_type head, tn_table_type embed, uint8_t **img, size_t *size) {
     tn_llama_layout l;
     TN_CHECK(tn_llama_layout_init(&l, cfg));
     tn_trin_writer *w = tn_trin_writer_new(cfg);
@@ -150,7 +180,7 @@ static int build_image(const tn_llama_config *cfg, uint8_t **img, size_t *size) 
         d.shape[1] = t->rank == 2 ? t->shape[1] : 0;
         d.dtype = t->rank == 1 ? TN_TRIN_F32
                   : (t->group == TN_GROUP_ATTN || t->group == TN_GROUP_MLP) ? TN_TRIN_T2
-                                                                            : TN_TRIN_F16;
+                                                                            : table_dtype(tn_table_for(t, cfg, head, embed));
         rc = random_tensor(w, &d, &r, t2b);
     }
     if (rc == 0) rc = tn_trin_writer_to_memory(w, img, size);
@@ -172,6 +202,7 @@ typedef struct {
     const char *name;  /* the preset's name or the model file's */
     int threads, tokens, prompt, json, graph;
     const char *device;
+    tn_table_type head, embed; /* the preset's tables (auto = F16) */
 } bench_opts;
 
 /* The options of `bench decode` (prefill = 0) or `bench prefill`; returns -1 to go on, else an exit code. */
@@ -182,6 +213,7 @@ static int parse(int argc, char **argv, int prefill, bench_opts *o) {
     o->model = NULL;
     o->threads = 2, o->tokens = 128, o->prompt = 512, o->json = 0, o->graph = 1;
     o->device = "cpu";
+    o->head = o->embed = TN_TABLE_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (tn_cli_is_help(a)) {
@@ -194,6 +226,10 @@ static int parse(int argc, char **argv, int prefill, bench_opts *o) {
         } else if (!strcmp(a, "--device")) {
             if (++i >= argc) return tn_cli_usage_error(cmd, "--device needs cpu, cuda or cuda:N");
             o->device = argv[i];
+        } else if (!strcmp(a, "--head") || !strcmp(a, "--embed")) {
+            if (++i >= argc) return tn_cli_usage_error(cmd, "%s needs f16, q8 or q4", a);
+            tn_table_type *t = !strcmp(a, "--head") ? &o->head : &o->embed;
+            if (tn_table_type_parse(argv[i], t) != 0) return tn_cli_usage_error(cmd, "%s: %s", a, tn_errmsg());
         } else if (!strcmp(a, "--model")) {
             if (++i >= argc) return tn_cli_usage_error(cmd, "--model needs a .trin file");
             o->model = argv[i];
@@ -218,6 +254,8 @@ static int parse(int argc, char **argv, int prefill, bench_opts *o) {
         }
     }
     if (o->model && preset_given) return tn_cli_usage_error(cmd, "--model and --preset exclude each other");
+    if (o->model && (o->head != TN_TABLE_AUTO || o->embed != TN_TABLE_AUTO))
+        return tn_cli_usage_error(cmd, "--head and --embed shape the preset's random model; a --model file has its own");
     const char *slash = o->model ? strrchr(o->model, '/') : NULL;
     o->name = o->model ? (slash ? slash + 1 : o->model) : o->p->name;
     const int need = prefill ? o->prompt : o->tokens + 16;
@@ -266,7 +304,7 @@ static int open_model(const bench_opts *b, int ctx, image *im, tn_infer **out) {
         return 0;
     }
     size_t img_size = 0;
-    if (build_image(cfg, &im->img, &img_size) != 0) return tn_err_prefix("building the model");
+    if (build_image(cfg, b->head, b->embed, &im->img, &img_size) != 0) return tn_err_prefix("building the model");
     const uint8_t *img_view = im->img;
     im->t_build = tn_time_s() - t0;
     t0 = tn_time_s();

@@ -16,4 +16,18 @@
 int tn_trin_eval(const char *model, const char *shard, int seq_len, int batch, int64_t max_windows,
                  tn_infer_mode mode, const char *device, double *loss, int64_t *tokens);
 
+/* What a quantized variant costs against a reference model with the same tokenizer and vocabulary (a
+ * quantized LM head against the F16 one, `trinity eval --reference`): both run over the same windows
+ * (teacher-forced, the same mode and device), and at every counted target their top-1 predictions are
+ * compared (ties broken toward the lower token id, as greedy sampling does). */
+typedef struct {
+    double loss, ref_loss;     /* masked mean NLL of the model and of the reference */
+    int64_t tokens;            /* targets counted */
+    int64_t top1_agree;        /* targets where both models' argmax agree */
+} tn_eval_compare;
+
+/* As tn_trin_eval with ref (a .trin or .h5) run alongside; ref NULL fills only loss and tokens. */
+int tn_trin_eval_compare(const char *model, const char *ref, const char *shard, int seq_len, int64_t max_windows,
+                         tn_infer_mode mode, const char *device, tn_eval_compare *out);
+
 #endif

@@ -55,6 +55,9 @@ static void layer_vecs(ilayer *L, const float **out[TN_V_COUNT]) {
     out[TN_V_Q_NORM] = &L->q_norm, out[TN_V_K_NORM] = &L->k_norm;
 }
 
+/* The quantized tables (TRIN Q8 / Q4): int16 activations, and no CUDA kernels. */
+static int is_qtable(tn_packed_dtype d) { return d == TN_PACKED_Q8 || d == TN_PACKED_Q4; }
+
 /* Run `body` with W set to each matrix of layer L in turn. */
 #define FOR_EACH_MAT(L, body)                                                                          \
     do {                                                                                               \
@@ -66,9 +69,11 @@ static void layer_vecs(ilayer *L, const float **out[TN_V_COUNT]) {
         }                                                                                              \
     } while (0)
 
-/* An activation batch X [n, cols] with its int8 forms, computed on first use by each thread for itself
+/* An activation batch X [n, cols] with its integer forms, computed on first use by each thread for itself
  * (cheap next to a product, and it saves a barrier), so q, k and v (or gate and up) share them:
  *   q, scale  int8 codes and per-token scales for the T2 integer kernels (kernels/packed.h)
+ *   q16, scale16  int16 codes and scales for the Q8 / Q4 tables (an LM head's rows are short, and int8
+ *             activations cost a head measurable accuracy: kernels/packed.h)
  *   fq        the fake-quantized floats q · m / 127 (quant/act.h), the input a model trained with int8
  *             activations gives to its float products */
 typedef struct {
@@ -78,7 +83,9 @@ typedef struct {
     int8_t *q;     /* scratch [n, cols] */
     float *scale;  /* scratch [n] */
     float *fq;     /* scratch [n, cols] */
-    int quantized, faked;
+    int16_t *q16;  /* scratch [n, cols]: int16 codes for the Q8 / Q4 tables (kernels/packed.h) */
+    float *scale16;/* scratch [n] */
+    int quantized, faked, quantized16;
 } act;
 
 /* One thread's scratch (CUDA: the one worker, in device memory). */
@@ -87,6 +94,8 @@ typedef struct worker_s {
     int8_t *q;     /* [CHUNK, widest] */
     float *qs;     /* [CHUNK] */
     float *fq;     /* [CHUNK, widest] */
+    int16_t *q16;  /* [CHUNK, widest] */
+    float *qs16;   /* [CHUNK] */
     float *y;      /* [CHUNK, slice]: a product's rows before they are scattered into [n, rows] (CPU) */
     float *scores; /* attention scratch (tn_infer_attn.scratch) */
     float *rstd;   /* [CHUNK]: RMSNorm's 1/rms per token (written by the CUDA kernel, unused) */
@@ -179,7 +188,7 @@ static void *buf_alloc(tn_infer *m, size_t bytes) {
  * all rows (one kernel launch each). */
 
 static act act_of(worker *w, const float *x, int n, int64_t cols) {
-    act a = {x, n, cols, w->q, w->qs, w->fq, 0, 0};
+    act a = {x, n, cols, w->q, w->qs, w->fq, w->q16, w->qs16, 0, 0, 0};
     return a;
 }
 
@@ -207,22 +216,28 @@ static int product(const tn_infer_ops *ops, const imat *W, act *a, float *Y) {
     const int64_t R = W->rows, C = W->cols;
     const int n = a->n;
     const float *X = a->x;
-    if (W->act8 && W->dtype != TN_PACKED_T2) { /* T2 kernels quantize to int8 themselves */
+    if (W->act8 && W->dtype != TN_PACKED_T2 && !is_qtable(W->dtype)) {
+        /* the integer kernels (T2, Q8, Q4) quantize their input themselves */
         if (!a->faked) {
             TN_CHECK(ops->act_fake_quant(a->x, n, C, a->fq));
             a->faked = 1;
         }
         X = a->fq;
     }
+    if (W->dtype == TN_PACKED_T2 && !a->quantized) {
+        TN_CHECK(ops->act_quant_i8(a->x, n, C, a->q, a->scale));
+        a->quantized = 1;
+    }
+    if (is_qtable(W->dtype) && !a->quantized16) {
+        TN_CHECK(ops->act_quant_i16(a->x, n, C, a->q16, a->scale16));
+        a->quantized16 = 1;
+    }
     switch (W->dtype) {
     case TN_PACKED_F32: return ops->gemm_f32(W->w, R, C, n, X, Y);
     case TN_PACKED_F16: return ops->gemm_f16(W->w, R, C, n, X, Y);
-    case TN_PACKED_T2:
-        if (!a->quantized) {
-            TN_CHECK(ops->act_quant_i8(a->x, n, C, a->q, a->scale));
-            a->quantized = 1;
-        }
-        return ops->gemm_t2(W->w, W->row_scale, W->tensor_scale, R, C, n, a->q, a->scale, Y);
+    case TN_PACKED_T2: return ops->gemm_t2(W->w, W->row_scale, W->tensor_scale, R, C, n, a->q, a->scale, Y);
+    case TN_PACKED_Q8: return ops->gemm_q8(W->w, W->row_scale, R, C, n, a->q16, a->scale16, Y);
+    case TN_PACKED_Q4: return ops->gemm_q4(W->w, R, C, n, a->q16, a->scale16, Y);
     case TN_PACKED_L4: return ops->gemm_l4(W->w, W->grid, W->row_scale, W->tensor_scale, R, C, n, X, Y);
     case TN_PACKED_L8: return ops->gemm_l8(W->w, W->grid, W->row_scale, W->tensor_scale, R, C, n, X, Y);
     }
@@ -542,6 +557,10 @@ static int alloc_state(tn_infer *m, int alloc, int64_t *bytes) {
         ALLOC(w->q, CHUNK * widest);
         ALLOC(w->qs, CHUNK);
         ALLOC(w->fq, CHUNK * widest);
+        if (m->ops->act_quant_i16) { /* tables without Q8 / Q4 kernels refuse those models */
+            ALLOC(w->q16, CHUNK * widest);
+            ALLOC(w->qs16, CHUNK);
+        }
         if (!m->on_device) ALLOC(w->y, CHUNK * slice_max);
         ALLOC(w->scores, scores);
         ALLOC(w->rstd, CHUNK * (c->qk_norm ? c->n_heads : 1)); /* CUDA's rmsnorm writes one per row */
@@ -629,6 +648,17 @@ static int place(tn_infer *m) {
     if (m->ops->max_head_dim && hd > m->ops->max_head_dim)
         return tn_err("head dimension %d: the %s attention handles at most %d", hd, m->ops->name,
                       m->ops->max_head_dim);
+    if (!m->ops->gemm_q8 || !m->ops->gemm_q4) { /* a table without them (CUDA) refuses such a model whole */
+        const imat *bad = is_qtable(m->embed.dtype) ? &m->embed : is_qtable(m->head.dtype) ? &m->head : NULL;
+        for (int l = 0; l < m->cfg.n_layers && !bad; l++)
+            FOR_EACH_MAT(&m->layers[l], if (!bad && is_qtable(W->dtype)) bad = W);
+        if (bad)
+            return tn_err("the %s engine has no %s kernels (the model's %s is %s): run it with --device cpu, or "
+                          "export it with --head f16 / --embed f16", m->ops->name,
+                          tn_trin_dtype_name((tn_trin_dtype)bad->dtype),
+                          bad == &m->embed ? "embedding table" : bad == &m->head ? "LM head" : "layer matrix",
+                          tn_trin_dtype_name((tn_trin_dtype)bad->dtype));
+    }
     if (m->on_device) {
         int64_t state = 0, weights = 0, free_b = 0, total_b = 0;
         TN_CHECK(alloc_state(m, 0, &state));
@@ -677,6 +707,8 @@ static int mat_from_trin(tn_infer *m, const tn_trin_tensor *t, imat *W) {
     if (t->dtype == TN_TRIN_L4) W->row_bytes = tn_l4_row_bytes(W->cols);
     if (t->dtype == TN_TRIN_L8) W->row_bytes = tn_l8_row_bytes(W->cols);
     if (t->dtype == TN_TRIN_F32 || t->dtype == TN_TRIN_F16) W->row_bytes = (size_t)W->cols * (t->dtype == TN_TRIN_F32 ? 4 : 2);
+    if (t->dtype == TN_TRIN_Q8) W->row_bytes = tn_q8_row_bytes(W->cols);
+    if (t->dtype == TN_TRIN_Q4) W->row_bytes = tn_q4_row_bytes(W->cols);
     if (m->opts.mode == TN_INFER_EXACT && t->dtype != TN_TRIN_F32 && t->dtype != TN_TRIN_F16) {
         float *d = tn_alloc((size_t)(W->rows * W->cols), sizeof *d);
         if (!d) return tn_err_prefix("dequantizing '%s'", t->name);
@@ -707,19 +739,22 @@ static imat mat_dense(const float *w, int64_t rows, int64_t cols) {
 }
 
 static void describe(tn_infer *m) {
-    int count[5] = {0};
+    int count[TN_TRIN_N_DTYPES] = {0};
     for (int l = 0; l < m->cfg.n_layers; l++) FOR_EACH_MAT(&m->layers[l], count[W->dtype]++);
     char *p = m->desc;
     size_t cap = sizeof m->desc;
     int w = 0;
-    for (int d = 0; d < 5; d++)
+    for (int d = 0; d < TN_TRIN_N_DTYPES; d++)
         if (count[d]) w += snprintf(p + w, cap - (size_t)w, "%s%s x%d", w ? " + " : "layers ", tn_trin_dtype_name((tn_trin_dtype)d), count[d]);
     w += snprintf(p + w, cap - (size_t)w, ", embed %s, head %s%s", tn_trin_dtype_name((tn_trin_dtype)m->embed.dtype),
                   tn_trin_dtype_name((tn_trin_dtype)m->head.dtype), m->cfg.tied_embeddings ? " (tied)" : "");
-    if (count[TN_PACKED_T2] || m->head.dtype == TN_PACKED_T2)
-        w += snprintf(p + w, cap - (size_t)w, ", %s", m->opts.mode == TN_INFER_EXACT ? "exact" : "int8 activations");
-    else if (m->opts.mode == TN_INFER_EXACT)
-        w += snprintf(p + w, cap - (size_t)w, ", exact");
+    const int table = is_qtable(m->embed.dtype) || is_qtable(m->head.dtype) || count[TN_PACKED_Q8] || count[TN_PACKED_Q4];
+    if (m->opts.mode == TN_INFER_EXACT) w += snprintf(p + w, cap - (size_t)w, ", exact");
+    const int t2 = count[TN_PACKED_T2] || m->head.dtype == TN_PACKED_T2;
+    if (t2 || table)
+        w += snprintf(p + w, cap - (size_t)w, ", %s", t2 && table ? "int8 activations (int16 into Q8/Q4)"
+                                                      : t2      ? "int8 activations"
+                                                                : "int16 activations into Q8/Q4");
     if (m->on_device) snprintf(p + w, cap - (size_t)w, ", on %s", m->dev.spec);
 }
 

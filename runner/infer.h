@@ -10,10 +10,11 @@
  *
  * Conventions are Hugging Face LlamaForCausalLM's, as in the training model (model/llama.h).
  *
- * Two kernel modes for quantized (T2 / L4 / L8) tensors:
+ * Two kernel modes for quantized (T2 / L4 / L8, and the Q8 / Q4 tables of TRIN version 3) tensors:
  *   TN_INFER_FAST   T2: activations quantized to int8 per token (absmax) and multiplied by the packed
  *                   ternary weights with integer dot products; L4/L8: lookup-table kernels on float
- *                   activations. Logits differ slightly from the fp32 training model (int8 rounding of
+ *                   activations; Q8/Q4 (LM head, embeddings): int16 activations, integer dot products.
+ *                   Logits differ slightly from the fp32 training model (int8 rounding of
  *                   activations; ~1e-2 relative on random models), greedy tokens normally agree.
  *   TN_INFER_EXACT  every quantized tensor is dequantized once at load (s · value, exactly what the
  *                   training model's snapped forward uses) and multiplied in fp32: logits match the

@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include "kernels/cpu/ops_cpu.h"
 #include "kernels/packed.h"
+#include "kernels/vexp.h"
 #include "quant/act.h"
 #include "runner/bandwidth.h"
 #include "runner/f16.h"
@@ -28,6 +29,10 @@ void tn_imat_row(const tn_imat *W, int64_t r, float *out) {
     switch (W->dtype) {
     case TN_PACKED_F32: memcpy(out, (const float *)W->w + r * n, (size_t)n * sizeof *out); return;
     case TN_PACKED_F16: tn_f16_to_f32_row((const uint16_t *)W->w + r * n, n, out); return;
+    case TN_PACKED_Q8:
+        for (int64_t c = 0; c < n; c++) out[c] = s * (float)((const int8_t *)p)[c];
+        return;
+    case TN_PACKED_Q4: tn_q4_row_to_f32((const uint8_t *)W->w, r, n, out); return;
     default: break;
     }
     /* Packed rows are whole blocks (kernels/packed.h), each unpacked on its own into a stack buffer by the
@@ -88,6 +93,23 @@ static int cpu_gemm_l8(const uint8_t *W, const float *grid, const float *row_sca
                        int64_t C, int64_t n, const float *X, float *Y) {
     if (n == 1) tn_l8_gemv(W, grid, row_scale, tensor_scale, R, C, X, Y);
     else tn_l8_gemm(W, grid, row_scale, tensor_scale, R, C, n, X, Y);
+    return 0;
+}
+
+static int cpu_gemm_q8(const uint8_t *W, const float *row_scale, int64_t R, int64_t C, int64_t n, const int16_t *Xq,
+                       const float *xscales, float *Y) {
+    tn_q8_gemm(W, row_scale, R, C, n, Xq, xscales, Y); /* one token: the gemv, bit for bit */
+    return 0;
+}
+
+static int cpu_gemm_q4(const uint8_t *W, int64_t R, int64_t C, int64_t n, const int16_t *Xq, const float *xscales,
+                       float *Y) {
+    tn_q4_gemm(W, R, C, n, Xq, xscales, Y);
+    return 0;
+}
+
+static int cpu_act_quant_i16(const float *X, int64_t n, int64_t C, int16_t *Q, float *scales) {
+    tn_act_quant_i16_rows(X, n, C, Q, scales);
     return 0;
 }
 
@@ -153,10 +175,16 @@ TN_CLONES static void attend_group(const float *restrict q, const float *restric
         float *sc = scores + (int64_t)g * len;
         float mx = -INFINITY, sum = 0;
         for (int j = 0; j < len; j++) mx = sc[j] > mx ? sc[j] : mx;
-        for (int j = 0; j < len; j++) {
-            sc[j] = expf(sc[j] - mx);
-            sum += sc[j];
-        }
+        /* tn_expf vectorizes where libm's expf is one call per score, and the sum runs in 16 partial sums
+         * instead of one dependent chain: together most of the softmax's time in a prompt */
+#pragma omp simd
+        for (int j = 0; j < len; j++) sc[j] = tn_expf(sc[j] - mx);
+        float part[16] = {0};
+        int j = 0;
+        for (; j + 16 <= len; j += 16)
+            for (int k = 0; k < 16; k++) part[k] += sc[j + k];
+        for (int k = 0; k < 16; k++) sum += part[k];
+        for (; j < len; j++) sum += sc[j];
         const float inv = 1.0f / sum;
         for (int j = 0; j < len; j++) sc[j] *= inv;
         memset(out + (int64_t)g * hd, 0, (size_t)hd * sizeof *out);
@@ -285,6 +313,9 @@ static const tn_infer_ops g_cpu = {
     .gemm_t2 = cpu_gemm_t2,
     .gemm_l4 = cpu_gemm_l4,
     .gemm_l8 = cpu_gemm_l8,
+    .gemm_q8 = cpu_gemm_q8,
+    .gemm_q4 = cpu_gemm_q4,
+    .act_quant_i16 = cpu_act_quant_i16,
     .act_quant_i8 = cpu_act_quant_i8,
     .act_fake_quant = cpu_act_fake_quant,
     .embed = cpu_embed,

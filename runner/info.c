@@ -91,7 +91,7 @@ static int describe_trin(const char *path, cJSON *o) {
         }
         line += len + (nl ? 1 : 0);
     }
-    int64_t by_dtype[5] = {0};
+    int64_t by_dtype[TN_TRIN_N_DTYPES] = {0};
     cJSON *arr = cJSON_AddArrayToObject(o, "tensors");
     for (int i = 0; i < t->n_tensors; i++) {
         const tn_trin_tensor *e = &t->tensors[i];
@@ -111,7 +111,7 @@ static int describe_trin(const char *path, cJSON *o) {
         by_dtype[e->dtype] += (int64_t)e->size;
     }
     cJSON *bd = cJSON_AddObjectToObject(o, "bytes_by_dtype");
-    for (int d = 0; d < 5; d++)
+    for (int d = 0; d < TN_TRIN_N_DTYPES; d++)
         if (by_dtype[d]) cJSON_AddNumberToObject(bd, tn_trin_dtype_name((tn_trin_dtype)d), (double)by_dtype[d]);
     tn_trin_close(t);
     return 0;

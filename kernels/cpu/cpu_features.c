@@ -3,6 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "core/error.h"
 #include "core/log.h"
@@ -21,6 +24,27 @@ static tn_isa detect_best(void) {
     return TN_ISA_AVX2;
 #else
     return TN_ISA_SCALAR;
+#endif
+}
+
+int tn_cpu_has_avxvnni(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+    return __builtin_cpu_supports("avxvnni");
+#else
+    return 0;
+#endif
+}
+
+int tn_cpu_has_f16c(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    static int has = -1; /* cpuid is slow (a VM exit in a guest): asked once; benign race as g_best's */
+    if (has < 0) {
+        unsigned a, b, c, d;
+        has = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C); /* CPUID.1:ECX bit 29 */
+    }
+    return has;
+#else
+    return 0;
 #endif
 }
 

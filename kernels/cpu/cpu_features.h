@@ -24,6 +24,10 @@ tn_isa tn_kernels_set_isa(tn_isa cap);
 /* Drop the cap set by tn_kernels_set_isa (the TN_KERNELS cap applies again). */
 void tn_kernels_reset_isa(void);
 const char *tn_isa_name(tn_isa isa);
+/* Single features the levels do not imply: AVX-VNNI (its VEX form; an AVX-512 CPU may lack it, e.g. Zen 4)
+ * and F16C (the Q4 kernels' fp16 scales). 0 where unknown (AVX-VNNI under clang, which cannot query it). */
+int tn_cpu_has_avxvnni(void);
+int tn_cpu_has_f16c(void);
 /* Parse "scalar" | "avx2" | "avxvnni" | "avx512"; 0 on success, -1 (tn_err) otherwise. */
 int tn_isa_parse(const char *s, tn_isa *out);
 

@@ -44,12 +44,17 @@ void tn_packed_row_range(int64_t rows, int tid, int n, int64_t *r0, int64_t *r1)
 
 /* ---- scalar reference ---------------------------------------------------------------------------- */
 
-static void quant_scalar(const float *x, int64_t n, int8_t *q, float *scale) {
+static float absmax(const float *x, int64_t n) {
     float amax = 0.0f;
     for (int64_t i = 0; i < n; i++) {
         float a = fabsf(x[i]);
         if (a > amax) amax = a;
     }
+    return amax;
+}
+
+static void quant_scalar(const float *x, int64_t n, int8_t *q, float *scale) {
+    const float amax = absmax(x, n);
     if (!(amax > 0.0f)) {
         if (n > 0) memset(q, 0, (size_t)n);
         *scale = 0.0f;
@@ -126,4 +131,26 @@ void tn_act_quant_i8(const float *x, int64_t n, int8_t *q, float *scale) {
 
 void tn_act_quant_i8_rows(const float *X, int64_t n_tok, int64_t n, int8_t *Q, float *scales) {
     for (int64_t t = 0; t < n_tok; t++) tn_act_quant_i8(X + t * n, n, Q + t * n, scales + t);
+}
+
+/* int16 (15-bit) activations for the Q8 / Q4 tables: one row per call of the head, so scalar code is
+ * enough (a few thousand values next to millions of weights). */
+void tn_act_quant_i16(const float *x, int64_t n, int16_t *q, float *scale) {
+    const float amax = absmax(x, n);
+    if (!(amax > 0.0f)) {
+        if (n > 0) memset(q, 0, (size_t)n * sizeof *q);
+        *scale = 0.0f;
+        return;
+    }
+    const float inv = (float)TN_ACT16_MAX / amax;
+    for (int64_t i = 0; i < n; i++) {
+        float v = rintf(x[i] * inv);
+        v = v > (float)TN_ACT16_MAX ? (float)TN_ACT16_MAX : v < -(float)TN_ACT16_MAX ? -(float)TN_ACT16_MAX : v;
+        q[i] = (int16_t)v;
+    }
+    *scale = amax / (float)TN_ACT16_MAX;
+}
+
+void tn_act_quant_i16_rows(const float *X, int64_t n_tok, int64_t n, int16_t *Q, float *scales) {
+    for (int64_t t = 0; t < n_tok; t++) tn_act_quant_i16(X + t * n, n, Q + t * n, scales + t);
 }

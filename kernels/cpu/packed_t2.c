@@ -24,36 +24,12 @@
 #include "core/error.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/packed_threads.h"
+#include "kernels/cpu/packed_simd.h"
 #include "kernels/packed.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define TN_X86 1
-#endif
-
-#define T2_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-#define T2_AVX2 __attribute__((target("avx2,fma")))
-#define T2_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
-#define T2_INLINE static inline __attribute__((always_inline))
-
-/* Software prefetch. A tile of R consecutive rows is a contiguous R * rb bytes, consumed block column by
- * block column; at each step (R lines) the kernel prefetches the next R lines of the tile 4 tiles ahead
- * into L2, so the whole slice is fetched linearly, well ahead of use. Streaming weights from DRAM (as in
- * decoding), this took 2 threads from ~19 to ~23 GB/s for 2048x2048 and from ~15 to ~24 GB/s for
- * 2048x5632 on the development machine, against ~14 GB/s with the hardware prefetchers alone (which do
- * not follow 4 interleaved short rows well). Prefetches past the end of the buffer are harmless.
- * The gemv kernels also move the next tile from L2 into L1 (T2_PF_NEAR, the same pattern one tile ahead):
- * the loads then rarely wait on an L2 hit, and the core keeps more memory requests in flight. Decoding's
- * T2 products, streamed by 2 threads, went from 30-33 to 33-37 GB/s with it (a T0 prefetch 4 tiles ahead
- * instead of the L2 one was slower; the distance of either, 2 to 8 tiles, hardly matters). */
-#define T2_PF_TILES 4
-/* The address is formed in integers: near the end of the weights it points past them, which a prefetch
- * tolerates but C pointer arithmetic does not. */
-#define T2_PF_ADDR(w, off) ((const char *)((uintptr_t)(w) + (off)))
-#define T2_PF(w, rb, R, b, r) \
-    _mm_prefetch(T2_PF_ADDR(w, (size_t)T2_PF_TILES * (R) * (rb) + (size_t)(b) * TN_T2_BLOCK_BYTES * (R) + 64 * (r)), _MM_HINT_T1)
-#define T2_PF_NEAR(w, rb, R, b, r) \
-    _mm_prefetch(T2_PF_ADDR(w, (size_t)(R) * (rb) + (size_t)(b) * TN_T2_BLOCK_BYTES * (R) + 64 * (r)), _MM_HINT_T0)
+/* Software prefetch: T2_PF / T2_PF_NEAR are packed_simd.h's PK_PF / PK_PF_NEAR over 64-byte blocks. */
+#define T2_PF PK_PF
+#define T2_PF_NEAR PK_PF_NEAR
 
 size_t tn_t2_row_bytes(int64_t cols) { return (size_t)((cols + TN_T2_BLOCK - 1) / TN_T2_BLOCK) * TN_T2_BLOCK_BYTES; }
 
@@ -108,7 +84,7 @@ static int32_t sum_i8_scalar(const int8_t *q, int64_t n) {
 
 #ifdef TN_X86
 /* sum of n int8 as u8 (q + 128 via XOR 0x80) with vpsadbw against zero, minus 128 n. */
-T2_AVX2 static int32_t sum_i8_avx2(const int8_t *q, int64_t n) {
+PK_AVX2 static int32_t sum_i8_avx2(const int8_t *q, int64_t n) {
     const __m256i flip = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
     __m256i acc = zero;
     int64_t i = 0;
@@ -162,23 +138,11 @@ static void t2_rows_scalar(const uint8_t *W, const float *rs, float ts, int64_t 
 }
 
 #ifdef TN_X86
-/* vpdpbusd through inline asm: acc += dot4(a as u8, b as s8). With the intrinsics, GCC 12 copies every
- * accumulator to a fresh register (and spills some) on each iteration of the inner loop, costing ~10%;
- * the "+v" constraint keeps the accumulator in place. b may come straight from memory. */
-T2_INLINE T2_AVX512 __m512i dp512(__m512i acc, __m512i a, __m512i b) {
-    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "vm"(b));
-    return acc;
-}
-T2_INLINE T2_AVXVNNI __m256i dp256(__m256i acc, __m256i a, __m256i b) {
-    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "xm"(b));
-    return acc;
-}
-
 /* ---- AVX-512 VNNI -------------------------------------------------------------------------------- */
 
 /* R rows (R constant after inlining) starting at w (row stride rb bytes): nbf full blocks against xq,
  * then, if xt != NULL, one tail block against the zero-padded xt[256]. out[r] = sum c*q (codes). */
-T2_INLINE T2_AVX512 void t2_gemv_rows_512(const uint8_t *w, size_t rb, const int R, int64_t nbf, const int8_t *xq,
+PK_INLINE PK_AVX512 void t2_gemv_rows_512(const uint8_t *w, size_t rb, const int R, int64_t nbf, const int8_t *xq,
                                           const int8_t *xt, int32_t *out) {
     const __m512i m0 = _mm512_set1_epi8(0x03), m1 = _mm512_set1_epi8(0x0C), m2 = _mm512_set1_epi8(0x30),
                   m3 = _mm512_set1_epi8((char)0xC0);
@@ -193,10 +157,10 @@ T2_INLINE T2_AVX512 void t2_gemv_rows_512(const uint8_t *w, size_t rb, const int
             const __m512i v = _mm512_loadu_si512(w + (size_t)r * rb + b * TN_T2_BLOCK_BYTES);
             T2_PF(w, rb, R, b, r);
             T2_PF_NEAR(w, rb, R, b, r);
-            a0[r] = dp512(a0[r], _mm512_and_si512(v, m0), x0);
-            a1[r] = dp512(a1[r], _mm512_and_si512(v, m1), x1);
-            a2[r] = dp512(a2[r], _mm512_and_si512(v, m2), x2);
-            a3[r] = dp512(a3[r], _mm512_and_si512(v, m3), x3);
+            a0[r] = pk_dp512(a0[r], _mm512_and_si512(v, m0), x0);
+            a1[r] = pk_dp512(a1[r], _mm512_and_si512(v, m1), x1);
+            a2[r] = pk_dp512(a2[r], _mm512_and_si512(v, m2), x2);
+            a3[r] = pk_dp512(a3[r], _mm512_and_si512(v, m3), x3);
         }
     }
     for (int r = 0; r < R; r++) {
@@ -206,7 +170,7 @@ T2_INLINE T2_AVX512 void t2_gemv_rows_512(const uint8_t *w, size_t rb, const int
     }
 }
 
-T2_AVX512 static void t2_gemv_range_512(const uint8_t *W, const float *rs, float ts, int64_t r0, int64_t r1,
+PK_AVX512 static void t2_gemv_range_512(const uint8_t *W, const float *rs, float ts, int64_t r0, int64_t r1,
                                         int64_t cols, const int8_t *xq, float xscale, int32_t sumq, float *y) {
     size_t rb = tn_t2_row_bytes(cols);
     int64_t nbf = cols / TN_T2_BLOCK, tail = cols % TN_T2_BLOCK;
@@ -231,7 +195,7 @@ T2_AVX512 static void t2_gemv_range_512(const uint8_t *W, const float *rs, float
 
 /* GEMM tile: R rows x T tokens, codes shifted down to {0,1,2} once per block and reused for T tokens.
  * X[t] points at token t's activations (full blocks), XT[t] at its zero-padded tail block. */
-T2_INLINE T2_AVX512 void t2_gemm_tile_512(const uint8_t *w, size_t rb, const int R, const int T, int64_t nbf,
+PK_INLINE PK_AVX512 void t2_gemm_tile_512(const uint8_t *w, size_t rb, const int R, const int T, int64_t nbf,
                                           int has_tail, const int8_t *const *X, const int8_t *const *XT,
                                           int32_t out[4][4]) {
     const __m512i m = _mm512_set1_epi8(0x03);
@@ -251,7 +215,7 @@ T2_INLINE T2_AVX512 void t2_gemm_tile_512(const uint8_t *w, size_t rb, const int
             for (int t = 0; t < T; t++) {
                 const int8_t *x = b < nbf ? X[t] + b * TN_T2_BLOCK : XT[t];
                 const __m512i xv = _mm512_loadu_si512(x + 64 * k);
-                for (int r = 0; r < R; r++) acc[r][t] = dp512(acc[r][t], u[r], xv);
+                for (int r = 0; r < R; r++) acc[r][t] = pk_dp512(acc[r][t], u[r], xv);
             }
         }
     }
@@ -261,13 +225,6 @@ T2_INLINE T2_AVX512 void t2_gemm_tile_512(const uint8_t *w, size_t rb, const int
 
 /* Rows [r0, r1) of a GEMM with one tile function TILE(w, rb, R, T, nbf, has_tail, X, XT, out) that handles
  * RT rows (and R = 1 for the leftover rows) by up to 4 tokens. Y is [n_tok, rows]. */
-#define T2_TILE_T(TILE, R)                                                                                     \
-    switch (T) {                                                                                               \
-    case 4: TILE(w, rb, R, 4, nbf, tail != 0, X, XT, d); break;                                                \
-    case 3: TILE(w, rb, R, 3, nbf, tail != 0, X, XT, d); break;                                                \
-    case 2: TILE(w, rb, R, 2, nbf, tail != 0, X, XT, d); break;                                                \
-    default: TILE(w, rb, R, 1, nbf, tail != 0, X, XT, d); break;                                               \
-    }
 #define T2_GEMM_RANGE(NAME, ATTR, TILE, RT)                                                                    \
     ATTR static void NAME(const uint8_t *W, const float *rs, float ts, int64_t rows, int64_t r0, int64_t r1,      \
                           int64_t cols, int64_t n_tok, const int8_t *Xq, const float *xs, const int32_t *sumq,   \
@@ -290,31 +247,31 @@ T2_INLINE T2_AVX512 void t2_gemm_tile_512(const uint8_t *w, size_t rb, const int
             int64_t r = r0;                                                                                    \
             for (; r + RT <= r1; r += RT) {                                                                    \
                 const uint8_t *w = W + (size_t)r * rb;                                                         \
-                T2_TILE_T(TILE, RT)                                                                            \
+                PK_TILE_T4(TILE, RT)                                                                            \
                 for (int i = 0; i < RT; i++)                                                                   \
                     for (int t = 0; t < T; t++)                                                                \
                         Y[(t0 + t) * rows + r + i] = t2_out(d[i][t] - sumq[t0 + t], xs[t0 + t], ts, rs, r + i); \
             }                                                                                                  \
             for (; r < r1; r++) {                                                                              \
                 const uint8_t *w = W + (size_t)r * rb;                                                         \
-                T2_TILE_T(TILE, 1)                                                                             \
+                PK_TILE_T4(TILE, 1)                                                                             \
                 for (int t = 0; t < T; t++)                                                                    \
                     Y[(t0 + t) * rows + r] = t2_out(d[0][t] - sumq[t0 + t], xs[t0 + t], ts, rs, r);            \
             }                                                                                                  \
         }                                                                                                      \
     }
 
-T2_GEMM_RANGE(t2_gemm_range_512, T2_AVX512, t2_gemm_tile_512, 4)
+T2_GEMM_RANGE(t2_gemm_range_512, PK_AVX512, t2_gemm_tile_512, 4)
 
 /* ---- AVX2 and AVX-VNNI (256-bit) ------------------------------------------------------------------
  * Same scheme on 32-byte halves of each 64-byte block: half h of block b holds, in group k, the columns
  * 256b + 64k + 32h + (0..31). Only 16 vector registers, so 2 rows per tile and activations are read
  * from memory (L1) by the dot instructions. */
 #define DOT_AVX2(acc, a, x) _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, x), ones16))
-#define DOT_VNNI(acc, a, x) dp256(acc, a, x)
+#define DOT_VNNI(acc, a, x) pk_dp256(acc, a, x)
 
 #define T2_GEMV_ROWS_256(NAME, ATTR, DOT)                                                                      \
-    T2_INLINE ATTR void NAME(const uint8_t *w, size_t rb, const int R, int64_t nbf, const int8_t *xq,            \
+    PK_INLINE ATTR void NAME(const uint8_t *w, size_t rb, const int R, int64_t nbf, const int8_t *xq,            \
                              const int8_t *xt, int32_t *out) {                                                 \
         const __m256i m0 = _mm256_set1_epi8(0x03), m1 = _mm256_set1_epi8(0x0C), m2 = _mm256_set1_epi8(0x30),   \
                       m3 = _mm256_set1_epi8((char)0xC0);                                                       \
@@ -380,7 +337,7 @@ T2_GEMM_RANGE(t2_gemm_range_512, T2_AVX512, t2_gemm_tile_512, 4)
 
 /* GEMM tile on 256-bit vectors: R <= 2 rows x T <= 4 tokens. */
 #define T2_GEMM_TILE_256(NAME, ATTR, DOT)                                                                      \
-    T2_INLINE ATTR void NAME(const uint8_t *w, size_t rb, const int R, const int T, int64_t nbf, int has_tail,    \
+    PK_INLINE ATTR void NAME(const uint8_t *w, size_t rb, const int R, const int T, int64_t nbf, int has_tail,    \
                              const int8_t *const *X, const int8_t *const *XT, int32_t out[4][4]) {             \
         const __m256i m = _mm256_set1_epi8(0x03);                                                              \
         const __m256i ones16 = _mm256_set1_epi16(1);                                                           \
@@ -415,14 +372,14 @@ T2_GEMM_RANGE(t2_gemm_range_512, T2_AVX512, t2_gemm_tile_512, 4)
             }                                                                                                  \
     }
 
-T2_GEMV_ROWS_256(t2_gemv_rows_avx2, T2_AVX2, DOT_AVX2)
-T2_GEMV_ROWS_256(t2_gemv_rows_vnni, T2_AVXVNNI, DOT_VNNI)
-T2_GEMV_RANGE(t2_gemv_range_avx2, T2_AVX2, t2_gemv_rows_avx2, 2)
-T2_GEMV_RANGE(t2_gemv_range_vnni, T2_AVXVNNI, t2_gemv_rows_vnni, 2)
-T2_GEMM_TILE_256(t2_gemm_tile_avx2, T2_AVX2, DOT_AVX2)
-T2_GEMM_TILE_256(t2_gemm_tile_vnni, T2_AVXVNNI, DOT_VNNI)
-T2_GEMM_RANGE(t2_gemm_range_avx2, T2_AVX2, t2_gemm_tile_avx2, 2)
-T2_GEMM_RANGE(t2_gemm_range_vnni, T2_AVXVNNI, t2_gemm_tile_vnni, 2)
+T2_GEMV_ROWS_256(t2_gemv_rows_avx2, PK_AVX2, DOT_AVX2)
+T2_GEMV_ROWS_256(t2_gemv_rows_vnni, PK_AVXVNNI, DOT_VNNI)
+T2_GEMV_RANGE(t2_gemv_range_avx2, PK_AVX2, t2_gemv_rows_avx2, 2)
+T2_GEMV_RANGE(t2_gemv_range_vnni, PK_AVXVNNI, t2_gemv_rows_vnni, 2)
+T2_GEMM_TILE_256(t2_gemm_tile_avx2, PK_AVX2, DOT_AVX2)
+T2_GEMM_TILE_256(t2_gemm_tile_vnni, PK_AVXVNNI, DOT_VNNI)
+T2_GEMM_RANGE(t2_gemm_range_avx2, PK_AVX2, t2_gemm_tile_avx2, 2)
+T2_GEMM_RANGE(t2_gemm_range_vnni, PK_AVXVNNI, t2_gemm_tile_vnni, 2)
 #endif /* TN_X86 */
 
 /* ---- dispatch ------------------------------------------------------------------------------------ */

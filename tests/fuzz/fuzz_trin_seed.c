@@ -1,5 +1,6 @@
 /* Writes small valid .trin files into a directory: the seed corpus for fuzz_trin (every dtype and
- * scale layout, with and without a tokenizer, tied and untied embeddings). */
+ * scale layout, with and without a tokenizer, tied and untied embeddings; variants 4 and 5 hold the
+ * embedding table and LM head as Q8 and Q4, version 3). */
 #include "core/error.h"
 #include "core/rng.h"
 #include "export/trin.h"
@@ -39,9 +40,13 @@ static int seed_file(const char *dir, int variant) {
         d.shape[1] = ti->shape[1];
         int64_t rows = ti->shape[0], cols = ti->rank == 2 ? ti->shape[1] : 1, n = rows * cols;
         int kind = ti->rank == 1 ? 0 : (i + variant) % 5;
-        d.dtype = kind == 0 ? TN_TRIN_F32 : kind == 1 ? TN_TRIN_F16 : kind == 2 ? TN_TRIN_T2 : kind == 3 ? TN_TRIN_L4 : TN_TRIN_L8;
-        if (kind >= 2) d.scale_layout = (i & 1) ? TN_TRIN_SCALE_ROW : TN_TRIN_SCALE_TENSOR;
-        if (kind >= 3) d.grid_len = kind == 3 ? 7 : 25;
+        const int table = variant >= 4 && (ti->group == TN_GROUP_EMBED || ti->group == TN_GROUP_HEAD);
+        if (table) kind = variant == 4 ? 5 : 6;
+        d.dtype = kind == 0 ? TN_TRIN_F32 : kind == 1 ? TN_TRIN_F16 : kind == 2 ? TN_TRIN_T2 : kind == 3 ? TN_TRIN_L4
+                : kind == 4 ? TN_TRIN_L8 : kind == 5 ? TN_TRIN_Q8 : TN_TRIN_Q4;
+        if (kind >= 2 && kind <= 4) d.scale_layout = (i & 1) ? TN_TRIN_SCALE_ROW : TN_TRIN_SCALE_TENSOR;
+        if (kind == 5) d.scale_layout = TN_TRIN_SCALE_ROW;
+        if (kind == 3 || kind == 4) d.grid_len = kind == 3 ? 7 : 25;
         for (int g = 0; g < d.grid_len; g++) d.grid[g] = (float)g / 8.0f - 1.0f;
         uint64_t size;
         rc = tn_trin_data_size(d.dtype, d.rank, d.shape, &size);
@@ -53,7 +58,10 @@ static int seed_file(const char *dir, int variant) {
             for (int64_t k = 0; k < n; k++) tmp[k] = (uint8_t)(tn_rng_below(&r, 3) - 1);
             rc = tn_t2_pack((const int8_t *)tmp, rows, cols, buf);
         }
-        if (kind >= 3) {
+        if (kind >= 5) /* Q8: any bytes; Q4: any codes, block scales 0.5 (fp16 0x3800) */
+            for (uint64_t k = 0; k < size; k++)
+                buf[k] = kind == 6 && k % TN_Q4_BLOCK_BYTES < 2 ? (k % TN_Q4_BLOCK_BYTES ? 0x38 : 0) : (uint8_t)tn_rng_below(&r, 256);
+        if (kind == 3 || kind == 4) {
             for (int64_t k = 0; k < n; k++) tmp[k] = (uint8_t)tn_rng_below(&r, (uint64_t)d.grid_len);
             rc = kind == 3 ? tn_l4_pack(tmp, rows, cols, d.grid_len, buf) : tn_l8_pack(tmp, rows, cols, d.grid_len, buf);
         }
@@ -79,7 +87,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: fuzz_trin_seed DIR\n");
         return 2;
     }
-    for (int v = 0; v < 4; v++)
+    for (int v = 0; v < 6; v++)
         if (seed_file(argv[1], v) != 0) {
             fprintf(stderr, "fuzz_trin_seed: %s\n", tn_errmsg());
             return 1;
