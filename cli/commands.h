@@ -17,6 +17,7 @@ int tn_cmd_run(int argc, char **argv);
 int tn_cmd_eval(int argc, char **argv);
 int tn_cmd_bench(int argc, char **argv);
 int tn_cmd_info(int argc, char **argv);
+int tn_cmd_merge(int argc, char **argv);
 
 /* Print "trinity: error: <tn_errmsg()>" and return TN_EXIT_FAIL. */
 int tn_cli_fail(void);

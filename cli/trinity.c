@@ -20,6 +20,7 @@ static const struct {
     {"tokenize", tn_cmd_tokenize, "encode text to token ids, or decode ids to text"},
     {"train", tn_cmd_train, "train from an INI config (dense, STE or PRIMAL)"},
     {"export", tn_cmd_export, "pack a checkpoint into a .trin file"},
+    {"merge", tn_cmd_merge, "fold a LoRA adapter into a quantized base (re-quantized or dense)"},
     {"run", tn_cmd_run, "generate text from a .trin or .h5 model"},
     {"eval", tn_cmd_eval, "masked loss and perplexity of a model on a shard"},
     {"bench", tn_cmd_bench, "benchmarks (train, gemv, decode, prefill)"},

@@ -11,6 +11,8 @@
 #include "optim/adamw.h"
 #include "optim/adamw8.h"
 #include "optim/adamw_bf16.h"
+#include "optim/grokfast.h"
+#include "optim/muon.h"
 #include "optim/primal.h"
 #include "optim/ste.h"
 #include "quant/act.h"
@@ -275,6 +277,28 @@ static int cpu_adamw_bf16(uint16_t *p, const uint16_t *g, float g_scale, const t
     return 0;
 }
 
+static int cpu_muon_momentum(float *buf, float *u, const float *g, int64_t n, float beta, int nesterov) {
+    tn_muon_momentum(buf, u, g, n, beta, nesterov);
+    return 0;
+}
+
+static int cpu_muon_orthogonalize(float *X, int64_t rows, int64_t cols, int steps, float *scratch) {
+    if (rows < 1 || cols < 1 || steps < 0)
+        return tn_err("muon_orthogonalize: [%lld, %lld], %d steps", (long long)rows, (long long)cols, steps);
+    tn_muon_orthogonalize(X, rows, cols, steps, scratch);
+    return 0;
+}
+
+static int cpu_muon_apply(float *p, const float *o, int64_t n, float scale, float lr, float decay) {
+    tn_muon_apply(p, o, n, scale, lr, decay);
+    return 0;
+}
+
+static int cpu_grokfast(float *g, float *ema, int64_t n, float alpha, float lambda, int first) {
+    tn_grokfast_apply(g, ema, n, alpha, lambda, first);
+    return 0;
+}
+
 static int cpu_ste_blend(const float *W, const float *Wq, int64_t n, float lambda, float *out) {
     tn_ste_blend(W, Wq, n, lambda, out);
     return 0;
@@ -353,6 +377,10 @@ static const tn_ops cpu_ops = {
     .adamw = cpu_adamw,
     .adamw8 = cpu_adamw8,
     .adamw_bf16 = cpu_adamw_bf16,
+    .muon_momentum = cpu_muon_momentum,
+    .muon_orthogonalize = cpu_muon_orthogonalize,
+    .muon_apply = cpu_muon_apply,
+    .grokfast = cpu_grokfast,
     .ste_blend = cpu_ste_blend,
     .quantize = cpu_quantize,
     .primal_materialize = cpu_primal_materialize,

@@ -221,3 +221,51 @@ int tn_st_to_f32(const tn_st_tensor *t, float *dst) {
         return tn_err("tensor '%s': dtype %s is not supported (F32, F16, BF16)", t->name, tn_st_dtype_name(t->dtype));
     }
 }
+
+/* ---- writer ---------------------------------------------------------------------------------------------- */
+
+int tn_st_write_f32(const char *path, const tn_st_out *t, int n, const char *const *meta, int n_meta) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return tn_err("out of memory");
+    cJSON *md = cJSON_AddObjectToObject(j, "__metadata__");
+    for (int k = 0; k + 1 < 2 * n_meta; k += 2) cJSON_AddStringToObject(md, meta[k], meta[k + 1]);
+    uint64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_AddObjectToObject(j, t[i].name);
+        cJSON_AddStringToObject(e, "dtype", "F32");
+        cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+        int64_t numel = 1;
+        for (int d = 0; d < t[i].rank; d++) {
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[d]));
+            numel *= t[i].shape[d];
+        }
+        cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + (uint64_t)numel * 4)));
+        off += (uint64_t)numel * 4;
+    }
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!text) return tn_err("out of memory");
+    /* the header padded with spaces so that the data section starts 8-byte aligned */
+    const size_t hn = strlen(text), hlen = (hn + 7) / 8 * 8, total = 8 + hlen + (size_t)off;
+    uint8_t *buf = malloc(total);
+    if (!buf) {
+        free(text);
+        return tn_err("out of memory");
+    }
+    for (int b = 0; b < 8; b++) buf[b] = (uint8_t)((uint64_t)hlen >> (8 * b));
+    memcpy(buf + 8, text, hn);
+    memset(buf + 8 + hn, ' ', hlen - hn);
+    free(text);
+    size_t at = 8 + hlen;
+    for (int i = 0; i < n; i++) {
+        size_t nb = 4;
+        for (int d = 0; d < t[i].rank; d++) nb *= (size_t)t[i].shape[d];
+        memcpy(buf + at, t[i].data, nb); /* little-endian host, as everywhere in trinity */
+        at += nb;
+    }
+    int rc = tn_write_file_atomic(path, buf, total);
+    free(buf);
+    return rc;
+}

@@ -66,4 +66,14 @@ size_t tn_st_dtype_size(tn_st_dtype d);
 /* Convert a F32/F16/BF16 tensor to fp32 (dst holds t->numel floats). Other dtypes fail naming the tensor. */
 int tn_st_to_f32(const tn_st_tensor *t, float *dst);
 
+/* Writer: F32 tensors, in the order given, packed back to back; the header padded with spaces to 8 bytes;
+ * meta: n_meta (key, value) string pairs for "__metadata__". Written atomically (core/fileio.h). */
+typedef struct {
+    const char *name;
+    int rank;
+    int64_t shape[2];
+    const float *data;
+} tn_st_out;
+int tn_st_write_f32(const char *path, const tn_st_out *t, int n, const char *const *meta, int n_meta);
+
 #endif

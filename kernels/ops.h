@@ -172,6 +172,15 @@ struct tn_ops {
      * of the new parameters (optim/adamw_bf16.h tn_adamw_bf16_apply; bit-identical on every device). */
     int (*adamw_bf16)(uint16_t *p, const uint16_t *g, float g_scale, const tn_adam_moments *s, int64_t n,
                       const tn_adamw_step *h, uint64_t seed, uint64_t counter);
+    /* Muon (optim/muon.h): the momentum and Nesterov update (tn_muon_momentum; u may alias g), the
+     * Newton–Schulz orthogonalisation of X[rows, cols] in place with tn_muon_scratch_floats(rows, cols) floats
+     * of scratch (tn_muon_orthogonalize; waits: the Frobenius norm goes through the host), and the parameter
+     * update p = p·decay − lr·(scale·o) (tn_muon_apply). Elementwise parts bit for bit on every device. */
+    int (*muon_momentum)(float *buf, float *u, const float *g, int64_t n, float beta, int nesterov);
+    int (*muon_orthogonalize)(float *X, int64_t rows, int64_t cols, int steps, float *scratch);
+    int (*muon_apply)(float *p, const float *o, int64_t n, float scale, float lr, float decay);
+    /* Grokfast's EMA filter (optim/grokfast.h tn_grokfast_apply; bit for bit on every device). */
+    int (*grokfast)(float *g, float *ema, int64_t n, float alpha, float lambda, int first);
     /* out[i] = W[i] + λ (Wq[i] − W[i]), exactly W at λ <= 0 (or NaN) and exactly Wq at λ >= 1 (tn_ste_blend). */
     int (*ste_blend)(const float *W, const float *Wq, int64_t n, float lambda, float *out);
     /* STE quantization of W[rows, cols] (quant/snap.h tn_quantize_tensor): scales (per row or one, by rule

@@ -32,6 +32,8 @@ struct tn_llama {
 
     tn_weight_source src;
     int has_src, head_via_src;
+    tn_llama_adapter adapter;
+    int has_adapter;
 
     /* saved activations: per layer [Ls, ...]; with Ls = 1 every layer writes the same slot */
     float *x;            /* [L+1, N, D] residual stream entering each layer; x[L] enters the final norm */
@@ -260,6 +262,16 @@ void tn_llama_set_weight_source(tn_llama *m, const tn_weight_source *src) {
 
 void tn_llama_set_head_via_source(tn_llama *m, int on) { m->head_via_src = on; }
 
+void tn_llama_set_adapter(tn_llama *m, const tn_llama_adapter *a) {
+    m->has_adapter = a != NULL && a->forward && a->grad && a->dx && a->begin_forward;
+    if (m->has_adapter) m->adapter = *a;
+}
+
+int tn_llama_get_adapter(const tn_llama *m, tn_llama_adapter *a) {
+    if (m->has_adapter) *a = m->adapter;
+    return m->has_adapter;
+}
+
 int tn_llama_get_weight_source(const tn_llama *m, tn_weight_source *src, int *head_via_source) {
     if (m->has_src) *src = m->src;
     *head_via_source = m->head_via_src;
@@ -307,7 +319,10 @@ static int linear(tn_llama *m, const float *params, int layer, int kind, float *
     if (!xin) return -1;
     const float *W = weight(m, params, layer, kind);
     if (!W) return -1;
-    return m->ops->linear(y, xin, W, m->N, in, out, beta);
+    TN_CHECK(m->ops->linear(y, xin, W, m->N, in, out, beta));
+    if (layer >= 0 && m->has_adapter) /* LoRA: y += s · (drop(x) Aᵀ) Bᵀ */
+        return m->adapter.forward(m->adapter.ctx, layer, (tn_linear_kind)kind, y, x, m->N);
+    return 0;
 }
 
 /* dx[N, in] = dy[N, out] · W(layer, kind) (+ beta · dx). */
@@ -315,12 +330,19 @@ static int linear_dx(tn_llama *m, const float *params, int layer, int kind, floa
                      int64_t out, float beta) {
     const float *W = weight(m, params, layer, kind);
     if (!W) return -1;
-    return m->ops->linear_dx(dx, dy, W, m->N, in, out, beta);
+    TN_CHECK(m->ops->linear_dx(dx, dy, W, m->N, in, out, beta));
+    if (layer >= 0 && m->has_adapter) /* LoRA: dx += m ⊙ (s · dy B) A */
+        return m->adapter.dx(m->adapter.ctx, layer, (tn_linear_kind)kind, dx, dy, m->N);
+    return 0;
 }
 
 /* dW for a linear layer: accumulated into grads, or handed to the weight source. */
 static int weight_grad(tn_llama *m, float *grads, int layer, int kind, const float *dy, const float *x_raw,
                        int64_t in, int64_t out) {
+    if (m->has_adapter) { /* LoRA: the base is frozen (no dW); the adapter sees the unquantized input */
+        if (layer < 0) return 0;
+        return m->adapter.grad(m->adapter.ctx, layer, (tn_linear_kind)kind, dy, x_raw, m->N);
+    }
     const float *x = lin_input(m, layer, kind, x_raw, in);
     if (!x) return -1;
     int via = m->has_src && m->src.weight_grad && (layer >= 0 || m->head_via_src);
@@ -511,6 +533,7 @@ int tn_llama_forward(tn_llama *m, const float *params, const int32_t *inputs, co
     const tn_ops *ops = m->ops;
     TN_CHECK(check_sources(m));
     TN_CHECK(check_tokens(inputs, N, V, "input"));
+    if (m->has_adapter) TN_CHECK(m->adapter.begin_forward(m->adapter.ctx));
     if (targets) TN_CHECK(check_tokens(targets, N, V, "target"));
     m->logits_valid = 0;
     TN_CHECK(ops->upload(m->inputs, inputs, (size_t)N * sizeof *inputs));

@@ -44,6 +44,20 @@ typedef struct {
     const float *(*embedding)(void *ctx, float *scratch);
 } tn_weight_source;
 
+/* Low-rank adapters beside the layer matrices (layer >= 0; LoRA, model/lora.h), host memory. With an adapter
+ * set, every linear weight is frozen: the backward computes no dW for them (neither into grads nor through
+ * a weight source's weight_grad). begin_forward runs at the start of every tn_llama_forward; forward adds the
+ * adapter's term to a linear's output y[N, out] given its input x[N, in] (before any activation
+ * quantization); grad accumulates the adapter's own gradients from dy[N, out] and the same x; dx adds the
+ * adapter's term to dx[N, in]. Each returns 0 for a matrix it does not adapt. */
+typedef struct {
+    void *ctx;
+    int (*begin_forward)(void *ctx);
+    int (*forward)(void *ctx, int layer, tn_linear_kind kind, float *y, const float *x, int64_t N);
+    int (*grad)(void *ctx, int layer, tn_linear_kind kind, const float *dy, const float *x, int64_t N);
+    int (*dx)(void *ctx, int layer, tn_linear_kind kind, float *dx, const float *dy, int64_t N);
+} tn_llama_adapter;
+
 typedef struct tn_llama tn_llama;
 
 /* How a model keeps its activations.
@@ -70,6 +84,9 @@ void tn_llama_free(tn_llama *m);
 void tn_llama_set_weight_source(tn_llama *m, const tn_weight_source *src);
 /* The current weight source (returns 0 when the model is dense) and whether the head goes through it. */
 int tn_llama_get_weight_source(const tn_llama *m, tn_weight_source *src, int *head_via_source);
+/* Adapters (copied; NULL removes them) and the current ones (returns 0 when there are none). */
+void tn_llama_set_adapter(tn_llama *m, const tn_llama_adapter *a);
+int tn_llama_get_adapter(const tn_llama *m, tn_llama_adapter *a);
 /* Also quantize/treat the LM head through the weight source (kind TN_W_COUNT, layer -1). */
 
 void tn_llama_set_head_via_source(tn_llama *m, int on);

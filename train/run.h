@@ -69,6 +69,9 @@ typedef struct {
      * bf16 STE: the bf16 shadows, their gradients and moments and the indices instead), known before anything
      * is allocated. */
     int64_t state_bytes;
+    /* 1: the run's float parameters are frozen (LoRA): they get no AdamW state, their gradients are not in the
+     * norm, and the method's optimizer_step is the only update. */
+    int frozen_params;
 } tn_method;
 
 struct tn_run {
@@ -127,6 +130,8 @@ struct tn_run {
     cJSON *pending_log_line; /* a line a method produced before log.jsonl was opened */
     double t_start;
     tn_method method;
+    struct tn_run_muon *muon;         /* [optim] method = muon (train/run_muon.c), else NULL */
+    struct tn_run_grokfast *grokfast; /* [optim] grokfast_lambda > 0 (train/run_grokfast.c), else NULL */
 };
 
 /* Dense AdamW over every parameter (decay on matrices only). Also used by the other methods for the
@@ -143,5 +148,34 @@ int tn_method_ste_init(tn_run *r, tn_method *m);   /* before the model exists */
 int tn_method_ste_attach(tn_run *r, tn_method *m);  /* the rest of its state; the model's weight source */
 int tn_method_primal_init(tn_run *r, tn_method *m);
 int tn_method_primal_attach(tn_run *r, tn_method *m);
+/* LoRA on a frozen quantized base (train/method_lora.c): wanted when the config has a [lora] section; init
+ * loads the base from [model] init in place of build_layout's load (layout, float parameters, tokenizer) and
+ * plans; attach sets the model's weight source once the model exists. */
+int tn_method_lora_wanted(tn_config *c);
+int tn_method_lora_init(tn_run *r, tn_method *m);
+int tn_method_lora_attach(tn_run *r, tn_method *m);
+
+/* Muon ([optim] method = muon, train/run_muon.c): the [muon] keys (on = 0: refuse them), the planned bytes
+ * (momentum and scratch), the state once the parameters exist, the optimizer step that replaces dense AdamW,
+ * its checkpoint hook (returns the hooks written: 0 or 1), the check after a resume, and the release. */
+int tn_run_muon_config(tn_run *r, int on);
+int tn_run_muon_plan(tn_run *r, int64_t *bytes);
+int tn_run_muon_alloc(tn_run *r);
+void tn_run_muon_log(const tn_run *r); /* one info line, once the run is set up */
+int tn_run_muon_step(tn_run *r, double lr);
+int tn_run_muon_hooks(tn_run *r, tn_ckpt_hook *hooks);
+int tn_run_muon_after_resume(tn_run *r, const char *path);
+void tn_run_muon_free(tn_run *r);
+
+/* Grokfast ([optim] grokfast_alpha, grokfast_lambda; train/run_grokfast.c): the same life cycle; the filter
+ * runs on r->grads once per step, before clipping (a no-op when off). */
+int tn_run_grokfast_config(tn_run *r);
+int64_t tn_run_grokfast_plan_bytes(const tn_run *r);
+int tn_run_grokfast_alloc(tn_run *r);
+void tn_run_grokfast_log(const tn_run *r);
+int tn_run_grokfast_filter(tn_run *r);
+int tn_run_grokfast_hooks(tn_run *r, tn_ckpt_hook *hooks);
+int tn_run_grokfast_after_resume(tn_run *r, const char *path);
+void tn_run_grokfast_free(tn_run *r);
 
 #endif

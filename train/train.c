@@ -316,7 +316,9 @@ static int open_data(tn_run *r) {
 static int build_layout(tn_run *r) {
     const char *init = tn_config_str(r->ini, "model", "init", NULL);
     int64_t data_vocab = r->loader ? tn_loader_vocab_size(r->loader) : 0;
-    if (init && *init) {
+    if (tn_method_lora_wanted(r->ini)) {
+        TN_CHECK(tn_method_lora_init(r, &r->method)); /* the frozen quantized base of [model] init */
+    } else if (init && *init) {
         tn_checkpoint ck;
         TN_CHECK(tn_ckpt_load(init, &ck, NULL, 0));
         r->layout = ck.layout;
@@ -362,8 +364,9 @@ static int adam_arrays(const tn_run *r, int64_t **len, int64_t **off) {
     }
     for (int i = 0; i < n; i++) {
         const tn_tensor_info *t = &r->layout.tensors[i];
-        (*len)[i] = t->external ? 0 : (int64_t)t->numel;
-        (*off)[i] = t->external ? 0 : (int64_t)t->offset;
+        const int none = t->external || r->method.frozen_params; /* frozen (LoRA's base): no moments */
+        (*len)[i] = none ? 0 : (int64_t)t->numel;
+        (*off)[i] = none ? 0 : (int64_t)t->offset;
     }
     return 0;
 }
@@ -398,7 +401,10 @@ static int plan_memory(tn_run *r) {
     TN_CHECK(plan_distill(r));
     int64_t adam;
     TN_CHECK(adam_plan_bytes(r, &adam));
-    r->planned_bytes = 2 * fb + adam + act + sampler + r->method.state_bytes + r->distill.bytes;
+    int64_t muon = 0;
+    TN_CHECK(tn_run_muon_plan(r, &muon));
+    const int64_t grokfast = tn_run_grokfast_plan_bytes(r);
+    r->planned_bytes = 2 * fb + adam + act + sampler + r->method.state_bytes + r->distill.bytes + muon + grokfast;
     TN_CHECK(tn_device_mem_info(&r->dev, &r->free_at_start, &(int64_t){0}));
     r->min_free = r->free_at_start;
 
@@ -415,6 +421,8 @@ static int plan_memory(tn_run *r) {
     if (sampler) add_mem(mem, "sampler_bytes", sampler);
     if (r->distill.bytes) add_mem(mem, "teacher_bytes", r->distill.bytes);
     add_mem(mem, "method_state_bytes", r->method.state_bytes);
+    if (r->muon) add_mem(mem, "muon_bytes", muon);
+    if (r->grokfast) add_mem(mem, "grokfast_bytes", grokfast);
     add_mem(mem, "workspace_bytes", in_use);
     add_mem(mem, "planned_bytes", r->planned_bytes + in_use);
     add_mem(mem, "device_free_bytes", r->free_at_start);
@@ -482,6 +490,8 @@ static void free_host_init(tn_run *r) {
 static int alloc_training_state(tn_run *r) {
     if (!(r->grads = dev_floats(r, r->layout.numel))) return -1;
     TN_CHECK(alloc_adam(r));
+    TN_CHECK(tn_run_muon_alloc(r));
+    TN_CHECK(tn_run_grokfast_alloc(r));
     return tn_llama_create_opts(&r->model, &r->layout, (int)r->batch, (int)r->seq_len, r->ops, &r->model_opts);
 }
 
@@ -552,14 +562,16 @@ static int optim8_load(void *vctx, hid_t g) {
     return rc;
 }
 
-/* The checkpoint hooks of the run: the method's, and the 8-bit optimizer state's (saved when the run has
- * one; looked for on every load, to name a mismatch). */
+/* The checkpoint hooks of the run: the method's, the 8-bit optimizer state's (saved when the run has
+ * one; looked for on every load, to name a mismatch), Muon's and Grokfast's (when the run has them). */
 static int run_hooks(tn_run *r, optim8_ctx *o8, tn_ckpt_hook *hooks, int loading) {
     int n = 0;
     if (r->method.hook.group) hooks[n++] = r->method.hook;
     o8->r = r;
     o8->present = o8->loaded = 0;
     if (r->state_bits == 8 || loading) hooks[n++] = (tn_ckpt_hook){"optim8", optim8_save, optim8_load, o8};
+    n += tn_run_muon_hooks(r, hooks + n);
+    n += tn_run_grokfast_hooks(r, hooks + n);
     return n;
 }
 
@@ -571,8 +583,8 @@ static int save_checkpoint(tn_run *r) {
     memset(&ck, 0, sizeof ck);
     ck.layout = r->layout;
     ck.params = r->params;
-    ck.adam_m = r->opt.m; /* fp32 state (NULL when 8-bit: saved by the optim8 hook) */
-    ck.adam_v = r->opt.v;
+    ck.adam_m = r->method.frozen_params ? NULL : r->opt.m; /* fp32 state (NULL when 8-bit: saved by the optim8 hook) */
+    ck.adam_v = r->method.frozen_params ? NULL : r->opt.v;
     ck.external_values = r->method.external_values;
     ck.external_ctx = r->method.hook.ctx;
     ck.ops = r->ops; /* the arrays are in the device's memory: saved tensor by tensor through the host */
@@ -585,7 +597,7 @@ static int save_checkpoint(tn_run *r) {
     ck.tokenizer_len = r->tokenizer_len;
     memcpy(ck.tokenizer_format, r->tokenizer_format, sizeof ck.tokenizer_format);
     TN_CHECK(tn_loader_save_state(r->loader, &ck.loader_state, &ck.loader_state_len));
-    tn_ckpt_hook hooks[2];
+    tn_ckpt_hook hooks[4];
     optim8_ctx o8;
     const int n_hooks = run_hooks(r, &o8, hooks, 0);
     int rc = tn_ckpt_save(path, &ck, hooks, n_hooks);
@@ -623,12 +635,12 @@ static int resume_from(tn_run *r, const char *resume) {
         ckpt_path(r, s, path, sizeof path);
     }
     tn_checkpoint ck;
-    tn_ckpt_hook hooks[2];
+    tn_ckpt_hook hooks[4];
     optim8_ctx o8;
     const int n_hooks = run_hooks(r, &o8, hooks, 1);
     TN_CHECK(tn_ckpt_load_into(path, &r->layout, &ck, hooks, n_hooks));
     int rc = 0;
-    const int has_opt = r->state_bits == 8 ? o8.loaded : ck.adam_m != NULL;
+    const int has_opt = r->method.frozen_params || (r->state_bits == 8 ? o8.loaded : ck.adam_m != NULL);
     if (!has_opt && (ck.adam_m || o8.present))
         rc = tn_err("%s: its AdamW state is %d-bit, the run's [optim] state_bits = %d", path,
                     r->state_bits == 8 ? 32 : 8, r->state_bits);
@@ -636,9 +648,11 @@ static int resume_from(tn_run *r, const char *resume) {
         rc = tn_err("%s: not a training checkpoint (no optimizer, RNG or loader state)", path);
     const size_t bytes = r->layout.numel * sizeof(float), moments = (size_t)r->opt.total * sizeof(float);
     if (rc == 0) rc = r->ops->upload(r->params, ck.params, bytes);
-    if (rc == 0 && r->state_bits == 32) rc = r->ops->upload(r->opt.m, ck.adam_m, moments);
-    if (rc == 0 && r->state_bits == 32) rc = r->ops->upload(r->opt.v, ck.adam_v, moments);
+    if (rc == 0 && r->state_bits == 32 && moments) rc = r->ops->upload(r->opt.m, ck.adam_m, moments);
+    if (rc == 0 && r->state_bits == 32 && moments) rc = r->ops->upload(r->opt.v, ck.adam_v, moments);
     if (rc == 0 && r->method.after_resume) rc = r->method.after_resume(r, r->method.ctx, path);
+    if (rc == 0) rc = tn_run_muon_after_resume(r, path);
+    if (rc == 0) rc = tn_run_grokfast_after_resume(r, path);
     if (rc == 0 && ck.world_size != r->comm->size)
         tn_log_info("%s was written by a run of %lld rank(s), this one has %d: every step still sees the same "
                     "global batch (docs/SCALE.md); float sums change order, so the losses match to rounding",
@@ -709,6 +723,8 @@ static int salad_test(tn_run *r) {
         int head;
         if (tn_llama_get_weight_source(r->model, &src, &head)) tn_llama_set_weight_source(r->sampler, &src);
         tn_llama_set_head_via_source(r->sampler, head);
+        tn_llama_adapter ad; /* LoRA: the sampler runs the adapted model */
+        if (tn_llama_get_adapter(r->model, &ad)) tn_llama_set_adapter(r->sampler, &ad);
     }
     if (r->method.prepare_eval) TN_CHECK(r->method.prepare_eval(r, r->method.ctx));
     char *text = NULL;
@@ -748,7 +764,7 @@ static int evaluate(tn_run *r) {
  * (optim/primal.h), which a common factor does not change. */
 static int clip_gradients(tn_run *r, double *norm) {
     double ss = 0, extra = 0;
-    TN_CHECK(r->ops->sumsq(r->grads, (int64_t)r->layout.numel, &ss));
+    if (!r->method.frozen_params) TN_CHECK(r->ops->sumsq(r->grads, (int64_t)r->layout.numel, &ss));
     if (r->method.grad_sumsq) TN_CHECK(r->method.grad_sumsq(r, r->method.ctx, &extra));
     *norm = sqrt(ss + extra);
     r->grad_scale = 1.0;
@@ -827,9 +843,11 @@ static int train_step(tn_run *r, double lr, double *loss_out, double *norm_out) 
     r->distill.loss_kd = kd;
     r->distill.loss_hidden = hid;
     if (!isfinite(loss)) return tn_err("loss is %f at step %lld: training diverged", loss, (long long)r->step + 1);
+    TN_CHECK(tn_run_grokfast_filter(r)); /* g += λ·EMA(g) on the step's gradient, before clipping (no-op when off) */
     TN_CHECK(clip_gradients(r, norm_out));
     r->step++;
     if (r->method.optimizer_step) TN_CHECK(r->method.optimizer_step(r, r->method.ctx, lr));
+    else if (r->muon) TN_CHECK(tn_run_muon_step(r, lr));
     else TN_CHECK(tn_run_adamw_params(r, lr, 0));
     *loss_out = loss;
     return 0;
@@ -896,6 +914,8 @@ static void run_free(tn_run *r) {
         r->ops->free(r->grads);
     }
     tn_adam_state_free(&r->opt);
+    tn_run_muon_free(r);
+    tn_run_grokfast_free(r);
     tn_free(r->host_init);
     tn_llama_layout_free(&r->layout);
     tn_llama_layout_free(&r->dense_layout);
@@ -979,12 +999,15 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     TN_CHECK(need_shards ? open_data(r) : open_synthetic_data(r));
     TN_CHECK(build_layout(r));
     const char *method = tn_config_str(r->ini, "optim", "method", "adamw");
-    int primal = !strcmp(method, "primal");
-    if (!primal && strcmp(method, "adamw") != 0) return tn_err("[optim] method: '%s' is not adamw or primal", method);
+    int primal = !strcmp(method, "primal"), muon = !strcmp(method, "muon");
+    if (!primal && !muon && strcmp(method, "adamw") != 0)
+        return tn_err("[optim] method: '%s' is not adamw, muon or primal", method);
+    TN_CHECK(tn_run_muon_config(r, muon)); /* Muon steps the float parameters: dense, or STE's fp32 shadows */
+    TN_CHECK(tn_run_grokfast_config(r));
     int ste = !primal && tn_config_has(r->ini, "quant", "grid");
     if (primal) TN_CHECK(tn_method_primal_init(r, &r->method));
     else if (ste) TN_CHECK(tn_method_ste_plan(r, &r->method));
-    else r->method.name = "dense";
+    else if (!r->method.name) r->method.name = "dense"; /* LoRA named itself in build_layout */
     if (r->plan_only) {
         const int fits = plan_memory(r) == 0;
         cJSON *mem = cJSON_GetObjectItemCaseSensitive(r->pending_log_line, "memory");
@@ -1000,6 +1023,7 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     TN_CHECK(alloc_training_state(r));
     if (primal) TN_CHECK(tn_method_primal_attach(r, &r->method));
     else if (ste) TN_CHECK(tn_method_ste_attach(r, &r->method));
+    else if (r->method.frozen_params) TN_CHECK(tn_method_lora_attach(r, &r->method));
     if (r->bench) {
         tn_rng_seed(&r->rng, (uint64_t)r->seed);
         TN_CHECK(open_distill(r));
@@ -1038,6 +1062,8 @@ static int setup(tn_run *r, const char *config_path, char *const *overrides, int
     tn_log_info("training: method %s, %lld steps of %lld x %lld tokens x %lld accum, activations %.1f MiB",
                 r->method.name, (long long)r->steps, (long long)r->batch, (long long)r->seq_len,
                 (long long)r->accum, (double)tn_llama_activation_bytes(r->model) / (1 << 20));
+    tn_run_muon_log(r);
+    tn_run_grokfast_log(r);
     return 0;
 }
 

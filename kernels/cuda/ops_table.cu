@@ -1,8 +1,10 @@
 /* The CUDA ops table (kernels/ops.h): device memory, the row-major linear products as column-major cuBLAS
- * calls, and the kernels of model.cu, attention.cu, quant.cu, primal.cu, kd.cu, convert.cu and adam8.cu. */
+ * calls, and the kernels of model.cu, attention.cu, quant.cu, primal.cu, kd.cu, convert.cu, adam8.cu and
+ * muon.cu. */
 #include "kernels/cuda/adam8.h"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/kd.h"
+#include "kernels/cuda/muon.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +133,10 @@ static tn_ops make_table(void) {
     o.adamw = tn_cuda_adamw;
     o.adamw8 = tn_cuda_adamw8;
     o.adamw_bf16 = tn_cuda_adamw_bf16;
+    o.muon_momentum = tn_cuda_muon_momentum;
+    o.muon_orthogonalize = tn_cuda_muon_orthogonalize;
+    o.muon_apply = tn_cuda_muon_apply;
+    o.grokfast = tn_cuda_grokfast;
     o.ste_blend = tn_cuda_ste_blend;
     o.quantize = tn_cuda_quantize;
     o.primal_materialize = tn_cuda_primal_materialize;
