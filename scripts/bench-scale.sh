@@ -18,7 +18,7 @@ done
 command -v mpirun > /dev/null || { echo "bench-scale: mpirun missing (scripts/setup.sh installs openmpi-bin)"; exit 1; }
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null && cmake --build build -j "$(nproc)" --target trinity > /dev/null
 PY=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
 
 "$PY" - "$w/train.h5" <<'PY'
