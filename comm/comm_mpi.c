@@ -1,7 +1,7 @@
 /* The MPI implementation of comm/comm.h (Open MPI; any MPI-3 library). Buffers are in host memory.
  *
- * Fixed-order sum of a buffer of n elements over N ranks, in segments of at most N · SEG_PER_RANK elements
- * (so the receive scratch stays bounded):
+ * Fixed-order sum of a buffer of n elements over N ranks, in segments of at most min(N · SEG_PER_RANK,
+ * SEG_MAX) elements (so the receive scratch stays bounded and MPI's int counts cannot overflow):
  *   chunk = ceil(seg / N); rank k owns elements [k·chunk, min(seg, (k+1)·chunk))
  *   all-to-all:  rank j sends its copy of chunk k to rank k        → scratch[j][0 .. own)
  *   local sum:   own chunk = scratch[0] + scratch[1] + ... + scratch[N-1], in that order
@@ -27,7 +27,9 @@
 
 #include "kernels/bf16.h"
 
-#define SEG_PER_RANK (1 << 22) /* elements per rank per segment: scratch = N · 4M · element size */
+#define SEG_PER_RANK (1 << 22) /* elements per rank per segment: scratch = N · 4M · element size ... */
+#define SEG_MAX (1 << 26)      /* ... but at most 64M elements a segment (MPI's int counts and displacements,
+                                  and a scratch of at most 256 MiB, whatever N is) */
 
 typedef struct {
     MPI_Comm comm;
@@ -186,7 +188,7 @@ static int sum_segment(mpi_ctx *m, char *seg, int64_t n, tn_comm_dtype t, double
 static int mpi_sum(void *vctx, void *buf, int64_t n, tn_comm_dtype t) {
     mpi_ctx *m = vctx;
     if (m->size == 1) return 0;
-    const int64_t seg_max = (int64_t)SEG_PER_RANK * m->size;
+    const int64_t seg_max = (int64_t)SEG_PER_RANK * m->size < SEG_MAX ? (int64_t)SEG_PER_RANK * m->size : SEG_MAX;
     const size_t es = elem_bytes(t);
     for (int64_t off = 0; off < n; off += seg_max) {
         const int64_t len = n - off < seg_max ? n - off : seg_max;
