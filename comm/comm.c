@@ -36,7 +36,7 @@ static int open_nccl(tn_comm *c, const tn_device *dev) {
     if (api->id_bytes <= 0 || api->id_bytes > (int)sizeof id) return tn_err("comm = nccl: unexpected id size");
     memset(id, 0, sizeof id);
     if (c->rank == 0) TN_CHECK(api->get_unique_id(id));
-    if (c->mpi) TN_CHECK(tn_comm_mpi_bcast(c->mpi_ctx, id, api->id_bytes, c->timeout_s));
+    if (c->mpi_ctx) TN_CHECK(tn_comm_mpi_bcast(c->mpi_ctx, id, api->id_bytes, c->timeout_s));
     TN_CHECK(api->open(id, c->rank, c->size, c->timeout_s, &c->dev_ctx));
     c->dev = api->impl;
     return 0;
@@ -68,7 +68,7 @@ int tn_comm_open(const char *kind, const tn_device *dev, double timeout_s, tn_co
     c->size = 1;
     c->timeout_s = timeout_s;
     int rc = 0;
-    if (!nccl || launched) rc = tn_comm_mpi_init(c); /* sets rank, size, mpi, mpi_ctx */
+    if (!nccl || launched) rc = tn_comm_mpi_init(c); /* sets rank, size, mpi_ctx */
     if (rc == 0 && nccl) rc = open_nccl(c, dev);
     if (rc == 0 && !nccl) {
         c->dev = &tn_comm_mpi_impl;
@@ -77,11 +77,11 @@ int tn_comm_open(const char *kind, const tn_device *dev, double timeout_s, tn_co
     c->name = nccl ? "nccl" : "mpi";
     if (rc != 0) {
         /* The other ranks may already wait in a collective: end the job rather than leave them hanging. */
-        if (c->mpi && c->size > 1) {
+        if (c->mpi_ctx && c->size > 1) {
             fprintf(stderr, "trinity: error: rank %d: %s\n", c->rank, tn_errmsg());
             tn_comm_mpi_finalize(c->mpi_ctx, 1);
         }
-        if (c->mpi) tn_comm_mpi_finalize(c->mpi_ctx, 0);
+        if (c->mpi_ctx) tn_comm_mpi_finalize(c->mpi_ctx, 0);
         free(c);
         return -1;
     }
@@ -94,12 +94,11 @@ int tn_comm_sum(tn_comm *c, void *buf, int64_t n, tn_comm_dtype t) {
     const double t0 = tn_time_s();
     int rc = c->dev->sum(c->dev_ctx, buf, n, t);
     c->seconds += tn_time_s() - t0;
-    c->bytes += n * (t == TN_COMM_F32 ? 4 : t == TN_COMM_BF16 ? 2 : 1);
     return rc;
 }
 
 int tn_comm_sum_host(tn_comm *c, double *x, int n) {
-    if (!c->mpi || c->size == 1 || n <= 0) return 0;
+    if (!c->mpi_ctx || c->size == 1 || n <= 0) return 0;
     const double t0 = tn_time_s();
     int rc = tn_comm_mpi_sum_host(c->mpi_ctx, x, n, c->timeout_s);
     c->seconds += tn_time_s() - t0;
@@ -114,9 +113,9 @@ double tn_comm_take_seconds(tn_comm *c) {
 
 void tn_comm_close(tn_comm *c, int failed) {
     if (!c || c == &g_single) return;
-    if (failed && c->mpi && c->size > 1) tn_comm_mpi_finalize(c->mpi_ctx, 1); /* does not return */
-    if (c->dev && c->dev->close && c->dev != &tn_comm_mpi_impl) c->dev->close(c->dev_ctx);
-    if (c->mpi) tn_comm_mpi_finalize(c->mpi_ctx, 0);
+    if (failed && c->mpi_ctx && c->size > 1) tn_comm_mpi_finalize(c->mpi_ctx, 1); /* does not return */
+    if (c->dev && c->dev->close) c->dev->close(c->dev_ctx);
+    if (c->mpi_ctx) tn_comm_mpi_finalize(c->mpi_ctx, 0);
     free(c);
 }
 

@@ -37,10 +37,9 @@ typedef enum {
 
 /* Reductions over buffers in one memory (host for MPI, the GPU for NCCL). ctx is the implementation's. */
 typedef struct tn_comm_impl {
-    const char *name;
     /* Sum buf[0..n) over the ranks, in place. */
     int (*sum)(void *ctx, void *buf, int64_t n, tn_comm_dtype t);
-    void (*close)(void *ctx);
+    void (*close)(void *ctx); /* NULL: nothing to release (MPI's context ends with tn_comm_mpi_finalize) */
 } tn_comm_impl;
 
 /* What the CUDA backend provides for NCCL (kernels/cuda/comm_nccl.cu; NULL without NCCL). */
@@ -57,11 +56,10 @@ typedef struct tn_comm {
     const char *name;              /* "single", "mpi" or "nccl" */
     const tn_comm_impl *dev;       /* reductions over the run device's buffers */
     void *dev_ctx;
-    int mpi;                       /* MPI is initialised (host reductions and the job's abort go through it) */
-    void *mpi_ctx;
+    void *mpi_ctx;                 /* MPI is initialised: host reductions and the job's abort go through it;
+                                      NULL without MPI */
     double timeout_s;
     double seconds;                /* wall time spent in reductions since the last tn_comm_take_seconds */
-    int64_t bytes;                 /* bytes reduced (per rank, before the reduction) since then */
 } tn_comm;
 
 /* A launcher's world size from the environment (Open MPI, PMIx, MPICH's PMI), 0 when not launched by one. */
@@ -91,7 +89,7 @@ void tn_comm_close(tn_comm *c, int failed);
  * job with an error. Does nothing when the variable is unset or names another rank or step. */
 void tn_comm_test_fault(const tn_comm *c, int64_t step);
 
-/* MPI internals (comm/comm_mpi.c), used by comm.c. */
+/* MPI internals (comm/comm_mpi.c), used by comm.c. tn_comm_mpi_init sets rank, size and mpi_ctx. */
 int tn_comm_mpi_init(tn_comm *c);
 int tn_comm_mpi_sum_host(void *mpi_ctx, double *x, int n, double timeout_s);
 int tn_comm_mpi_bcast(void *mpi_ctx, void *buf, int bytes, double timeout_s);

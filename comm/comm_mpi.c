@@ -111,7 +111,6 @@ int tn_comm_mpi_init(tn_comm *c) {
     m->timeout_s = c->timeout_s;
     c->rank = m->rank;
     c->size = m->size;
-    c->mpi = 1;
     c->mpi_ctx = m;
     g_rank = m->rank;
     signal(SIGTERM, on_sigterm);
@@ -197,9 +196,7 @@ static int mpi_sum(void *vctx, void *buf, int64_t n, tn_comm_dtype t) {
     return 0;
 }
 
-static void mpi_close(void *vctx) { (void)vctx; }
-
-const tn_comm_impl tn_comm_mpi_impl = {"mpi", mpi_sum, mpi_close};
+const tn_comm_impl tn_comm_mpi_impl = {mpi_sum, NULL}; /* the context ends with tn_comm_mpi_finalize */
 
 int tn_comm_mpi_sum_host(void *vctx, double *x, int n, double timeout_s) {
     mpi_ctx *m = vctx;
@@ -258,6 +255,6 @@ static int no_sum(void *ctx, void *buf, int64_t n, tn_comm_dtype t) {
     (void)ctx, (void)buf, (void)n, (void)t;
     return tn_err("this trinity was built without MPI");
 }
-const tn_comm_impl tn_comm_mpi_impl = {"mpi", no_sum, NULL};
+const tn_comm_impl tn_comm_mpi_impl = {no_sum, NULL};
 
 #endif

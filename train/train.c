@@ -705,7 +705,6 @@ static int setup_tokenizer(tn_run *r) {
     return 0;
 }
 
-
 /* One line of log.jsonl, and with [train] tensorboard its numeric members as scalars of one event at the
  * line's "step" (train/tensorboard.h). */
 static int log_line(tn_run *r, const cJSON *o) {
@@ -716,6 +715,7 @@ static int log_line(tn_run *r, const cJSON *o) {
     const int64_t step = cJSON_IsNumber(st) ? (int64_t)st->valuedouble : r->step;
     return tn_tb_write_json(r->tb, o, step);
 }
+
 static int salad_test(tn_run *r) {
     if (!r->sampler) {
         TN_CHECK(tn_llama_create_opts(&r->sampler, &r->layout, 1, (int)r->seq_len, r->ops, &r->sampler_opts));
@@ -964,7 +964,7 @@ static int open_comm(tn_run *r) {
     r->mb_begin = r->accum * k / n;
     r->mb_end = r->accum * (k + 1) / n;
     if (k != 0) tn_log_set_level(TN_LOG_QUIET);
-    if (n > 1 || r->comm->dev)
+    if (r->comm->dev) /* every communicator but the one-process one */
         tn_log_info("data parallel: %lld rank(s) over %s, %lld micro-batch(es) of %lld x %lld tokens per rank per step",
                     (long long)n, r->comm->name, (long long)(r->mb_end - r->mb_begin), (long long)r->batch,
                     (long long)r->seq_len);

@@ -12,7 +12,6 @@
  * wheels) is opened when a run asks for comm = nccl, so a trinity without it still trains on one GPU. */
 #include "kernels/cuda/cuda_internal.h"
 
-#include "kernels/bf16.h"
 
 extern "C" {
 #include "comm/comm.h"
@@ -57,18 +56,6 @@ static __global__ void __launch_bounds__(NC_THREADS) votes_saturate_kernel(int8_
         const int32_t s = wide[i];
         v[i] = (int8_t)(s > 127 ? 127 : s < -127 ? -127 : s);
     }
-}
-
-/* wide [n] float = bf16 x [n] (exact) */
-static __global__ void __launch_bounds__(NC_THREADS) nc_bf16_widen_kernel(float *__restrict__ wide,
-                                                                          const uint16_t *__restrict__ x, int64_t n) {
-    NC_FOR(i, n) wide[i] = tn_bf16_widen(x[i]);
-}
-
-/* x [n] bf16 = round-to-nearest(wide [n] float) */
-static __global__ void __launch_bounds__(NC_THREADS) nc_bf16_round_kernel(uint16_t *__restrict__ x,
-                                                                          const float *__restrict__ wide, int64_t n) {
-    NC_FOR(i, n) x[i] = tn_bf16_add_nearest(wide[i]);
 }
 
 extern "C" int tn_cuda_votes_widen(const int8_t *v, int64_t n, int32_t *wide) {
@@ -184,11 +171,9 @@ static int nccl_sum(void *vctx, void *buf, int64_t n, tn_comm_dtype t) {
         } else {
             uint16_t *x = (uint16_t *)buf + off;
             float *wide = (float *)c->scratch;
-            TN_LAUNCH(nc_bf16_widen_kernel, nc_blocks(len), NC_THREADS, 0, wide, x, len);
-            TN_CU_LAUNCHED("NCCL bf16 widen: launch");
+            TN_CHECK(tn_cuda_bf16_to_f32(wide, x, len)); /* exact (convert.cu) */
             TN_CHECK(all_reduce(c, wide, wide, len, ncclFloat32));
-            TN_LAUNCH(nc_bf16_round_kernel, nc_blocks(len), NC_THREADS, 0, x, wide, len);
-            TN_CU_LAUNCHED("NCCL bf16 round: launch");
+            TN_CHECK(tn_cuda_bf16_from_f32(x, wide, len)); /* rounded to nearest once */
         }
     }
     return 0;
@@ -203,7 +188,7 @@ static void nccl_close(void *vctx) {
     free(c);
 }
 
-static const tn_comm_impl g_nccl_impl = {"nccl", nccl_sum, nccl_close};
+static const tn_comm_impl g_nccl_impl = {nccl_sum, nccl_close};
 
 static int nccl_get_unique_id(void *id) {
     TN_CHECK(nccl_load());
