@@ -100,6 +100,8 @@ static int pr_reduce(tn_run *r, void *vctx) {
     return 0;
 }
 
+static float *pr_float_grads(void *vctx) { return ((primal_ctx *)vctx)->scale_grad; }
+
 /* AdamW on the float parameters and the scales, then the flip rule on every ghost tensor in layout
  * order (one RNG draw each, on the host), which clears the votes. */
 static int pr_step(tn_run *r, void *vctx, double lr) {
@@ -333,6 +335,7 @@ int tn_method_primal_init(tn_run *r, tn_method *m) {
     TN_CHECK(rc);
     /* idx and vote per weight (two allocations per tensor); scale, its gradient and two AdamW moments */
     m->state_bytes = 4 * tn_ops_span(c->n_scales * (int64_t)sizeof(float));
+    m->float_grad_count = c->n_scales; /* the scales' gradients: Grokfast filters them too */
     for (int g = 0; g < c->n_g; g++) {
         const int64_t n = (int64_t)l->tensors[c->tensor[g]].numel;
         m->state_bytes += tn_ops_span(idx_bytes_of(c, n)) + tn_ops_span(n);
@@ -396,6 +399,7 @@ int tn_method_primal_attach(tn_run *r, tn_method *m) {
         if (rc) return tn_err_prefix("%s", t->name);
     }
     m->begin_step = pr_begin_step;
+    m->float_grads = pr_float_grads;
     m->reduce = pr_reduce;
     m->optimizer_step = pr_step;
     m->log_step = pr_log;

@@ -69,6 +69,12 @@ typedef struct {
      * bf16 STE: the bf16 shadows, their gradients and moments and the indices instead), known before anything
      * is allocated. */
     int64_t state_bytes;
+    /* Float gradients the method keeps outside r->grads and steps with its own AdamW (PRIMAL: its scales';
+     * LoRA: the adapters'): float_grad_count values, known at init, in table memory at the address
+     * float_grads returns once the method is attached. Grokfast filters them with r->grads
+     * (train/run_grokfast.c). 0 / NULL: none. */
+    int64_t float_grad_count;
+    float *(*float_grads)(void *ctx);
     /* 1: the run's float parameters are frozen (LoRA): they get no AdamW state, their gradients are not in the
      * norm, and the method's optimizer_step is the only update. */
     int frozen_params;

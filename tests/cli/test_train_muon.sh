@@ -63,6 +63,22 @@ grep -q "optimizer: Muon" "$w/muon.err" || { cat "$w/muon.err"; fail "no Muon li
 check_resume ste-muon-gf optim.method=muon $ste optim.grokfast_lambda=2 muon.nesterov=false muon.ns_steps=4
 check_resume adamw-gf optim.grokfast_lambda=1 optim.grokfast_alpha=0.9
 check_resume primal-gf optim.method=primal optim.grokfast_lambda=0.5
+# The filter reaches PRIMAL's scales: after one step the EMA holds the scale gradient g (the first step sets
+# e = g), AdamW's first moment is (1 − β1)·(g + λ·e), so m = 0.1 · 1.5 · e (without the filter: 0.1 · e).
+"$T" train "$w/base.ini" "train.out_dir=$w/primal-gf1" train.steps=1 train.ckpt_every=1 optim.method=primal \
+  optim.grokfast_lambda=0.5 2> "$w/primal-gf1.err" || { cat "$w/primal-gf1.err"; fail "primal-gf one step"; }
+grep -q "Grokfast EMA .* of the primal method's own" "$w/primal-gf1.err" || { cat "$w/primal-gf1.err"; fail "no Grokfast line"; }
+"$PY" - "$w/primal-gf1/ckpt-000001.h5" <<'PY'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+e = f["grokfast/method/primal"][()]
+m = np.concatenate([f["primal"][k]["scale_adam_m"][()] for k in f["primal"]])
+assert e.size == m.size and np.any(e != 0), (e.size, m.size)
+# the same order: scales in layout order; compare as multisets where the group order differs
+want = np.float32(1 - np.float32(0.9)) * (e + np.float32(0.5) * e)
+assert np.allclose(np.sort(m), np.sort(want), rtol=1e-6, atol=0), (m[:4], want[:4])
+print(f"primal-gf: {e.size} scale gradients filtered (AdamW moment = 0.1 * 1.5 * EMA)")
+PY
 
 "$PY" - "$w/muon/log.jsonl" "$w/ste-muon-gf/log.jsonl" <<'PY'
 import json, sys
