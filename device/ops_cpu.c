@@ -1,6 +1,6 @@
 /* The CPU ops table (kernels/ops.h): the functions of kernels/cpu, quant/ and optim/ behind the table's
- * signatures. Host memory; nothing here fails but allocation, the quantizer on a non-finite weight and
- * PRIMAL's accumulate on a non-finite gradient. */
+ * signatures. Host memory; nothing here fails but allocation, the quantizer on a non-finite weight,
+ * PRIMAL's accumulate on a non-finite gradient and dropout on a p outside [0, 1). */
 #include "kernels/ops.h"
 
 #include "core/alloc.h"
@@ -206,6 +206,12 @@ static int cpu_scale(float *x, float s, int64_t n) {
     return 0;
 }
 
+static int cpu_dropout(float *out, const float *x, int64_t n, uint64_t key, double p) {
+    if (n < 0 || !(p >= 0 && p < 1)) return tn_err("dropout: n = %lld, p = %g (p must be in [0, 1))", (long long)n, p);
+    tn_op_dropout(out, x, n, key, p);
+    return 0;
+}
+
 static int cpu_sumsq(const float *x, int64_t n, double *out) {
     *out = tn_op_sumsq(x, n);
     return 0;
@@ -366,6 +372,7 @@ static const tn_ops cpu_ops = {
     .bias_add = cpu_bias_add,
     .bias_grad = cpu_bias_grad,
     .scale = cpu_scale,
+    .dropout = cpu_dropout,
     .sumsq = cpu_sumsq,
     .masked_sum = cpu_masked_sum,
     .count_nonzero_i8 = cpu_count_nonzero_i8,

@@ -66,16 +66,24 @@ int tn_peft_save(const char *dir, const tn_lora *l, const char *base) {
     char (*names)[128] = calloc((size_t)(2 * l->n_slots), sizeof *names);
     char *st_path = path_in(dir, "adapter_model.safetensors"), *cfg_path = path_in(dir, "adapter_config.json");
     int rc = t && names && st_path && cfg_path ? 0 : tn_err("out of memory");
+    /* the values in host memory: the adapters' own on the CPU table, else a downloaded copy */
+    float *copy = NULL;
+    const float *P = l->params;
+    if (rc == 0 && l->ops->device_memory) {
+        rc = (copy = tn_alloc((size_t)l->numel, sizeof(float))) ? tn_lora_get_params(l, copy) : -1;
+        P = copy;
+    }
     for (int s = 0; rc == 0 && s < l->n_slots; s++) {
         tensor_name(l, s, 'A', names[2 * s], sizeof names[0]);
         tensor_name(l, s, 'B', names[2 * s + 1], sizeof names[0]);
-        t[2 * s] = (tn_st_out){names[2 * s], 2, {l->spec.rank, l->cols[s]}, l->params + l->off_a[s]};
-        t[2 * s + 1] = (tn_st_out){names[2 * s + 1], 2, {l->rows[s], l->spec.rank}, l->params + l->off_b[s]};
+        t[2 * s] = (tn_st_out){names[2 * s], 2, {l->spec.rank, l->cols[s]}, P + l->off_a[s]};
+        t[2 * s + 1] = (tn_st_out){names[2 * s + 1], 2, {l->rows[s], l->spec.rank}, P + l->off_b[s]};
     }
     static const char *const meta[] = {"format", "pt"};
     if (rc == 0) rc = tn_st_write_f32(st_path, t, 2 * l->n_slots, meta, 1);
     if (rc == 0) rc = tn_write_file_atomic(cfg_path, text, strlen(text));
     free(text);
+    tn_free(copy);
     free(t);
     free(names);
     free(st_path);

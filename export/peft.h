@@ -18,9 +18,9 @@
 #include "model/config.h"
 #include "model/lora.h"
 
-/* base: base_model_name_or_path (may be NULL). */
+/* base: base_model_name_or_path (may be NULL). l may be on any table (its values are downloaded). */
 int tn_peft_save(const char *dir, const tn_lora *l, const char *base);
-/* A new tn_lora (tn_lora_create) for the model cfg, with the adapter's parameters. */
+/* A new tn_lora (tn_lora_create: on the CPU table) for the model cfg, with the adapter's parameters. */
 int tn_peft_load(const char *dir, const tn_llama_config *cfg, tn_lora *l);
 
 #endif

@@ -147,6 +147,11 @@ struct tn_ops {
     int (*bias_add)(float *y, const float *b, int64_t N, int64_t C);
     int (*bias_grad)(float *db, const float *dy, int64_t N, int64_t C);
     int (*scale)(float *x, float s, int64_t n);       /* x *= s */
+    /* Inverted dropout with a hashed mask (kernels/dropout_math.h; LoRA's adapter input, model/lora.h):
+     * out[i] = x[i]·(float)(1/(1−p)) where mix64(key + i·φ) ≥ ⌊p·2⁶⁴⌋, else 0. A pure function of (key, i):
+     * calling it again with the same key redraws the same mask. out may equal x. Fails unless 0 <= p < 1.
+     * Bit for bit on every device (integer hashing and one float product; tn_op_dropout). */
+    int (*dropout)(float *out, const float *x, int64_t n, uint64_t key, double p);
     /* *host_out = Σ x² in double (tn_op_sumsq); waits. */
     int (*sumsq)(const float *x, int64_t n, double *host_out);
     /* *host_out = Σ x[i] over mask[i] != 0 (mask NULL: all), in double; waits. */

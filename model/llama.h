@@ -44,12 +44,12 @@ typedef struct {
     const float *(*embedding)(void *ctx, float *scratch);
 } tn_weight_source;
 
-/* Low-rank adapters beside the layer matrices (layer >= 0; LoRA, model/lora.h), host memory. With an adapter
- * set, every linear weight is frozen: the backward computes no dW for them (neither into grads nor through
- * a weight source's weight_grad). begin_forward runs at the start of every tn_llama_forward; forward adds the
- * adapter's term to a linear's output y[N, out] given its input x[N, in] (before any activation
- * quantization); grad accumulates the adapter's own gradients from dy[N, out] and the same x; dx adds the
- * adapter's term to dx[N, in]. Each returns 0 for a matrix it does not adapt. */
+/* Low-rank adapters beside the layer matrices (layer >= 0; LoRA, model/lora.h), arrays in the model's table
+ * memory. With an adapter set, every linear weight is frozen: the backward computes no dW for them (neither
+ * into grads nor through a weight source's weight_grad). begin_forward runs at the start of every
+ * tn_llama_forward; forward adds the adapter's term to a linear's output y[N, out] given its input x[N, in]
+ * (before any activation quantization); grad accumulates the adapter's own gradients from dy[N, out] and the
+ * same x; dx adds the adapter's term to dx[N, in]. Each returns 0 for a matrix it does not adapt. */
 typedef struct {
     void *ctx;
     int (*begin_forward)(void *ctx);

@@ -1,10 +1,11 @@
-/* LoRA adapters: the math is in model/lora.h. Every product is one OpenBLAS sgemm over host arrays. */
+/* LoRA adapters: the math is in model/lora.h. Every product, scaling and mask is one op of the adapters'
+ * table (l->ops), so the same code runs on the CPU and on CUDA. */
 #include "model/lora.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "kernels/dropout_math.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,7 @@ static void kind_shape(const tn_llama_config *c, int kind, int64_t *rows, int64_
 
 int tn_lora_create(tn_lora *l, tn_lora_spec *spec, const tn_llama_config *cfg, uint64_t seed) {
     memset(l, 0, sizeof *l);
+    l->ops = tn_ops_cpu();
     l->spec = *spec;
     spec->layer_on = NULL;
     const int r = l->spec.rank, L = cfg->n_layers;
@@ -99,15 +101,23 @@ int tn_lora_create(tn_lora *l, tn_lora_spec *spec, const tn_llama_config *cfg, u
             l->off_a[s] = l->numel;
             l->off_b[s] = l->numel + r * l->cols[s];
             l->numel += r * (l->cols[s] + l->rows[s]);
+            if (l->cols[s] > l->max_cols) l->max_cols = l->cols[s];
         }
     }
     if (!l->n_slots) return tn_err("[lora] layers selects no matrix");
-    l->params = tn_alloc((size_t)l->numel, sizeof(float));
-    l->grads = tn_alloc((size_t)l->numel, sizeof(float));
-    if (!l->params || !l->grads) return -1;
-    memset(l->params, 0, (size_t)l->numel * sizeof(float));
-    memset(l->grads, 0, (size_t)l->numel * sizeof(float));
-    return 0;
+    const size_t bytes = (size_t)l->numel * sizeof(float);
+    if (!(l->params = l->ops->alloc(bytes)) || !(l->grads = l->ops->alloc(bytes))) return -1;
+    TN_CHECK(l->ops->zero(l->params, bytes));
+    return l->ops->zero(l->grads, bytes);
+}
+
+/* The scratch back to nothing (it grows again on demand). */
+static void drop_scratch(tn_lora *l) {
+    l->ops->free(l->u);
+    l->ops->free(l->v);
+    l->ops->free(l->xd);
+    l->u = l->v = l->xd = NULL;
+    l->cap_u = l->cap_x = 0;
 }
 
 void tn_lora_free(tn_lora *l) {
@@ -120,22 +130,58 @@ void tn_lora_free(tn_lora *l) {
     free(l->cols);
     free(l->off_a);
     free(l->off_b);
-    tn_free(l->params);
-    tn_free(l->grads);
-    tn_free(l->u);
-    tn_free(l->v);
-    tn_free(l->xd);
+    if (l->ops) { /* NULL: a create that failed before anything was allocated */
+        l->ops->free(l->params);
+        l->ops->free(l->grads);
+        drop_scratch(l);
+    }
     memset(l, 0, sizeof *l);
 }
 
-void tn_lora_init_params(tn_lora *l, tn_rng *rng) {
+int tn_lora_get_params(const tn_lora *l, float *host) {
+    return l->ops->download(host, l->params, (size_t)l->numel * sizeof(float));
+}
+
+int tn_lora_set_params(tn_lora *l, const float *host) {
+    return l->ops->upload(l->params, host, (size_t)l->numel * sizeof(float));
+}
+
+int tn_lora_move(tn_lora *l, const tn_ops *ops) {
+    if (ops == l->ops) return 0;
+    const size_t bytes = (size_t)l->numel * sizeof(float);
+    float *host = tn_alloc((size_t)l->numel, sizeof(float)), *p = NULL, *g = NULL;
+    int rc = host ? tn_lora_get_params(l, host) : -1;
+    if (rc == 0 && (!(p = ops->alloc(bytes)) || !(g = ops->alloc(bytes)))) rc = -1;
+    if (rc == 0) rc = ops->upload(p, host, bytes);
+    if (rc == 0) rc = ops->zero(g, bytes);
+    tn_free(host);
+    if (rc) {
+        ops->free(p);
+        ops->free(g);
+        return tn_err_prefix("LoRA adapters to %s", ops->name);
+    }
+    drop_scratch(l);
+    l->ops->free(l->params);
+    l->ops->free(l->grads);
+    l->ops = ops;
+    l->params = p;
+    l->grads = g;
+    return 0;
+}
+
+int tn_lora_init_params(tn_lora *l, tn_rng *rng) {
     const int r = l->spec.rank;
+    float *host = tn_alloc((size_t)l->numel, sizeof(float));
+    if (!host) return -1;
     for (int s = 0; s < l->n_slots; s++) {
         const float bound = 1.0f / sqrtf((float)l->cols[s]);
-        float *A = l->params + l->off_a[s];
+        float *A = host + l->off_a[s];
         for (int64_t i = 0; i < r * l->cols[s]; i++) A[i] = (2.0f * tn_rng_uniform(rng) - 1.0f) * bound;
-        memset(l->params + l->off_b[s], 0, (size_t)(r * l->rows[s]) * sizeof(float));
+        memset(host + l->off_b[s], 0, (size_t)(r * l->rows[s]) * sizeof(float));
     }
+    const int rc = tn_lora_set_params(l, host);
+    tn_free(host);
+    return rc;
 }
 
 int tn_lora_slot(const tn_lora *l, int layer, int kind) {
@@ -150,47 +196,34 @@ void tn_lora_set_step(tn_lora *l, uint64_t step) {
 
 void tn_lora_begin_forward(tn_lora *l) { l->micro++; }
 
-/* ---- dropout ------------------------------------------------------------------------------------------ */
+/* ---- dropout and scratch ------------------------------------------------------------------------------- */
 
-static uint64_t mix64(uint64_t z) { /* splitmix64's finaliser */
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* xd[N, in] = m ⊙ x with m[n, i] = 1/(1−p) when hash(key, n·in + i) ≥ p·2⁶⁴, else 0. */
-static void dropout_apply(const tn_lora *l, int slot, const float *x, float *xd, int64_t N, int64_t in) {
-    const double p = l->spec.dropout;
-    const uint64_t key = mix64(l->seed ^ mix64(l->step * 0x9e3779b97f4a7c15ULL ^ mix64(l->micro ^ ((uint64_t)slot << 40))));
-    const uint64_t thr = (uint64_t)(p * 18446744073709551616.0);
-    const float keep = (float)(1.0 / (1.0 - p));
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t i = 0; i < in; i++) {
-            const uint64_t h = mix64(key + (uint64_t)(n * in + i) * 0x9e3779b97f4a7c15ULL);
-            xd[n * in + i] = h >= thr ? x[n * in + i] * keep : 0.0f;
-        }
+/* The mask's key of one slot at the current (step, forward): kernels/dropout_math.h hashes it with the
+ * element's index. */
+static uint64_t dropout_key(const tn_lora *l, int slot) {
+    return tn_dropout_mix64(l->seed ^ tn_dropout_mix64(l->step * 0x9e3779b97f4a7c15ULL ^
+                                                       tn_dropout_mix64(l->micro ^ ((uint64_t)slot << 40))));
 }
 
 static int dropping(const tn_lora *l) { return l->training && l->spec.dropout > 0; }
 
-/* Grow the scratch to N rows. */
-static int reserve(tn_lora *l, int64_t N, int64_t in) {
-    const int64_t nu = N * l->spec.rank, nx = dropping(l) ? N * in : 0;
+/* Grow the scratch to N rows of u, v [N, r] and, when wanted, xd [N, in]. */
+static int grow(tn_lora *l, int64_t N, int64_t in, int want_x) {
+    const int64_t nu = N * l->spec.rank, nx = want_x ? N * in : 0;
     if (nu > l->cap_u) {
-        tn_free(l->u);
-        tn_free(l->v);
-        l->u = tn_alloc((size_t)nu, sizeof(float));
-        l->v = tn_alloc((size_t)nu, sizeof(float));
+        l->ops->free(l->u);
+        l->ops->free(l->v);
+        l->u = l->ops->alloc((size_t)nu * sizeof(float));
+        l->v = l->ops->alloc((size_t)nu * sizeof(float));
         if (!l->u || !l->v) {
-            l->cap_u = 0;
+            drop_scratch(l);
             return -1;
         }
         l->cap_u = nu;
     }
     if (nx > l->cap_x) {
-        tn_free(l->xd);
-        if (!(l->xd = tn_alloc((size_t)nx, sizeof(float)))) {
+        l->ops->free(l->xd);
+        if (!(l->xd = l->ops->alloc((size_t)nx * sizeof(float)))) {
             l->cap_x = 0;
             return -1;
         }
@@ -199,61 +232,73 @@ static int reserve(tn_lora *l, int64_t N, int64_t in) {
     return 0;
 }
 
-/* The adapter's input: x itself, or its dropped copy in l->xd. */
-static const float *adapter_input(tn_lora *l, int s, const float *x, int64_t N) {
-    if (!dropping(l)) return x;
-    dropout_apply(l, s, x, l->xd, N, l->cols[s]);
-    return l->xd;
+int tn_lora_reserve(tn_lora *l, int64_t N) { return grow(l, N, l->max_cols, l->spec.dropout > 0); }
+
+int64_t tn_lora_scratch_bytes(const tn_lora *l, int64_t N) {
+    const int64_t f = (int64_t)sizeof(float);
+    return 2 * tn_ops_span(N * l->spec.rank * f) + (l->spec.dropout > 0 ? tn_ops_span(N * l->max_cols * f) : 0);
+}
+
+/* The adapter's input: x itself, or its dropped copy in l->xd [N, in]. */
+static int adapter_input(tn_lora *l, int s, const float *x, int64_t N, const float **out) {
+    *out = x;
+    if (!dropping(l)) return 0;
+    TN_CHECK(l->ops->dropout(l->xd, x, N * l->cols[s], dropout_key(l, s), l->spec.dropout));
+    *out = l->xd;
+    return 0;
 }
 
 /* ---- the hooks ----------------------------------------------------------------------------------------- */
 
-/* y[N, out] += s · u Bᵀ with u[N, r] = drop(x)[N, in] Aᵀ. */
+/* u[N, r] = s · drop(x)[N, in] Aᵀ;  y[N, out] += u Bᵀ. */
 int tn_lora_forward(tn_lora *l, int layer, int kind, float *y, const float *x, int64_t N) {
     const int s = tn_lora_slot(l, layer, kind), r = l->spec.rank;
     if (s < 0) return 0;
+    const tn_ops *o = l->ops;
     const int64_t out = l->rows[s], in = l->cols[s];
-    TN_CHECK(reserve(l, N, in));
-    const float *xd = adapter_input(l, s, x, N), *A = l->params + l->off_a[s], *B = l->params + l->off_b[s];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, r, (int)in, 1.0f, xd, (int)in, A, (int)in, 0.0f, l->u, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, r, l->scale, l->u, r, B, r, 1.0f, y, (int)out);
-    return 0;
+    const float *xd, *A = l->params + l->off_a[s], *B = l->params + l->off_b[s];
+    TN_CHECK(grow(l, N, in, dropping(l)));
+    TN_CHECK(adapter_input(l, s, x, N, &xd));
+    TN_CHECK(o->linear(l->u, xd, A, N, in, r, 0.0f));
+    TN_CHECK(o->scale(l->u, l->scale, N * r));
+    return o->linear(y, l->u, B, N, r, out, 1.0f);
 }
 
-/* u = drop(x) Aᵀ [N, r];  dB[out, r] += s · dyᵀ u;  v = s · dy B [N, r];  dA[r, in] += vᵀ drop(x). */
+/* u = s · drop(x) Aᵀ [N, r];  dB[out, r] += dyᵀ u;  v = s · dy B [N, r];  dA[r, in] += vᵀ drop(x). */
 int tn_lora_backward_params(tn_lora *l, int layer, int kind, const float *dy, const float *x, int64_t N) {
     const int s = tn_lora_slot(l, layer, kind), r = l->spec.rank;
     if (s < 0) return 0;
+    const tn_ops *o = l->ops;
     const int64_t out = l->rows[s], in = l->cols[s];
-    TN_CHECK(reserve(l, N, in));
-    const float *xd = adapter_input(l, s, x, N), *A = l->params + l->off_a[s], *B = l->params + l->off_b[s];
+    const float *xd, *A = l->params + l->off_a[s], *B = l->params + l->off_b[s];
     float *dA = l->grads + l->off_a[s], *dB = l->grads + l->off_b[s];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, r, (int)in, 1.0f, xd, (int)in, A, (int)in, 0.0f, l->u, r);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, r, (int)N, l->scale, dy, (int)out, l->u, r, 1.0f, dB, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, r, (int)out, l->scale, dy, (int)out, B, r, 0.0f, l->v, r);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, (int)in, (int)N, 1.0f, l->v, r, xd, (int)in, 1.0f, dA, (int)in);
-    return 0;
+    TN_CHECK(grow(l, N, in, dropping(l)));
+    TN_CHECK(adapter_input(l, s, x, N, &xd));
+    TN_CHECK(o->linear(l->u, xd, A, N, in, r, 0.0f));
+    TN_CHECK(o->scale(l->u, l->scale, N * r));
+    TN_CHECK(o->linear_dw(dB, dy, l->u, N, r, out, 1.0f));
+    TN_CHECK(o->linear_dx(l->v, dy, B, N, r, out, 0.0f));
+    TN_CHECK(o->scale(l->v, l->scale, N * r));
+    return o->linear_dw(dA, l->v, xd, N, in, r, 1.0f);
 }
 
 /* v = s · dy B [N, r];  dx[N, in] += m ⊙ (v A). */
 int tn_lora_backward_input(tn_lora *l, int layer, int kind, float *dx, const float *dy, int64_t N) {
     const int s = tn_lora_slot(l, layer, kind), r = l->spec.rank;
     if (s < 0) return 0;
+    const tn_ops *o = l->ops;
     const int64_t out = l->rows[s], in = l->cols[s];
-    TN_CHECK(reserve(l, N, in));
     const float *A = l->params + l->off_a[s], *B = l->params + l->off_b[s];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, r, (int)out, l->scale, dy, (int)out, B, r, 0.0f, l->v, r);
-    if (!dropping(l)) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, r, 1.0f, l->v, r, A, (int)in, 1.0f, dx, (int)in);
-        return 0;
-    }
-    /* the mask applied to v A: xd = m ⊙ (v A), then added */
-    float *t = l->xd; /* [N, in] scratch: v A, then masked (the forward's xd is not needed any more) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, r, 1.0f, l->v, r, A, (int)in, 0.0f, t, (int)in);
-    dropout_apply(l, s, t, t, N, in);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N * in; i++) dx[i] += t[i];
-    return 0;
+    TN_CHECK(grow(l, N, in, dropping(l)));
+    TN_CHECK(o->linear_dx(l->v, dy, B, N, r, out, 0.0f));
+    TN_CHECK(o->scale(l->v, l->scale, N * r));
+    if (!dropping(l)) return o->linear_dx(dx, l->v, A, N, in, r, 1.0f);
+    /* the mask applied to v A: t = m ⊙ (v A) in the xd scratch (the forward's xd is not needed any more),
+     * then added */
+    float *t = l->xd;
+    TN_CHECK(o->linear_dx(t, l->v, A, N, in, r, 0.0f));
+    TN_CHECK(o->dropout(t, t, N * in, dropout_key(l, s), l->spec.dropout));
+    return o->add(dx, t, N * in);
 }
 
 static int hook_begin(void *ctx) {

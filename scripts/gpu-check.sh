@@ -18,7 +18,8 @@
 #                   reported, since grid snapping turns last-bit differences into different paths);
 #                   PRIMAL: the first step whose grid indices differ, if any (checkpoints every 25 steps);
 #                   the memory plan against the measured peak; PRIMAL again with comm = nccl (one rank: the
-#                   data-parallel reductions run) against the plain CUDA run
+#                   data-parallel reductions run) against the plain CUDA run; LoRA (rank 16, dropout) on the
+#                   STE and PRIMAL runs' final checkpoints, 50 steps on both: losses within 1e-4 relative
 #         infer     the inference engine: a small model trained on the GPU, evolved to T2 (int8 activations)
 #                   and L4 (prime7) and exported; greedy decode of 100 tokens on the CPU, on the GPU op by op
 #                   and replaying the CUDA graph (tokens compared); eval of each .trin on both (exact within
@@ -283,6 +284,64 @@ PY
       say "train: primal comm = nccl FAILED:"; tail -5 "$OUT/train-primal-nccl.log" | tee -a "$summary"; status=1
     fi
   fi
+  # LoRA (docs/LORA.md) on the STE and the PRIMAL run's final checkpoints as frozen bases, $fs steps on the GPU
+  # and on the CPU: rank 16 on every matrix, dropout 0.05 (the mask is hashed, the same on both devices). The
+  # base does not move, so nothing turns last-bit differences into other paths: every loss within 1e-4
+  # relative, and the memory plan against the measured peak.
+  cat > "$d/lora.ini" <<INI
+[data]
+train = $d/train.h5
+val = $d/val.h5
+tokenizer = bytes
+[train]
+batch = 16
+seq_len = 128
+steps = $fs
+log_every = 1
+eval_every = 0
+ckpt_every = 0
+threads = 16
+precision = fp32
+[optim]
+lr = 1e-3
+[lora]
+rank = 16
+dropout = 0.05
+INI
+  for b in ste primal; do
+    base=$d/$b-cpu/ckpt-$(printf %06d "$steps").h5
+    [ -f "$base" ] || { say "train: lora on $b: no base ($base)"; status=1; continue; }
+    for dev in cuda cpu; do
+      s0=$(date +%s)
+      $T train "$d/lora.ini" "train.out_dir=$d/lora-$b-$dev" "train.device=$dev" "model.init=$base" > /dev/null \
+        2> "$OUT/train-lora-$b-$dev.log" \
+        || { say "train: lora on $b on $dev FAILED:"; tail -5 "$OUT/train-lora-$b-$dev.log" | tee -a "$summary"; status=1; continue 2; }
+      say "train: lora on $b on $dev: $(grep -c '"loss"' "$d/lora-$b-$dev/log.jsonl") steps in $(( $(date +%s) - s0 )) s; $(grep -m1 'peak device memory' "$OUT/train-lora-$b-$dev.log" | sed 's/^trinity: //')"
+    done
+    python3 - "$d/lora-$b-cpu" "$d/lora-$b-cuda" "$b" <<'PY' | tee -a "$summary" || status=1
+import json, os, sys
+a_dir, b_dir, base = sys.argv[1:4]
+def rows(d): return [json.loads(l) for l in open(d + "/log.jsonl")]
+a = {r["step"]: r for r in rows(a_dir) if "loss" in r}
+b = {r["step"]: r for r in rows(b_dir) if "loss" in r}
+rel = {s: abs(a[s]["loss"] - b[s]["loss"]) / abs(a[s]["loss"]) for s in a if s in b}
+worst = max(rel.values())
+bn = max(abs(a[s]["lora_b_norm"] - b[s]["lora_b_norm"]) / max(a[s]["lora_b_norm"], 1e-30) for s in rel)
+peft = os.path.isfile(b_dir + "/adapter/adapter_model.safetensors")
+ok = worst <= 1e-4 and len(rel) == len(a) > 0 and peft
+last = max(rel)
+line = (f"train: lora on {base}: losses GPU vs CPU worst {worst:.2e} relative over {len(rel)} steps, |B| {bn:.2e}, "
+        f"final {a[last]['loss']:.4f} vs {b[last]['loss']:.4f}; PEFT adapter {'written' if peft else 'MISSING'}")
+mem = [r for r in rows(b_dir) if "peak_device_measured_bytes" in r]
+plan = [r["memory"] for r in rows(b_dir) if "memory" in r]
+if mem and plan:
+    p = plan[0]["planned_bytes"] - plan[0]["workspace_bytes"]
+    q = mem[-1]["peak_device_measured_bytes"]
+    line += f"; memory planned {p / 2**20:.1f} MiB, measured peak {q / 2**20:.1f} MiB ({100 * (q - p) / p:+.1f}%)"
+print(line + ("" if ok else "  FAILED"))
+sys.exit(0 if ok else 1)
+PY
+  done
 fi
 
 # ---- infer: the inference engine on the GPU against the CPU -----------------------------------------------------------

@@ -304,8 +304,85 @@ static const float *qb_weight(void *ctx, int layer, tn_linear_kind kind, float *
     }
     const int k = s->b->lookup[i];
     if (k < 0) return s->params + s->b->layout.tensors[i].offset;
-    tn_qbase_dequant(s->b, k, scratch);
+    if (s->ops->primal_materialize(&s->views[k], scratch) != 0) return NULL;
     return scratch;
+}
+
+void tn_qbase_source_close(tn_qbase_source *s) {
+    for (int k = 0; s->owns && s->views && k < s->b->n_q; k++) {
+        s->ops->free(s->views[k].idx);
+        s->ops->free(s->views[k].scale);
+    }
+    free(s->views);
+    memset(s, 0, sizeof *s);
+}
+
+int tn_qbase_source_open(tn_qbase_source *s, const tn_qbase *b, const float *params, const tn_ops *ops) {
+    memset(s, 0, sizeof *s);
+    s->b = b;
+    s->params = params;
+    s->ops = ops ? ops : tn_ops_cpu();
+    s->owns = s->ops->device_memory;
+    if (!(s->views = calloc((size_t)(b->n_q ? b->n_q : 1), sizeof *s->views))) return tn_err("out of memory");
+    for (int k = 0; k < b->n_q; k++) {
+        const tn_qtensor *q = &b->q[k];
+        tn_ghost_view *v = &s->views[k];
+        v->rows = q->rows;
+        v->cols = q->cols;
+        v->grid = &q->grid;
+        v->scale_per_row = q->n_scales != 1;
+        if (!s->owns) { /* the CPU table reads the base's own arrays (it only reads them) */
+            v->idx = q->idx;
+            v->scale = q->scales;
+            continue;
+        }
+        const size_t ni = (size_t)(q->rows * q->cols), ns = (size_t)q->n_scales * sizeof(float);
+        int rc = (v->idx = s->ops->alloc(ni)) && (v->scale = s->ops->alloc(ns)) ? 0 : -1;
+        if (rc == 0) rc = s->ops->upload(v->idx, q->idx, ni);
+        if (rc == 0) rc = s->ops->upload(v->scale, q->scales, ns);
+        if (rc) {
+            const char *table = s->ops->name;
+            tn_qbase_source_close(s);
+            return tn_err_prefix("base %s to %s", b->layout.tensors[q->tensor].name, table);
+        }
+    }
+    return 0;
+}
+
+int tn_qbase_source_crc(const tn_qbase_source *s, uint32_t *crc) {
+    if (!s->owns) {
+        *crc = tn_qbase_crc(s->b);
+        return 0;
+    }
+    size_t cap = 0;
+    for (int k = 0; k < s->b->n_q; k++) {
+        const size_t ni = (size_t)(s->b->q[k].rows * s->b->q[k].cols), ns = (size_t)s->b->q[k].n_scales * sizeof(float);
+        if (ni > cap) cap = ni;
+        if (ns > cap) cap = ns;
+    }
+    uint8_t *buf = tn_alloc(cap ? cap : 1, 1);
+    if (!buf) return -1;
+    uint32_t c = 0;
+    int rc = 0;
+    for (int k = 0; rc == 0 && k < s->b->n_q; k++) {
+        const tn_qtensor *q = &s->b->q[k];
+        const size_t ni = (size_t)(q->rows * q->cols), ns = (size_t)q->n_scales * sizeof(float);
+        rc = s->ops->download(buf, s->views[k].idx, ni);
+        if (rc == 0) c = tn_crc32(c, buf, ni);
+        if (rc == 0) rc = s->ops->download(buf, s->views[k].scale, ns);
+        if (rc == 0) c = tn_crc32(c, buf, ns);
+    }
+    tn_free(buf);
+    *crc = c;
+    return rc;
+}
+
+int64_t tn_qbase_source_bytes(const tn_qbase *b, const tn_ops *ops) {
+    if (!ops || !ops->device_memory) return tn_qbase_quant_bytes(b);
+    int64_t n = 0;
+    for (int k = 0; k < b->n_q; k++)
+        n += tn_ops_span(b->q[k].rows * b->q[k].cols) + tn_ops_span(b->q[k].n_scales * (int64_t)sizeof(float));
+    return n;
 }
 
 void tn_qbase_weight_source(tn_qbase_source *s, tn_weight_source *src) {

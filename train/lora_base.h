@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "kernels/ops.h"
 #include "model/llama.h"
 #include "quant/grid.h"
 #include "quant/scale.h"
@@ -58,13 +59,29 @@ uint32_t tn_qbase_crc(const tn_qbase *b);
 /* Bytes held per quantized weight and in total (indices + scales; floats not included). */
 int64_t tn_qbase_quant_bytes(const tn_qbase *b);
 
-/* A weight source over the base: quantized matrices dequantized into the model's scratch on every call,
- * float matrices read from `params` (the run's copy of b->floats, laid out by b->layout). The head goes
- * through it when b->head_quantized (tn_llama_set_head_via_source). */
+/* A weight source over the base, on the table the model runs on: quantized matrices dequantized into the
+ * model's scratch on every call by the table's primal_materialize (W = scale · grid[idx], the float product
+ * of tn_qbase_dequant: the same floats), float matrices read from `params` (the run's copy of b->floats in
+ * the table's memory, laid out by b->layout). On a table with device memory the indices and scales are
+ * uploaded once by tn_qbase_source_open (1 byte per weight and the scales; never the base in fp32); on the
+ * CPU table the views read b's own arrays. The head goes through it when b->head_quantized
+ * (tn_llama_set_head_via_source). */
 typedef struct {
     const tn_qbase *b;
     const float *params;
+    const tn_ops *ops;
+    tn_ghost_view *views; /* [b->n_q] the matrices as the table's primal_materialize reads them */
+    int owns;             /* the views' idx and scale are uploaded copies (freed by close) */
 } tn_qbase_source;
+/* ops NULL: the CPU table. b and params must outlive the source. */
+int tn_qbase_source_open(tn_qbase_source *s, const tn_qbase *b, const float *params, const tn_ops *ops);
+void tn_qbase_source_close(tn_qbase_source *s);
 void tn_qbase_weight_source(tn_qbase_source *s, tn_weight_source *src);
+/* CRC32 of the indices and scales the source reads (downloaded from a device): b->crc while the base is
+ * unchanged. */
+int tn_qbase_source_crc(const tn_qbase_source *s, uint32_t *crc);
+/* Bytes tn_qbase_source_open allocates in the table's memory (device: the uploaded indices and scales, in
+ * allocation spans), or, on the CPU table, the bytes of b's own indices and scales (what the model reads). */
+int64_t tn_qbase_source_bytes(const tn_qbase *b, const tn_ops *ops);
 
 #endif

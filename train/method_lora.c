@@ -4,7 +4,13 @@
  * tensors (embedding, norms) are the run's parameters, frozen (no AdamW state, not in the gradient norm).
  * Only the fp32 adapters A, B train, by AdamW at [optim] lr. The adapters are written in PEFT's layout to
  * <out_dir>/adapter/ at every checkpoint; the checkpoint's /lora group holds them with their moments, the
- * base's CRC32 and path, so a resume continues bit for bit and refuses a base that changed. CPU only. */
+ * base's CRC32 and path, so a resume continues bit for bit and refuses a base that changed.
+ *
+ * Devices: everything numeric goes through the run's ops table (r->ops), so the same code trains on the CPU
+ * and on CUDA. The adapters are made on the host (PEFT init or PEFT's random init) and moved to the table
+ * at attach (tn_lora_move), with their moments and scratch; the base's indices and scales are uploaded once
+ * (tn_qbase_source_open) and dequantized by the table's primal_materialize per matrix and call. The host
+ * sees adapter values only through downloads: checkpoints, the PEFT directory, the |B| log (sumsq). */
 #include "train/lora_base.h"
 #include "train/run.h"
 
@@ -28,7 +34,8 @@ typedef struct {
     tn_qbase base;
     tn_qbase_source bsrc;
     tn_lora lora;
-    float *m, *v;          /* [lora.numel] AdamW moments */
+    float *m, *v;          /* [lora.numel] AdamW moments (table memory) */
+    const tn_ops *m_ops;   /* the table m and v were allocated on (NULL: not yet) */
     const char *base_path;
     char layers[256];      /* [lora] layers as given (for the checkpoint) */
     int loaded;            /* a resume read the /lora group */
@@ -49,35 +56,35 @@ static int lo_begin_step(tn_run *r, void *vctx) {
     tn_lora_set_step(&c->lora, (uint64_t)r->step);
     /* the dropout masks follow the step's global micro-batch index: a data-parallel rank starts at its first */
     c->lora.micro = (uint64_t)r->mb_begin;
-    memset(c->lora.grads, 0, (size_t)c->lora.numel * sizeof(float));
-    return 0;
+    return r->ops->zero(c->lora.grads, (size_t)c->lora.numel * sizeof(float));
 }
 
-/* Data-parallel: the adapters' gradients summed over the ranks (host memory is the CPU run's memory). */
+/* Data-parallel: the adapters' gradients summed over the ranks, in the run device's memory (host buffers for
+ * MPI on the CPU, device buffers for NCCL on CUDA: tn_comm_sum takes the run's memory). */
 static int lo_reduce(tn_run *r, void *vctx) {
     lora_ctx *c = vctx;
     return tn_comm_sum(r->comm, c->lora.grads, c->lora.numel, TN_COMM_F32);
 }
 
 static int lo_grad_sumsq(tn_run *r, void *vctx, double *ss) {
-    (void)r;
     const lora_ctx *c = vctx;
-    double s = 0;
-    for (int64_t i = 0; i < c->lora.numel; i++) s += (double)c->lora.grads[i] * c->lora.grads[i];
-    *ss = s;
-    return 0;
+    return r->ops->sumsq(c->lora.grads, c->lora.numel, ss);
 }
 
-/* AdamW on A and B (decayed as matrices); the gradients scaled by the step's clip factor first. */
+/* AdamW on A and B (decayed as matrices); the gradients scaled by the step's clip factor first. A
+ * non-finite value anywhere in the new adapters makes Σ p² non-finite (a double sum of float squares does
+ * not overflow): one reduction, no host loop over the table's memory. */
 static int lo_step(tn_run *r, void *vctx, double lr) {
     lora_ctx *c = vctx;
-    if (r->grad_scale != 1.0)
-        for (int64_t i = 0; i < c->lora.numel; i++) c->lora.grads[i] *= (float)r->grad_scale;
+    const tn_ops *o = r->ops;
+    if (r->grad_scale != 1.0) TN_CHECK(o->scale(c->lora.grads, (float)r->grad_scale, c->lora.numel));
     tn_adamw_hparams h = r->adam;
     h.lr = (float)lr;
-    tn_adamw_update(c->lora.params, c->lora.grads, c->m, c->v, c->lora.numel, &h, r->step, 1);
-    for (int64_t i = 0; i < c->lora.numel; i++)
-        if (!isfinite(c->lora.params[i])) return tn_err("LoRA adapters diverged (non-finite value)");
+    const tn_adamw_step st = tn_adamw_step_of(&h, r->step, 1);
+    TN_CHECK(o->adamw(c->lora.params, c->lora.grads, c->m, c->v, c->lora.numel, &st));
+    double ss;
+    TN_CHECK(o->sumsq(c->lora.params, c->lora.numel, &ss));
+    if (!isfinite(ss)) return tn_err("LoRA adapters diverged (non-finite value)");
     return 0;
 }
 
@@ -88,21 +95,38 @@ static int lo_prepare_eval(tn_run *r, void *vctx) {
 }
 
 static void lo_log(tn_run *r, void *vctx, cJSON *o) {
-    (void)r;
     const lora_ctx *c = vctx;
     double sb = 0; /* |B|: how far the adapters have moved the model from its base (B starts at 0) */
     for (int s = 0; s < c->lora.n_slots; s++) {
-        const float *B = c->lora.params + c->lora.off_b[s];
-        for (int64_t i = 0; i < c->lora.rows[s] * c->lora.spec.rank; i++) sb += (double)B[i] * B[i];
+        double ss;
+        if (r->ops->sumsq(c->lora.params + c->lora.off_b[s], c->lora.rows[s] * c->lora.spec.rank, &ss) != 0) {
+            tn_log_warn("lora_b_norm: %s", tn_errmsg()); /* telemetry: the step's next op reports a device fault */
+            return;
+        }
+        sb += ss;
     }
     tn_json_add_num(o, "lora_b_norm", sqrt(sb));
+}
+
+/* Write / read one [numel] array of the table's memory through a host copy. */
+static int save_array(const tn_ops *o, hid_t g, const char *name, const float *x, int64_t n, float *host) {
+    TN_CHECK(o->download(host, x, (size_t)n * sizeof(float)));
+    return tn_h5_write(g, name, TN_H5_F32, 1, &n, host, 0);
+}
+
+static int load_array(const tn_ops *o, hid_t g, const char *name, float *x, int64_t n, float *host) {
+    TN_CHECK(tn_h5_read(g, name, TN_H5_F32, 1, &n, host));
+    return o->upload(x, host, (size_t)n * sizeof(float));
 }
 
 /* /lora: attrs (format, rank, alpha, dropout, layers, base, base_crc32), params, adam_m, adam_v [numel]; and
  * the PEFT adapter in <out_dir>/adapter/. The base is checked unchanged (it never is written to). */
 static int lo_save(void *vctx, hid_t g) {
     lora_ctx *c = vctx;
-    if (tn_qbase_crc(&c->base) != c->base.crc) return tn_err("the frozen base changed during training (internal)");
+    uint32_t crc;
+    TN_CHECK(tn_qbase_source_crc(&c->bsrc, &crc));
+    if (crc != c->base.crc) return tn_err("the frozen base changed during training (internal)");
+    const tn_ops *o = c->r->ops;
     const int64_t n = c->lora.numel;
     TN_CHECK(tn_h5_attr_set_str(g, ".", "format", LORA_FORMAT));
     TN_CHECK(tn_h5_attr_set_i64(g, ".", "version", 1));
@@ -112,9 +136,13 @@ static int lo_save(void *vctx, hid_t g) {
     TN_CHECK(tn_h5_attr_set_str(g, ".", "layers", c->layers));
     TN_CHECK(tn_h5_attr_set_str(g, ".", "base", c->base_path));
     TN_CHECK(tn_h5_attr_set_i64(g, ".", "base_crc32", c->base.crc));
-    TN_CHECK(tn_h5_write(g, "params", TN_H5_F32, 1, &n, c->lora.params, 0));
-    TN_CHECK(tn_h5_write(g, "adam_m", TN_H5_F32, 1, &n, c->m, 0));
-    TN_CHECK(tn_h5_write(g, "adam_v", TN_H5_F32, 1, &n, c->v, 0));
+    float *host = tn_alloc((size_t)n, sizeof(float));
+    if (!host) return -1;
+    int rc = save_array(o, g, "params", c->lora.params, n, host);
+    if (rc == 0) rc = save_array(o, g, "adam_m", c->m, n, host);
+    if (rc == 0) rc = save_array(o, g, "adam_v", c->v, n, host);
+    tn_free(host);
+    TN_CHECK(rc);
     char dir[1100];
     snprintf(dir, sizeof dir, "%s/adapter", c->r->out_dir);
     TN_CHECK(tn_peft_save(dir, &c->lora, c->base_path));
@@ -137,10 +165,15 @@ static int lo_load(void *vctx, hid_t g) {
     if ((uint32_t)crc != c->base.crc)
         return tn_err("the base %s is not the one this run started from (CRC32 %08x, the checkpoint's %08x)",
                       c->base_path, c->base.crc, (uint32_t)crc);
+    const tn_ops *o = c->r->ops;
     const int64_t n = c->lora.numel;
-    TN_CHECK(tn_h5_read(g, "params", TN_H5_F32, 1, &n, c->lora.params));
-    TN_CHECK(tn_h5_read(g, "adam_m", TN_H5_F32, 1, &n, c->m));
-    TN_CHECK(tn_h5_read(g, "adam_v", TN_H5_F32, 1, &n, c->v));
+    float *host = tn_alloc((size_t)n, sizeof(float));
+    if (!host) return -1;
+    int rc = load_array(o, g, "params", c->lora.params, n, host);
+    if (rc == 0) rc = load_array(o, g, "adam_m", c->m, n, host);
+    if (rc == 0) rc = load_array(o, g, "adam_v", c->v, n, host);
+    tn_free(host);
+    TN_CHECK(rc);
     c->loaded = 1;
     return 0;
 }
@@ -154,10 +187,13 @@ static int lo_after_resume(tn_run *r, void *vctx, const char *path) {
 static void lo_destroy(void *vctx) {
     lora_ctx *c = vctx;
     if (!c) return;
+    if (c->bsrc.b) tn_qbase_source_close(&c->bsrc);
     tn_qbase_free(&c->base);
+    if (c->m_ops) {
+        c->m_ops->free(c->m);
+        c->m_ops->free(c->v);
+    }
     tn_lora_free(&c->lora);
-    tn_free(c->m);
-    tn_free(c->v);
     free(c);
 }
 
@@ -198,8 +234,7 @@ static int make_adapters(lora_ctx *c, tn_run *r) {
     TN_CHECK(rc);
     tn_rng rng;
     tn_rng_seed(&rng, (uint64_t)r->seed ^ 0x10a0ULL);
-    tn_lora_init_params(&c->lora, &rng);
-    return 0;
+    return tn_lora_init_params(&c->lora, &rng);
 }
 
 int tn_method_lora_init(tn_run *r, tn_method *m) {
@@ -214,7 +249,6 @@ int tn_method_lora_init(tn_run *r, tn_method *m) {
     const char *base = tn_config_str(r->ini, "model", "init", NULL);
     if (!base || !*base) return tn_err("[lora] needs a base model: set [model] init to an STE or PRIMAL checkpoint");
     c->base_path = base;
-    if (r->dev.is_cuda) return tn_err("[lora] runs on the CPU only for now: set [train] device = cpu");
     if (strcmp(tn_config_str(r->ini, "optim", "method", "adamw"), "adamw") != 0)
         return tn_err("[lora] trains its adapters with AdamW: remove [optim] method (the base stays as it is)");
     if (tn_config_has(r->ini, "quant", "grid"))
@@ -233,19 +267,14 @@ int tn_method_lora_init(tn_run *r, tn_method *m) {
         memcpy(r->tokenizer_format, c->base.tokenizer_format, sizeof r->tokenizer_format);
         c->base.tokenizer = NULL;
     }
-    TN_CHECK(make_adapters(c, r));
-    if (!(c->m = tn_alloc((size_t)c->lora.numel, sizeof(float))) || !(c->v = tn_alloc((size_t)c->lora.numel, sizeof(float))))
-        return -1;
-    memset(c->m, 0, (size_t)c->lora.numel * sizeof(float));
-    memset(c->v, 0, (size_t)c->lora.numel * sizeof(float));
+    TN_CHECK(make_adapters(c, r)); /* on the host; moved to the run's table at attach */
 
-    /* memory: the base's indices and scales, the adapters with their gradients and moments, and the scratch
-     * (u and v of [N, r], the dropped input [N, widest]) */
-    const tn_llama_config *cfg = &r->layout.cfg;
-    int64_t widest = cfg->dim > cfg->ffn_dim ? cfg->dim : cfg->ffn_dim;
-    if ((int64_t)cfg->n_heads * tn_llama_head_dim(cfg) > widest) widest = (int64_t)cfg->n_heads * tn_llama_head_dim(cfg);
-    const int64_t N = r->batch * r->seq_len, base_b = tn_qbase_quant_bytes(&c->base), adapter_b = 4 * c->lora.numel * 4;
-    const int64_t scratch_b = (2 * N * c->lora.spec.rank + (c->lora.spec.dropout > 0 ? N * widest : 0)) * 4;
+    /* memory on the run's device (allocated at attach, inside the plan's reservation): the base's indices and
+     * scales (on the CPU: the loaded arrays themselves), the adapters with their gradients and moments, and
+     * the scratch (u and v of [N, r], the dropped input [N, widest adapted input]) */
+    const int64_t N = r->batch * r->seq_len, base_b = tn_qbase_source_bytes(&c->base, r->ops),
+                  adapter_b = 4 * tn_ops_span(c->lora.numel * (int64_t)sizeof(float)),
+                  scratch_b = tn_lora_scratch_bytes(&c->lora, N);
     m->state_bytes = base_b + adapter_b + scratch_b;
     int64_t base_weights = 0;
     for (int k = 0; k < c->base.n_q; k++) base_weights += c->base.q[k].rows * c->base.q[k].cols;
@@ -268,8 +297,14 @@ int tn_method_lora_init(tn_run *r, tn_method *m) {
 
 int tn_method_lora_attach(tn_run *r, tn_method *m) {
     lora_ctx *c = m->ctx;
-    c->bsrc.b = &c->base;
-    c->bsrc.params = r->params;
+    const size_t bytes = (size_t)c->lora.numel * sizeof(float);
+    TN_CHECK(tn_lora_move(&c->lora, r->ops));
+    TN_CHECK(tn_lora_reserve(&c->lora, r->batch * r->seq_len));
+    c->m_ops = r->ops;
+    if (!(c->m = r->ops->alloc(bytes)) || !(c->v = r->ops->alloc(bytes))) return -1;
+    TN_CHECK(r->ops->zero(c->m, bytes));
+    TN_CHECK(r->ops->zero(c->v, bytes));
+    TN_CHECK(tn_qbase_source_open(&c->bsrc, &c->base, r->params, r->ops));
     tn_weight_source src;
     tn_qbase_weight_source(&c->bsrc, &src);
     tn_llama_set_weight_source(r->model, &src);

@@ -1,6 +1,7 @@
 /* CPU implementations of kernels/ops.h. */
 #include "kernels/cpu/ops_cpu.h"
 #include "kernels/cpu/vec_clones.h"
+#include "kernels/dropout_math.h"
 #include "kernels/vexp.h"
 
 #include <cblas.h>
@@ -396,6 +397,15 @@ double tn_op_sumsq(const float *x, int64_t n) {
 void tn_op_scale(float *x, float s, int64_t n) {
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) x[i] *= s;
+}
+
+/* out[n] = drop(x): element i kept (times 1/(1−p)) when mix64(key + i·φ) ≥ ⌊p·2⁶⁴⌋, else 0
+ * (kernels/dropout_math.h). out may equal x. One parallel chunk of elements per thread. */
+void tn_op_dropout(float *out, const float *x, int64_t n, uint64_t key, double p) {
+    const uint64_t thr = tn_dropout_threshold(p);
+    const float keep = tn_dropout_keep_scale(p);
+#pragma omp parallel for schedule(static) if (n >= (1 << 15))
+    for (int64_t i = 0; i < n; i++) out[i] = tn_dropout_keeps(key, (uint64_t)i, thr) ? x[i] * keep : 0.0f;
 }
 
 int tn_op_all_finite(const float *x, int64_t n) {

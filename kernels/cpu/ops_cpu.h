@@ -84,5 +84,8 @@ void tn_op_bias_grad(float *db, const float *dy, int64_t N, int64_t C);
 double tn_op_sumsq(const float *x, int64_t n);             /* Σ x² in double */
 void tn_op_scale(float *x, float s, int64_t n);            /* x *= s */
 int tn_op_all_finite(const float *x, int64_t n);           /* 1 if no NaN/Inf */
+/* Inverted dropout with a hashed mask (kernels/dropout_math.h; LoRA's adapter input): out[n] = x[i]·(1/(1−p))
+ * where element i survives under key, else 0; p in [0, 1) (the caller checks). out may equal x. */
+void tn_op_dropout(float *out, const float *x, int64_t n, uint64_t key, double p);
 
 #endif

@@ -99,6 +99,8 @@ int tn_cuda_add(float *y, const float *x, int64_t n);
 int tn_cuda_bias_add(float *y, const float *b, int64_t N, int64_t C);
 int tn_cuda_bias_grad(float *db, const float *dy, int64_t N, int64_t C);
 int tn_cuda_scale(float *x, float s, int64_t n);
+/* out [n] = inverted dropout of x [n] under key (kernels/dropout_math.h; bit for bit with tn_op_dropout). */
+int tn_cuda_dropout(float *out, const float *x, int64_t n, uint64_t key, double p);
 int tn_cuda_sumsq(const float *x, int64_t n, double *host_out);
 int tn_cuda_masked_sum(const float *x, const uint8_t *mask, int64_t n, double *host_out);
 int tn_cuda_count_nonzero_i8(const int8_t *v, int64_t n, int64_t *host_out);

@@ -1,5 +1,6 @@
 /* The training model's ops on the GPU, except the matrix products (blas.cu) and attention (attention.cu):
- * RMSNorm, RoPE, SwiGLU, the embedding, cross-entropy, activation fake-quant, vectors and reductions, AdamW.
+ * RMSNorm, RoPE, SwiGLU, the embedding, cross-entropy, activation fake-quant, vectors (and LoRA's dropout)
+ * and reductions, AdamW.
  * Each is the CUDA side of one kernels/ops.h entry and computes what its CPU reference computes
  * (kernels/cpu/ops_cpu.c tn_op_*, quant/act.c tn_act_fake_quant, optim/adamw.c tn_adamw_apply,
  * device/ops_cpu.c masked_sum / count_nonzero_i8), in the same float expressions and order.
@@ -24,6 +25,7 @@
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/bf16.h"
+#include "kernels/dropout_math.h"
 #include "kernels/vexp.h"
 
 #include <cfloat>
@@ -511,6 +513,16 @@ static __global__ void __launch_bounds__(EW_THREADS) scale_kernel(float *__restr
     for (int64_t i = 4 * n4 + global_thread(); i < n; i += grid_threads()) x[i] *= s;
 }
 
+/* dropout_kernel. out [n] = drop(x [n]) (kernels/dropout_math.h): element i kept, times keep = (float)(1/(1−p)),
+ * when mix64(key + i·φ) ≥ thr, else 0. thr and keep come from the host (the same integer and float as the
+ * CPU's), so the one product per element is the CPU's bit for bit. Grid-stride, consecutive threads on
+ * consecutive elements; out may equal x (each element is read, then written, by one thread). */
+static __global__ void __launch_bounds__(EW_THREADS)
+dropout_kernel(float *out, const float *x, int64_t n, uint64_t key, uint64_t thr, float keep) {
+    for (int64_t i = global_thread(); i < n; i += grid_threads())
+        out[i] = tn_dropout_keeps(key, (uint64_t)i, thr) ? x[i] * keep : 0.0f;
+}
+
 /* bias_add_kernel. y [N, C] += b [C] on every row; grid-stride over the N·C elements. */
 static __global__ void __launch_bounds__(EW_THREADS)
     bias_add_kernel(float *__restrict__ y, const float *__restrict__ b, int64_t N, int64_t C) {
@@ -551,6 +563,16 @@ extern "C" int tn_cuda_add(float *y, const float *x, int64_t n) {
     const int vec = aligned16(y) && aligned16(x);
     TN_LAUNCH(add_kernel, ew_blocks(n, vec), EW_THREADS, 0, y, x, n, vec);
     TN_CU_LAUNCHED("tn_cuda_add: launch");
+    return 0;
+}
+
+extern "C" int tn_cuda_dropout(float *out, const float *x, int64_t n, uint64_t key, double p) {
+    if (n < 0 || !(p >= 0 && p < 1))
+        return tn_err("tn_cuda_dropout: n = %lld, p = %g (p must be in [0, 1))", (long long)n, p);
+    if (n == 0) return 0;
+    TN_LAUNCH(dropout_kernel, ew_blocks(n, 0), EW_THREADS, 0, out, x, n, key, tn_dropout_threshold(p),
+              tn_dropout_keep_scale(p));
+    TN_CU_LAUNCHED("tn_cuda_dropout: launch");
     return 0;
 }
 

@@ -122,6 +122,7 @@ static tn_ops make_table(void) {
     o.bias_add = tn_cuda_bias_add;
     o.bias_grad = tn_cuda_bias_grad;
     o.scale = tn_cuda_scale;
+    o.dropout = tn_cuda_dropout;
     o.sumsq = tn_cuda_sumsq;
     o.masked_sum = tn_cuda_masked_sum;
     o.count_nonzero_i8 = tn_cuda_count_nonzero_i8;

@@ -1,6 +1,7 @@
 /* LoRA on a quantized base (model/lora.h, train/lora_base.h, export/peft.h) against the PyTorch reference
  * (tests/reference/gen_lora.py):
  *   - the adapters read from the reference's own PEFT directory equal the fixture's arrays bit for bit;
+ *   - the weight source's dequantization (the ops table's primal_materialize) equals tn_qbase_dequant bit for bit;
  *   - forward through the frozen base (indices + scales dequantized one matrix at a time) plus the adapters:
  *     logits, NLL and loss within 1e-5 (relative); backward: every dL/dA, dL/dB within 1e-4; the same with
  *     recompute = layer, bit for bit; the base alone misses the reference by far more (sensitivity);
@@ -91,8 +92,7 @@ typedef struct {
 static void model_make(adapted_model *am, const tn_qbase *b, tn_lora *l, int B, int T, int recompute) {
     tn_llama_opts o = {recompute, 0};
     CHECK_OK(tn_llama_create_opts(&am->m, &b->layout, B, T, NULL, &o));
-    am->src.b = b;
-    am->src.params = b->floats;
+    CHECK_OK(tn_qbase_source_open(&am->src, b, b->floats, NULL));
     tn_weight_source ws;
     tn_qbase_weight_source(&am->src, &ws);
     tn_llama_set_weight_source(am->m, &ws);
@@ -160,6 +160,7 @@ static void check_dropout(const tn_qbase *b, tn_lora *l, const int32_t *in, cons
     l->training = 0;
     tn_free(grads);
     tn_llama_free(am.m);
+    tn_qbase_source_close(&am.src);
 }
 
 /* A PEFT directory this test wrote: its two files, then the directory. */
@@ -224,6 +225,24 @@ int main(void) {
     tn_qbase b;
     load_base(f, &cfg, &b);
     printf("base: %d quantized matrices, %lld float values\n", b.n_q, (long long)b.layout.numel);
+    { /* the weight source's dequantization (the table's primal_materialize) is tn_qbase_dequant, bit for bit */
+        tn_qbase_source src;
+        CHECK_OK(tn_qbase_source_open(&src, &b, b.floats, NULL));
+        long differ = 0;
+        for (int k = 0; k < b.n_q; k++) {
+            const int64_t n = b.q[k].rows * b.q[k].cols;
+            float *w1 = tn_alloc((size_t)n, sizeof(float)), *w2 = tn_alloc((size_t)n, sizeof(float));
+            tn_qbase_dequant(&b, k, w1);
+            CHECK_OK(tn_ops_cpu()->primal_materialize(&src.views[k], w2));
+            differ += memcmp(w1, w2, (size_t)n * sizeof(float)) != 0;
+            tn_free(w1);
+            tn_free(w2);
+        }
+        uint32_t crc;
+        CHECK_OK(tn_qbase_source_crc(&src, &crc));
+        CHECKF(differ == 0 && crc == b.crc, "%ld matrices differ from tn_qbase_dequant; CRC32 %08x vs %08x", differ, crc, b.crc);
+        tn_qbase_source_close(&src);
+    }
 
     /* adapters from the reference's PEFT directory, checked against the fixture's arrays */
     tn_lora l;
@@ -297,6 +316,7 @@ int main(void) {
         if (recompute == 0) memcpy(g0, l.grads, (size_t)l.numel * sizeof(float));
         else CHECKF(!memcmp(g0, l.grads, (size_t)l.numel * sizeof(float)), "recompute = layer changes the gradients");
         tn_llama_free(am.m);
+        tn_qbase_source_close(&am.src);
     }
 
     /* sensitivity, then three AdamW steps on the adapters: the base does not move */
@@ -310,6 +330,7 @@ int main(void) {
         printf("the base without its adapters misses the reference logits by %.2e\n", e);
         CHECK(e > 100 * TOL_LOGITS);
         tn_llama_free(am.m);
+        tn_qbase_source_close(&am.src);
         model_make(&am, &b, &l, B, T, 0);
         float *m = tn_alloc((size_t)l.numel, 4), *v = tn_alloc((size_t)l.numel, 4), *p0 = tn_alloc((size_t)l.numel, 4);
         memset(m, 0, (size_t)l.numel * 4);
@@ -335,6 +356,7 @@ int main(void) {
         tn_free(v);
         tn_free(p0);
         tn_llama_free(am.m);
+        tn_qbase_source_close(&am.src);
     }
 
     /* the merged dense model equals the adapted one */
