@@ -56,7 +56,7 @@ int tn_peft_save(const char *dir, const tn_lora *l, const char *base) {
     cJSON_AddBoolToObject(j, "use_rslora", 0);
     cJSON_AddBoolToObject(j, "use_dora", 0);
     cJSON_AddBoolToObject(j, "inference_mode", 1);
-    cJSON_AddStringToObject(j, "init_lora_weights", "true");
+    cJSON_AddBoolToObject(j, "init_lora_weights", 1); /* a bool: peft reads the string "true" as an init method */
     cJSON_AddNullToObject(j, "modules_to_save");
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
@@ -112,7 +112,9 @@ static int parse_config(const char *dir, const tn_llama_config *cfg, tn_lora_spe
                 *tm = cJSON_GetObjectItemCaseSensitive(j, "target_modules"),
                 *lt = cJSON_GetObjectItemCaseSensitive(j, "layers_to_transform"),
                 *bias = cJSON_GetObjectItemCaseSensitive(j, "bias");
-    static const char *const refused[] = {"use_rslora", "use_dora", "fan_in_fan_out"};
+    /* options that change the math per module or the base itself: refused, never silently dropped */
+    static const char *const refused[] = {"use_rslora", "use_dora", "fan_in_fan_out", "lora_bias"},
+                             *const must_be_empty[] = {"rank_pattern", "alpha_pattern", "layer_replication"};
     memset(spec, 0, sizeof *spec);
     spec->n_layers = cfg->n_layers;
     if (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA") != 0) rc = tn_err("adapter_config.json: peft_type is not LORA");
@@ -124,6 +126,11 @@ static int parse_config(const char *dir, const tn_llama_config *cfg, tn_lora_spe
     for (size_t k = 0; rc == 0 && k < sizeof refused / sizeof refused[0]; k++)
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, refused[k])))
             rc = tn_err("adapter_config.json: %s = true is not supported", refused[k]);
+    for (size_t k = 0; rc == 0 && k < sizeof must_be_empty / sizeof must_be_empty[0]; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, must_be_empty[k]);
+        if (v && !cJSON_IsNull(v) && !((cJSON_IsObject(v) || cJSON_IsArray(v)) && cJSON_GetArraySize(v) == 0))
+            rc = tn_err("adapter_config.json: %s is not supported (it must be empty or null)", must_be_empty[k]);
+    }
     if (rc == 0) {
         spec->rank = (int)r->valuedouble;
         spec->alpha = alpha->valuedouble;
