@@ -66,6 +66,8 @@ static int lo_reduce(tn_run *r, void *vctx) {
     return tn_comm_sum(r->comm, c->lora.grads, c->lora.numel, TN_COMM_F32);
 }
 
+static float *lo_float_grads(void *vctx) { return ((lora_ctx *)vctx)->lora.grads; }
+
 static int lo_grad_sumsq(tn_run *r, void *vctx, double *ss) {
     const lora_ctx *c = vctx;
     return r->ops->sumsq(c->lora.grads, c->lora.numel, ss);
@@ -254,8 +256,6 @@ int tn_method_lora_init(tn_run *r, tn_method *m) {
     if (tn_config_has(r->ini, "quant", "grid"))
         return tn_err("[lora] takes the base's quantization from [model] init: remove the [quant] section");
     if (r->state_bits != 32) return tn_err("[lora] keeps 32-bit AdamW state for its adapters: remove [optim] state_bits");
-    if (tn_config_has(r->ini, "optim", "grokfast_alpha") || tn_config_has(r->ini, "optim", "grokfast_lambda"))
-        return tn_err("[lora] does not filter its adapters' gradients with Grokfast: remove [optim] grokfast_*");
     TN_CHECK(tn_qbase_load(&c->base, base));
     /* the run's layout and initial float parameters are the base's; the quantized matrices stay here */
     TN_CHECK(tn_llama_layout_copy(&r->layout, &c->base.layout));
@@ -268,6 +268,7 @@ int tn_method_lora_init(tn_run *r, tn_method *m) {
         c->base.tokenizer = NULL;
     }
     TN_CHECK(make_adapters(c, r)); /* on the host; moved to the run's table at attach */
+    m->float_grad_count = c->lora.numel; /* Grokfast filters the adapters' gradients (train/run_grokfast.c) */
 
     /* memory on the run's device (allocated at attach, inside the plan's reservation): the base's indices and
      * scales (on the CPU: the loaded arrays themselves), the adapters with their gradients and moments, and
@@ -314,6 +315,7 @@ int tn_method_lora_attach(tn_run *r, tn_method *m) {
     tn_llama_set_head_via_source(r->model, c->base.head_quantized);
     m->begin_step = lo_begin_step;
     m->grad_sumsq = lo_grad_sumsq;
+    m->float_grads = lo_float_grads;
     m->optimizer_step = lo_step;
     m->prepare_eval = lo_prepare_eval;
     m->log_step = lo_log;

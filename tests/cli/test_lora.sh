@@ -87,6 +87,26 @@ print(f"LoRA: loss {a[1]['loss']:.4f} -> {a[6]['loss']:.4f}, {mem['lora_params']
       f"{mem['lora_base_bytes']} bytes; resume exact")
 PY
 
+# Grokfast on the adapters' gradients: the EMA is checkpointed (/grokfast/method/lora), a resume is exact, and
+# the run differs from the unfiltered one (the filter reached the adapters)
+gf=(optim.grokfast_lambda=2 optim.grokfast_alpha=0.9)
+"$T" train "$w/lora.ini" "train.out_dir=$w/gf" "${gf[@]}" 2> "$w/gf.err" || { cat "$w/gf.err"; fail "LoRA + Grokfast"; }
+"$T" train "$w/lora.ini" "train.out_dir=$w/gfr" "${gf[@]}" --resume-from "$w/gf/ckpt-000003.h5" 2> "$w/gfr.err" \
+  || { cat "$w/gfr.err"; fail "LoRA + Grokfast resumed"; }
+"$PY" - "$w/l1/log.jsonl" "$w/gf/log.jsonl" "$w/gfr/log.jsonl" "$w/gf/ckpt-000003.h5" <<'PY'
+import json, sys, h5py
+plain, gf, gfr = ({r["step"]: r for r in map(json.loads, open(p)) if "loss" in r} for p in sys.argv[1:4])
+for s in (4, 5, 6):
+    for k in ("loss", "grad_norm", "lora_b_norm"):
+        assert gf[s][k] == gfr[s][k], (s, k, gf[s][k], gfr[s][k])
+assert gf[1]["loss"] == plain[1]["loss"] and gf[2]["lora_b_norm"] != plain[2]["lora_b_norm"], (gf[2], plain[2])
+mem = json.loads(open(sys.argv[2]).readline())["memory"]
+with h5py.File(sys.argv[4], "r") as f:
+    assert f["grokfast/method/lora"].shape == (mem["lora_params"],) and "ema" not in f["grokfast"], list(f["grokfast"])
+assert mem["grokfast_bytes"] >= 4 * mem["lora_params"], mem
+print(f"LoRA + Grokfast: {mem['lora_params']} adapter gradients filtered, resume exact")
+PY
+
 # data parallel (when mpirun is there): 2 ranks with dropout log the 1-process losses exactly
 if command -v mpirun > /dev/null; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
