@@ -282,6 +282,13 @@ void tn_qbase_free(tn_qbase *b) {
     memset(b, 0, sizeof *b);
 }
 
+void tn_qbase_drop_host_indices(tn_qbase *b) {
+    for (int k = 0; b->q && k < b->n_q; k++) {
+        tn_free(b->q[k].idx);
+        b->q[k].idx = NULL;
+    }
+}
+
 void tn_qbase_dequant(const tn_qbase *b, int k, float *W) {
     const tn_qtensor *q = &b->q[k];
 #pragma omp parallel for schedule(static) if (q->rows * q->cols >= (1 << 16))

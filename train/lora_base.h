@@ -52,6 +52,9 @@ typedef struct {
 
 int tn_qbase_load(tn_qbase *b, const char *path);
 void tn_qbase_free(tn_qbase *b);
+/* Free the host copies of the indices (1 byte per weight) once a device source holds its own
+ * (tn_qbase_source_open on a device table): from then on the base serves only through that source. */
+void tn_qbase_drop_host_indices(tn_qbase *b);
 /* W = the dequantized matrix of slot k, [rows, cols]. */
 void tn_qbase_dequant(const tn_qbase *b, int k, float *W);
 /* CRC32 of indices and scales (what tn_qbase_load stored in b->crc when the base is unchanged). */

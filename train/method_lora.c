@@ -306,6 +306,7 @@ int tn_method_lora_attach(tn_run *r, tn_method *m) {
     TN_CHECK(r->ops->zero(c->m, bytes));
     TN_CHECK(r->ops->zero(c->v, bytes));
     TN_CHECK(tn_qbase_source_open(&c->bsrc, &c->base, r->params, r->ops));
+    if (r->ops->device_memory) tn_qbase_drop_host_indices(&c->base); /* the device copy is the base now */
     tn_weight_source src;
     tn_qbase_weight_source(&c->bsrc, &src);
     tn_llama_set_weight_source(r->model, &src);
