@@ -13,7 +13,8 @@
  * dot instruction per 64 (AVX-512) or 32 (AVX2) weights. Each group has its own int32 accumulator; all
  * its lanes are multiples of 4^k, so an arithmetic shift by 2k before adding the groups is exact.
  * (Products stay within int16 for vpmaddubsw: 2 * 128 * 127 = 32512.)
- * GEMM: codes are shifted down and masked once per block and used for up to 4 tokens.
+ * GEMM: codes are shifted down and masked once per block and used for up to 4 tokens; on AVX-512, from 16
+ * tokens on, they are unpacked once into bytes and an int8 GEMM runs over them (the prompt path below).
  *
  * All paths compute the same exact int32 sum per row and the same float epilogue, so they agree bit
  * for bit. */
@@ -263,6 +264,183 @@ PK_INLINE PK_AVX512 void t2_gemm_tile_512(const uint8_t *w, size_t rb, const int
 
 T2_GEMM_RANGE(t2_gemm_range_512, PK_AVX512, t2_gemm_tile_512, 4)
 
+/* ---- AVX-512 prompt path: unpack once, then an int8 GEMM --------------------------------------------
+ * For a prompt (n_tok >= T2P_MIN_TOK) the codes are unpacked once per 64 tokens into a thread-private
+ * buffer of bytes, and the register tile multiplies bytes only: per step of 4 columns, T2P_RV vectors of
+ * weights (16 rows each, one row per 32-bit lane) and one broadcast dword of activations per token,
+ * T2P_RV x T2P_T vpdpbusd and no unpacking. Rows in lanes means a 16 x 16 transpose of 32-bit words at
+ * unpack time (per 16 rows x 256 columns: 64 shuffles and 112 shifts / masks, for 4096 vpdpbusd at
+ * 64 tokens), and outputs that are 16 consecutive rows of Y, stored as vectors.
+ *
+ * Unpacked layout of a group of up to 16 RV rows (row g + 16v + i) and a chunk of T2P_KC columns
+ * (from c0): buf[s][v][i][m] = code(row g + 16v + i, column c0 + 4s + m), s = 0 .. T2P_KC/4 - 1. A packed
+ * dword (bytes 4d .. 4d+3 of a block) holds the columns 64k + 4d + (0..3) of the block in its bit pairs
+ * 2k, so after the transpose (v >> 2k) & 3 is step s = 16k + d of the block: consecutive columns,
+ * consecutive activations. The sums are the same integers as the other paths' (sum c·q, then − sum q),
+ * and the epilogue is t2_out's float expression on 16 lanes, so the outputs are bit-identical.
+ * The path needs cols % 4 == 0 (no step straddles the end of a row); other shapes use the 4 x 4 tile. */
+#define T2P_MIN_TOK 16 /* fewer tokens: the 4 x 4 tile (unpacking once pays off only over many tokens) */
+#define T2P_RV 3       /* vectors of 16 rows per group: 48 rows */
+#define T2P_T 8        /* tokens per register tile: 3 x 8 = 24 accumulators */
+#define T2P_KC 512     /* columns per chunk (a multiple of 256): 48 x 512 bytes of codes stay in L1 */
+#define T2P_NTOK 64    /* tokens per pass over an unpacked chunk (bounds the partial sums) */
+
+/* 16 x 16 transpose of 32-bit words: z[d] lane i <- z[i] lane d. */
+PK_INLINE PK_AVX512 void t2p_transpose16(__m512i z[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(z[i], z[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(z[i], z[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* z[i + j], 128-bit lane L: element 4L + j of rows i .. i+3 */
+        z[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        z[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        z[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        z[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int j = 0; j < 4; j++) {
+            t[h + j] = _mm512_shuffle_i32x4(z[h + j], z[h + 4 + j], 0x88);
+            t[h + 4 + j] = _mm512_shuffle_i32x4(z[h + j], z[h + 4 + j], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        z[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
+        z[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
+    }
+}
+
+/* Rows [0, nr) of w (nr <= 16 rv; the others get code 0), blocks [b0, b0 + nb) -> buf (layout above). */
+PK_AVX512 static void t2p_unpack(const uint8_t *w, size_t rb, int64_t nr, int rv, int64_t b0, int64_t nb,
+                                 uint8_t *buf) {
+    const __m512i m = _mm512_set1_epi8(0x03);
+    for (int64_t b = 0; b < nb; b++)
+        for (int v = 0; v < rv; v++) {
+            __m512i z[16];
+            for (int i = 0; i < 16; i++) {
+                int64_t r = 16 * v + i;
+                z[i] = r < nr ? _mm512_loadu_si512(w + (size_t)r * rb + (b0 + b) * TN_T2_BLOCK_BYTES)
+                              : _mm512_setzero_si512();
+            }
+            t2p_transpose16(z);
+            uint8_t *o = buf + ((size_t)b * 64 * rv + v) * 64;
+            for (int d = 0; d < 16; d++) {
+                _mm512_store_si512(o + (size_t)d * rv * 64, _mm512_and_si512(z[d], m));
+                _mm512_store_si512(o + (size_t)(16 + d) * rv * 64, _mm512_and_si512(_mm512_srli_epi32(z[d], 2), m));
+                _mm512_store_si512(o + (size_t)(32 + d) * rv * 64, _mm512_and_si512(_mm512_srli_epi32(z[d], 4), m));
+                _mm512_store_si512(o + (size_t)(48 + d) * rv * 64, _mm512_and_si512(_mm512_srli_epi32(z[d], 6), m));
+            }
+        }
+}
+
+/* Token t's activations (t < 8, a constant) from three pointers and the row stride ld, so that the
+ * loop's addresses take few registers: p + ld·{1, 2, 4} is one addressing mode. */
+PK_INLINE const int8_t *t2p_tok(const int8_t *p, const int8_t *p3, const int8_t *p6, ptrdiff_t ld, int t) {
+    switch (t) {
+    case 0: return p;
+    case 1: return p + ld;
+    case 2: return p + 2 * ld;
+    case 3: return p3;
+    case 4: return p + 4 * ld;
+    case 5: return p3 + 2 * ld;
+    case 6: return p6;
+    default: return p6 + ld;
+    }
+}
+
+/* The register tile: RV x 16 rows by T tokens over ns steps of buf. X: the first token's activations at
+ * the chunk's first column, the next tokens ld bytes apart. part [T][RV][16]: partial sums, read first
+ * unless `first`, written back. */
+PK_INLINE PK_AVX512 void t2p_tile(const uint8_t *buf, const int RV, const int T, int64_t ns,
+                                  const int8_t *X, ptrdiff_t ld, int first, int32_t *part) {
+    __m512i acc[T2P_RV][T2P_T];
+    for (int t = 0; t < T; t++)
+        for (int v = 0; v < RV; v++)
+            acc[v][t] = first ? _mm512_setzero_si512() : _mm512_load_si512(part + (t * RV + v) * 16);
+    const int8_t *p = X, *p3 = X + (T > 3 ? 3 : 0) * ld, *p6 = X + (T > 6 ? 6 : 0) * ld; /* in bounds */
+    for (int64_t s = 0; s < ns; s++, p += 4, p3 += 4, p6 += 4) {
+        __m512i wv[T2P_RV];
+        for (int v = 0; v < RV; v++) wv[v] = _mm512_load_si512(buf + ((size_t)s * RV + v) * 64);
+        for (int t = 0; t < T; t++) {
+            int32_t x4;
+            memcpy(&x4, t2p_tok(p, p3, p6, ld, t), 4);
+            const __m512i xb = _mm512_set1_epi32(x4);
+            for (int v = 0; v < RV; v++) acc[v][t] = pk_dp512(acc[v][t], wv[v], xb);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        for (int v = 0; v < RV; v++) _mm512_store_si512(part + (t * RV + v) * 16, acc[v][t]);
+}
+
+/* t2p_tile with RV and T as compile-time constants. */
+#define T2P_TILE_T(RV)                                                                                         \
+    switch (T) {                                                                                               \
+    case 8: t2p_tile(buf, RV, 8, ns, X, ld, first, part); break;                                                   \
+    case 7: t2p_tile(buf, RV, 7, ns, X, ld, first, part); break;                                                   \
+    case 6: t2p_tile(buf, RV, 6, ns, X, ld, first, part); break;                                                   \
+    case 5: t2p_tile(buf, RV, 5, ns, X, ld, first, part); break;                                                   \
+    case 4: t2p_tile(buf, RV, 4, ns, X, ld, first, part); break;                                                   \
+    case 3: t2p_tile(buf, RV, 3, ns, X, ld, first, part); break;                                                   \
+    case 2: t2p_tile(buf, RV, 2, ns, X, ld, first, part); break;                                                   \
+    default: t2p_tile(buf, RV, 1, ns, X, ld, first, part); break;                                                  \
+    }
+PK_AVX512 static void t2p_tile_any(const uint8_t *buf, int rv, int T, int64_t ns, const int8_t *X, ptrdiff_t ld,
+                                   int first, int32_t *part) {
+    _Static_assert(T2P_RV == 3 && T2P_T == 8, "t2p_tile_any instantiates RV <= 3, T <= 8");
+    if (rv == 3) { T2P_TILE_T(3) }
+    else if (rv == 2) { T2P_TILE_T(2) }
+    else { T2P_TILE_T(1) }
+}
+
+/* Rows [r0, r1) of Y [n_tok, rows] on this thread. */
+PK_AVX512 static void t2p_range_512(const uint8_t *W, const float *rs, float ts, int64_t rows, int64_t r0, int64_t r1,
+                                    int64_t cols, int64_t n_tok, const int8_t *Xq, const float *xs,
+                                    const int32_t *sumq, float *Y) {
+    uint8_t buf[T2P_KC / 4 * T2P_RV * 64] __attribute__((aligned(64)));
+    int32_t part[T2P_NTOK * T2P_RV * 16] __attribute__((aligned(64)));
+    const size_t rb = tn_t2_row_bytes(cols);
+    for (int64_t g = r0; g < r1; g += 16 * T2P_RV) {
+        const int64_t nr = r1 - g < 16 * T2P_RV ? r1 - g : 16 * T2P_RV;
+        const int rv = (int)((nr + 15) / 16);
+        const uint8_t *wg = W + (size_t)g * rb;
+        for (int64_t t0 = 0; t0 < n_tok; t0 += T2P_NTOK) {
+            const int64_t nt = n_tok - t0 < T2P_NTOK ? n_tok - t0 : T2P_NTOK;
+            for (int64_t c0 = 0; c0 < cols; c0 += T2P_KC) {
+                const int64_t kc = cols - c0 < T2P_KC ? cols - c0 : T2P_KC;
+                const int64_t nb = (kc + TN_T2_BLOCK - 1) / TN_T2_BLOCK;
+                t2p_unpack(wg, rb, nr, rv, c0 / TN_T2_BLOCK, nb, buf);
+                /* Meanwhile the next chunk (these rows' next columns, or the next group's first ones) comes
+                 * into L2: its nr x nb lines spread over the token tiles, a burst would wait on the fill
+                 * buffers. */
+                const uintptr_t pf =
+                    (uintptr_t)wg + (c0 + T2P_KC < cols ? (size_t)(c0 + T2P_KC) / 4 : 16 * T2P_RV * rb);
+                const int64_t n_lines = nr * nb, n_tiles = (nt + T2P_T - 1) / T2P_T;
+                for (int64_t tt = 0, l = 0; tt < nt; tt += T2P_T) {
+                    for (const int64_t l1 = n_lines * (tt / T2P_T + 1) / n_tiles; l < l1; l++)
+                        _mm_prefetch((const char *)(pf + (size_t)(l / nb) * rb + (size_t)(l % nb) * TN_T2_BLOCK_BYTES),
+                                     _MM_HINT_T1);
+                    const int T = nt - tt < T2P_T ? (int)(nt - tt) : T2P_T;
+                    t2p_tile_any(buf, rv, T, kc / 4, Xq + (t0 + tt) * cols + c0, (ptrdiff_t)cols, c0 == 0,
+                                 part + tt * rv * 16);
+                }
+            }
+            /* y = ((float)(sum c·q − sum q) · xscale) · s_r on 16 rows at a time (t2_out) */
+            for (int v = 0; v < rv; v++) {
+                const int64_t r = g + 16 * v;
+                const __mmask16 k = r1 - r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (r1 - r)) - 1);
+                const __m512 s =
+                    rs ? _mm512_mul_ps(_mm512_set1_ps(ts), _mm512_maskz_loadu_ps(k, rs + r)) : _mm512_set1_ps(ts);
+                for (int64_t t = 0; t < nt; t++) {
+                    const __m512i d = _mm512_sub_epi32(_mm512_load_si512(part + (t * rv + v) * 16),
+                                                       _mm512_set1_epi32(sumq[t0 + t]));
+                    const __m512 y =
+                        _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d), _mm512_set1_ps(xs[t0 + t])), s);
+                    _mm512_mask_storeu_ps(Y + (t0 + t) * rows + r, k, y);
+                }
+            }
+        }
+    }
+}
+
 /* ---- AVX2 and AVX-VNNI (256-bit) ------------------------------------------------------------------
  * Same scheme on 32-byte halves of each 64-byte block: half h of block b holds, in group k, the columns
  * 256b + 64k + 32h + (0..31). Only 16 vector registers, so 2 rows per tile and activations are read
@@ -432,6 +610,12 @@ static void t2_gemm_chunk(tn_isa isa, const uint8_t *W, const float *rs, float t
 static void t2_gemm_range(tn_isa isa, const uint8_t *W, const float *rs, float ts, int64_t rows, int64_t r0,
                           int64_t r1, int64_t cols, int64_t n_tok, const int8_t *Xq, const float *xs,
                           const int32_t *sumq, float *Y) {
+#ifdef TN_X86
+    if (isa == TN_ISA_AVX512 && n_tok >= T2P_MIN_TOK && cols % 4 == 0) { /* a prompt: unpack once */
+        t2p_range_512(W, rs, ts, rows, r0, r1, cols, n_tok, Xq, xs, sumq, Y);
+        return;
+    }
+#endif
     int64_t rc = (int64_t)((128 << 10) / tn_t2_row_bytes(cols)) & ~(int64_t)3;
     if (rc < 4) rc = 4;
     for (int64_t c0 = r0; c0 < r1; c0 += rc)

@@ -1,8 +1,8 @@
 /* kernels/packed.h, T2 and activations: pack/unpack round trips and padding, invalid values refused,
  * int8 absmax quantization (SIMD bit-exact with scalar, bounds, reconstruction), every SIMD level of
  * tn_t2_gemv / tn_t2_gemm bit-exact with the scalar reference on odd shapes (1x1, tails, tall, wide,
- * multi-threaded), gemm equal to per-token gemv, the scale math against a double reference, and the
- * TN_KERNELS cap. */
+ * multi-threaded; prompts of 1 to 70 tokens for the AVX-512 unpack-once path), gemm equal to per-token
+ * gemv, the scale math against a double reference, and the TN_KERNELS cap. */
 #include "tn_test.h"
 
 #include "core/alloc.h"
@@ -198,6 +198,79 @@ static void test_products(void) {
     tn_kernels_set_isa(TN_ISA_AVX512);
 }
 
+/* Prompts (many tokens: the AVX-512 path that unpacks the codes once, from 16 tokens on) against the
+ * scalar reference, token by token: rows that are not a multiple of the 48-row group or of 16 (1, 17,
+ * 47, 49, ...), columns of a partial block or a partial 512-column chunk, columns that are not a multiple
+ * of 4 (the 4 x 4 tile), every n_tok from 1 to 70 (tiles of 8 tokens, passes of 64), 1 and 3 threads. */
+static void test_prompt(void) {
+    static const int64_t shapes[][2] = {{1, 256},  {17, 4},   {47, 260},  {48, 512},  {49, 516},
+                                        {96, 768}, {100, 2048}, {5, 2085}, {130, 1000}, {301, 2304}};
+    tn_rng g;
+    tn_rng_seed(&g, 5);
+    const int64_t NT = 70;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t rows = shapes[s][0], cols = shapes[s][1];
+        int8_t *w = tn_alloc((size_t)(rows * cols), 1), *xq = tn_alloc((size_t)(NT * cols), 1);
+        uint8_t *p = tn_alloc(tn_t2_packed_size(rows, cols), 1);
+        float *x = tn_alloc((size_t)(NT * cols), sizeof(float)), *rs = tn_alloc((size_t)rows, sizeof(float));
+        float *y_ref = tn_alloc((size_t)(NT * rows), sizeof(float)), *y = tn_alloc((size_t)(NT * rows), sizeof(float));
+        float xs[70];
+        rand_ternary(&g, w, rows * cols);
+        rand_floats(&g, x, NT * cols);
+        for (int64_t r = 0; r < rows; r++) rs[r] = 0.5f + tn_rng_uniform(&g);
+        CHECK_OK(tn_t2_pack(w, rows, cols, p));
+        tn_kernels_set_isa(TN_ISA_SCALAR);
+        tn_act_quant_i8_rows(x, NT, cols, xq, xs);
+        if (s == 0) memset(xq + 3 * cols, 0x81, (size_t)cols); /* a token of -127 only */
+        for (int64_t t = 0; t < NT; t++) tn_t2_gemv(p, rs, 0.037f, rows, cols, xq + t * cols, xs[t], y_ref + t * rows);
+        for (int lv = TN_ISA_AVX2; lv <= (int)tn_cpu_best_isa(); lv++) {
+            if (tn_kernels_set_isa((tn_isa)lv) != (tn_isa)lv) continue;
+            const int64_t step = rows * cols > 100000 && lv != (int)tn_cpu_best_isa() ? 9 : 1;
+            for (int64_t nt = 1; nt <= NT; nt += step)
+                for (int th = 1; th <= 3; th += 2) {
+                    tn_packed_set_threads(th);
+                    memset(y, 0xFF, (size_t)(NT * rows) * sizeof(float));
+                    tn_t2_gemm(p, rs, 0.037f, rows, cols, nt, xq, xs, y);
+                    CHECKF(memcmp(y, y_ref, (size_t)(nt * rows) * sizeof(float)) == 0,
+                           "prompt %s %lldx%lld n_tok=%lld threads=%d", tn_isa_name((tn_isa)lv), (long long)rows,
+                           (long long)cols, (long long)nt, th);
+                }
+            tn_packed_set_threads(0);
+            /* NULL row scale, from inside a parallel region on two row slices (how the runner calls it) */
+            tn_kernels_set_isa(TN_ISA_SCALAR);
+            for (int64_t t = 0; t < NT; t++) tn_t2_gemv(p, NULL, 0.5f, rows, cols, xq + t * cols, xs[t], y_ref + t * rows);
+            tn_kernels_set_isa((tn_isa)lv);
+            const int64_t half = rows / 2;
+            float *y0 = tn_alloc((size_t)(NT * rows), sizeof(float)), *y1 = tn_alloc((size_t)(NT * rows), sizeof(float));
+#pragma omp parallel num_threads(2)
+            {
+                const int64_t a = omp_get_thread_num() ? half : 0, b = omp_get_thread_num() ? rows : half;
+                if (b > a) tn_t2_gemm(p + (size_t)a * tn_t2_row_bytes(cols), NULL, 0.5f, b - a, cols, NT, xq, xs,
+                                      omp_get_thread_num() ? y1 : y0);
+            }
+            int ok = 1;
+            for (int64_t t = 0; t < NT; t++)
+                for (int64_t r = 0; r < rows; r++) {
+                    float v = r < half ? y0[t * half + r] : y1[t * (rows - half) + r - half];
+                    if (memcmp(&v, &y_ref[t * rows + r], sizeof v) != 0) ok = 0;
+                }
+            CHECKF(ok, "prompt on row slices %s %lldx%lld", tn_isa_name((tn_isa)lv), (long long)rows, (long long)cols);
+            tn_free(y0);
+            tn_free(y1);
+            tn_kernels_set_isa(TN_ISA_SCALAR);
+            for (int64_t t = 0; t < NT; t++) tn_t2_gemv(p, rs, 0.037f, rows, cols, xq + t * cols, xs[t], y_ref + t * rows);
+        }
+        tn_free(w);
+        tn_free(xq);
+        tn_free(p);
+        tn_free(x);
+        tn_free(rs);
+        tn_free(y_ref);
+        tn_free(y);
+    }
+    tn_kernels_set_isa(TN_ISA_AVX512);
+}
+
 /* Extreme activations: every q = +-127 and every weight = +-1, the largest possible sums. */
 static void test_extremes(void) {
     const int64_t rows = 8, cols = 4099;
@@ -263,6 +336,7 @@ int main(void) {
     test_pack();
     test_act_quant();
     test_products();
+    test_prompt();
     test_extremes();
     return tn_test_finish();
 }
