@@ -202,6 +202,54 @@ TN_CLONES static void attend_group(const float *restrict q, const float *restric
     }
 }
 
+/* A prompt chunk (n > 1) for one kv head, tokens in tiles of up to ATT_TOKENS, each query head g of the
+ * group on its own (q row t of head g at t·qd + g·hd, cache row j at j·kvd, so both are strided views):
+ *   S = Q_g Kᵀ · scale     [m, L]   (L = pos + t1: the keys up to the tile's last token)
+ *   P = softmax(S)         row t over its own positions 0 .. pos+t only (the causal mask)
+ *   O_g = P V              [m, hd]
+ * two cblas_sgemm calls per tile (called from the engine's parallel region, OpenBLAS runs on this thread).
+ * Token at a time, each k and v row went through the vector units once per query token with a horizontal
+ * sum per score; as products they are packed once per tile and the scores come out of register tiles.
+ * The masked upper triangle (at most m²/2 of m·L scores) is computed and discarded.
+ * scores: [ATT_TOKENS, ctx] scratch. */
+#define ATT_TOKENS 32
+
+TN_CLONES static void softmax_rows(float *restrict S, int m, int64_t L, int len0) {
+    for (int r = 0; r < m; r++) {
+        float *sc = S + (int64_t)r * L;
+        const int len = len0 + r; /* row r sees positions 0 .. len-1 */
+        float mx = -INFINITY, sum = 0;
+        for (int j = 0; j < len; j++) mx = sc[j] > mx ? sc[j] : mx;
+#pragma omp simd
+        for (int j = 0; j < len; j++) sc[j] = tn_expf(sc[j] - mx);
+        float part[16] = {0};
+        int j = 0;
+        for (; j + 16 <= len; j += 16)
+            for (int k = 0; k < 16; k++) part[k] += sc[j + k];
+        for (int k = 0; k < 16; k++) sum += part[k];
+        for (; j < len; j++) sum += sc[j];
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < len; j++) sc[j] *= inv;
+        for (int64_t j = len; j < L; j++) sc[j] = 0;
+    }
+}
+
+static void attend_prompt(const float *q, const float *kc, const float *vc, int64_t qd, int64_t kvd, int pos, int n,
+                          int G, int hd, float scale, float *scores, float *out) {
+    for (int t0 = 0; t0 < n; t0 += ATT_TOKENS) {
+        const int m = n - t0 < ATT_TOKENS ? n - t0 : ATT_TOKENS;
+        const int64_t L = (int64_t)pos + t0 + m;
+        for (int g = 0; g < G; g++) {
+            const float *qg = q + t0 * qd + (int64_t)g * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (blasint)L, hd, scale, qg, (blasint)qd, kc,
+                        (blasint)kvd, 0.0f, scores, (blasint)L);
+            softmax_rows(scores, m, L, pos + t0 + 1);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, (blasint)L, 1.0f, scores, (blasint)L, vc,
+                        (blasint)kvd, 0.0f, out + t0 * qd + (int64_t)g * hd, (blasint)qd);
+        }
+    }
+}
+
 /* On the CPU the chunk's k and v rows are the cache rows pos .. pos+n-1 (the products wrote them there). */
 static int cpu_attention(const tn_infer_attn *a, int kh0, int kh1) {
     const int H = a->H, KV = a->KV, hd = a->hd, group = H / KV;
@@ -210,6 +258,14 @@ static int cpu_attention(const tn_infer_attn *a, int kh0, int kh1) {
     const float *cos_t = a->cos_t + (int64_t)a->pos * half, *sin_t = a->sin_t + (int64_t)a->pos * half;
     rope(a->k_new, cos_t, sin_t, a->n, kvd, kh0, kh1, hd);
     rope(a->q, cos_t, sin_t, a->n, qd, kh0 * group, kh1 * group, hd);
+    if (a->n > 1) {
+        for (int kh = kh0; kh < kh1; kh++) {
+            const int64_t h0 = (int64_t)kh * group;
+            attend_prompt(a->q + h0 * hd, a->k_cache + (int64_t)kh * hd, a->v_cache + (int64_t)kh * hd, qd, kvd,
+                          a->pos, a->n, group, hd, scale, a->scratch, a->out + h0 * hd);
+        }
+        return 0;
+    }
     for (int t = 0; t < a->n; t++)
         for (int kh = kh0; kh < kh1; kh++) {
             const int64_t h0 = (int64_t)kh * group;
@@ -221,7 +277,8 @@ static int cpu_attention(const tn_infer_attn *a, int kh0, int kh1) {
 
 static int64_t cpu_attention_scratch_floats(int64_t n, int64_t H, int64_t KV, int64_t hd, int64_t ctx) {
     (void)n, (void)hd;
-    return H / KV * ctx;
+    const int64_t rows = H / KV > ATT_TOKENS ? H / KV : ATT_TOKENS;
+    return rows * ctx;
 }
 
 /* ---- the elementwise steps: kernels/cpu/ops_cpu.c's arithmetic (the training model's), on whatever rows
