@@ -151,6 +151,24 @@ static inline void prefetch_floats(const float *p, int n) {
     for (uintptr_t l = (uintptr_t)p & ~(uintptr_t)63; l < e; l += 64) __builtin_prefetch((const void *)l, 0, 3);
 }
 
+/* sc[len] = softmax(sc), in place. tn_expf vectorizes where libm's expf is one call per score, and the sum
+ * runs in 16 partial sums instead of one dependent chain: together most of the softmax's time in a prompt.
+ * Inlined into each target_clones copy of its callers. */
+static inline __attribute__((always_inline)) void softmax_row(float *restrict sc, int len) {
+    float mx = -INFINITY, sum = 0;
+    for (int j = 0; j < len; j++) mx = sc[j] > mx ? sc[j] : mx;
+#pragma omp simd
+    for (int j = 0; j < len; j++) sc[j] = tn_expf(sc[j] - mx);
+    float part[16] = {0};
+    int j = 0;
+    for (; j + 16 <= len; j += 16)
+        for (int k = 0; k < 16; k++) part[k] += sc[j + k];
+    for (int k = 0; k < 16; k++) sum += part[k];
+    for (; j < len; j++) sum += sc[j];
+    const float inv = 1.0f / sum;
+    for (j = 0; j < len; j++) sc[j] *= inv;
+}
+
 TN_CLONES static void attend_group(const float *restrict q, const float *restrict kc, const float *restrict vc,
                                    int64_t kvd, int len, int G, int hd, float scale, float *restrict scores,
                                    float *restrict out) {
@@ -172,21 +190,7 @@ TN_CLONES static void attend_group(const float *restrict q, const float *restric
         }
     }
     for (int g = 0; g < G; g++) {
-        float *sc = scores + (int64_t)g * len;
-        float mx = -INFINITY, sum = 0;
-        for (int j = 0; j < len; j++) mx = sc[j] > mx ? sc[j] : mx;
-        /* tn_expf vectorizes where libm's expf is one call per score, and the sum runs in 16 partial sums
-         * instead of one dependent chain: together most of the softmax's time in a prompt */
-#pragma omp simd
-        for (int j = 0; j < len; j++) sc[j] = tn_expf(sc[j] - mx);
-        float part[16] = {0};
-        int j = 0;
-        for (; j + 16 <= len; j += 16)
-            for (int k = 0; k < 16; k++) part[k] += sc[j + k];
-        for (int k = 0; k < 16; k++) sum += part[k];
-        for (; j < len; j++) sum += sc[j];
-        const float inv = 1.0f / sum;
-        for (int j = 0; j < len; j++) sc[j] *= inv;
+        softmax_row(scores + (int64_t)g * len, len);
         memset(out + (int64_t)g * hd, 0, (size_t)hd * sizeof *out);
     }
     for (int j = 0; j < len; j++) {
@@ -214,23 +218,12 @@ TN_CLONES static void attend_group(const float *restrict q, const float *restric
  * scores: [ATT_TOKENS, ctx] scratch. */
 #define ATT_TOKENS 32
 
+/* Rows r < m of S [m, L]: row r = softmax over its own positions 0 .. len0+r-1, zero beyond (the causal mask). */
 TN_CLONES static void softmax_rows(float *restrict S, int m, int64_t L, int len0) {
     for (int r = 0; r < m; r++) {
         float *sc = S + (int64_t)r * L;
-        const int len = len0 + r; /* row r sees positions 0 .. len-1 */
-        float mx = -INFINITY, sum = 0;
-        for (int j = 0; j < len; j++) mx = sc[j] > mx ? sc[j] : mx;
-#pragma omp simd
-        for (int j = 0; j < len; j++) sc[j] = tn_expf(sc[j] - mx);
-        float part[16] = {0};
-        int j = 0;
-        for (; j + 16 <= len; j += 16)
-            for (int k = 0; k < 16; k++) part[k] += sc[j + k];
-        for (int k = 0; k < 16; k++) sum += part[k];
-        for (; j < len; j++) sum += sc[j];
-        const float inv = 1.0f / sum;
-        for (int j = 0; j < len; j++) sc[j] *= inv;
-        for (int64_t j = len; j < L; j++) sc[j] = 0;
+        softmax_row(sc, len0 + r);
+        for (int64_t j = len0 + r; j < L; j++) sc[j] = 0;
     }
 }
 
