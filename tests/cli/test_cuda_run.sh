@@ -5,7 +5,7 @@
 # steps into ternary with int8 activations (T2), prime7 per row (L4) and prime81 (L8), exported with F16
 # embeddings and head:
 #   trinity run: greedy and seeded-sampling output on cuda equals the CPU's, for every export and the .h5;
-#   trinity eval: the .trin's loss on cuda equals the CPU's within 1e-5 relative (exact), 1e-4 (--fast);
+#   trinity eval: the .trin's loss on cuda equals the CPU's within 1e-5 relative (exact; T2 with int8 activations 1e-4), 1e-4 (--fast);
 #   trinity bench decode / prefill --model FILE (CPU and cuda) and --preset tiny --device cuda: run, report
 #   the model and the device; a prompt longer than the model's context is one error line;
 #   bad input: a model larger than the device (TN_CUDA_EMU_MEM), a device index that does not exist: one
@@ -128,7 +128,10 @@ for m in t2 l4 l8 f16; do
     # shellcheck disable=SC2086
     "$T" eval "$w/$m.trin" --data "$w/text.h5" --seq-len 64 --max-windows 4 --json $fast --device cuda > "$w/ecuda.json" \
       2>/dev/null || fail "eval $m on cuda"
-    tol=1e-5; [ -n "$fast" ] && tol=1e-4
+    # exact: 1e-5, except t2, whose int8 activations turn the two engines' different float summation orders
+    # (attention: CPU tiles of sgemm products, CUDA its own kernel) into an occasional flipped rounding step
+    # (measured 1.1e-5 under ASan); 1e-4 as scripts/gpu-check.sh allows it on a GPU
+    tol=1e-5; { [ -n "$fast" ] || [ "$m" = t2 ]; } && tol=1e-4
     "$PY" - "$w/ecpu.json" "$w/ecuda.json" "$tol" "$m $fast" <<'PY' || fail "eval $m $fast"
 import json, sys
 a, b = (json.loads(open(p).read()) for p in sys.argv[1:3])
