@@ -34,8 +34,7 @@ typedef struct {
     tn_qbase base;
     tn_qbase_source bsrc;
     tn_lora lora;
-    float *m, *v;          /* [lora.numel] AdamW moments (table memory) */
-    const tn_ops *m_ops;   /* the table m and v were allocated on (NULL: not yet) */
+    float *m, *v;          /* [lora.numel] AdamW moments, on the adapters' table (lora.ops) */
     const char *base_path;
     char layers[256];      /* [lora] layers as given (for the checkpoint) */
     int loaded;            /* a resume read the /lora group */
@@ -191,9 +190,9 @@ static void lo_destroy(void *vctx) {
     if (!c) return;
     if (c->bsrc.b) tn_qbase_source_close(&c->bsrc);
     tn_qbase_free(&c->base);
-    if (c->m_ops) {
-        c->m_ops->free(c->m);
-        c->m_ops->free(c->v);
+    if (c->lora.ops) { /* m and v are allocated after the adapters moved to the run's table */
+        c->lora.ops->free(c->m);
+        c->lora.ops->free(c->v);
     }
     tn_lora_free(&c->lora);
     free(c);
@@ -301,7 +300,6 @@ int tn_method_lora_attach(tn_run *r, tn_method *m) {
     const size_t bytes = (size_t)c->lora.numel * sizeof(float);
     TN_CHECK(tn_lora_move(&c->lora, r->ops));
     TN_CHECK(tn_lora_reserve(&c->lora, r->batch * r->seq_len));
-    c->m_ops = r->ops;
     if (!(c->m = r->ops->alloc(bytes)) || !(c->v = r->ops->alloc(bytes))) return -1;
     TN_CHECK(r->ops->zero(c->m, bytes));
     TN_CHECK(r->ops->zero(c->v, bytes));
