@@ -2,6 +2,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "runner/eval_trin.h"
+#include "runner/rescore.h"
 #include "train/evaluate_model.h"
 
 #include <math.h>
@@ -11,7 +12,7 @@
 
 static void help(void) {
     printf("usage: trinity eval MODEL --data SHARD.h5 [--seq-len N] [--batch B] [--max-windows W] [--fast]\n"
-           "                  [--reference REF.trin] [--device cpu|cuda|cuda:N] [--json]\n\n"
+           "                  [--reference REF.trin] [--rescore K] [--device cpu|cuda|cuda:N] [--json]\n\n"
            "Mean masked negative log-likelihood and perplexity of MODEL (.h5 checkpoint or .trin) over the\n"
            "shard, in non-overlapping windows of N tokens (default min(512, max_seq_len)). Quantized\n"
            "checkpoints are evaluated with their snapped weights. A .trin runs through the inference engine:\n"
@@ -22,6 +23,8 @@ static void help(void) {
            "--reference REF runs a second model (a .trin with the same vocabulary, e.g. the same export with an\n"
            "F16 head) over the same windows and reports its perplexity and how often the two models' top-1\n"
            "predictions agree: what a quantized head or embedding table costs (docs/TRIN.md).\n"
+           "--rescore K: a .trin with exact head rows (`export --exact-head`) re-scores the quantized head's\n"
+           "best K logits from them (default 32; 0 = the quantized head alone; docs/TRIN.md).\n"
            "--json prints {\"loss\": L, \"ppl\": P, \"tokens\": T} on one line (with --reference also\n"
            "\"ref_loss\", \"ref_ppl\", \"top1_agree\": the agreeing fraction).\n");
 }
@@ -39,6 +42,7 @@ int tn_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *device = "cpu", *ref = NULL;
     long long seq = 0, batch = 4, maxw = 0;
     int json = 0, fast = 0;
+    long long rescore = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (tn_cli_is_help(a)) {
@@ -49,7 +53,8 @@ int tn_cmd_eval(int argc, char **argv) {
         } else if (!strcmp(a, "--fast")) {
             fast = 1;
         } else if (!strcmp(a, "--data") || !strcmp(a, "--seq-len") || !strcmp(a, "--batch") ||
-                   !strcmp(a, "--max-windows") || !strcmp(a, "--device") || !strcmp(a, "--reference")) {
+                   !strcmp(a, "--max-windows") || !strcmp(a, "--device") || !strcmp(a, "--reference") ||
+                   !strcmp(a, "--rescore")) {
             if (i + 1 >= argc) return tn_cli_usage_error("eval", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--data")) data = v;
@@ -61,6 +66,10 @@ int tn_cmd_eval(int argc, char **argv) {
                 return tn_cli_usage_error("eval", "--batch: '%s' is not a positive integer", v);
             else if (!strcmp(a, "--max-windows") && parse_pos(a, v, 1LL << 40, &maxw) != 0)
                 return tn_cli_usage_error("eval", "--max-windows: '%s' is not a positive integer", v);
+            else if (!strcmp(a, "--rescore") && strcmp(v, "0") != 0 && parse_pos(a, v, TN_RESCORE_MAX, &rescore) != 0)
+                return tn_cli_usage_error("eval", "--rescore: '%s' is not a count 0..%d", v, TN_RESCORE_MAX);
+            else if (!strcmp(a, "--rescore") && !strcmp(v, "0"))
+                rescore = 0;
         } else if (a[0] == '-') {
             return tn_cli_usage_error("eval", "unknown option '%s'", a);
         } else if (!model) {
@@ -77,12 +86,14 @@ int tn_cmd_eval(int argc, char **argv) {
     int rc;
     tn_eval_compare cmp = {0};
     if (ml > 5 && !strcmp(model + ml - 5, ".trin")) {
-        rc = tn_trin_eval_compare(model, ref, data, (int)seq, maxw, fast ? TN_INFER_FAST : TN_INFER_EXACT, device, &cmp);
+        rc = tn_trin_eval_compare(model, ref, data, (int)seq, maxw, fast ? TN_INFER_FAST : TN_INFER_EXACT, device, (int)rescore,
+                                  &cmp);
         loss = cmp.loss;
         counted = cmp.tokens;
     } else {
         if (fast) return tn_cli_usage_error("eval", "--fast applies to .trin models");
         if (ref) return tn_cli_usage_error("eval", "--reference applies to .trin models");
+        if (rescore >= 0) return tn_cli_usage_error("eval", "--rescore applies to .trin models");
         rc = tn_eval_checkpoint(model, data, (int)seq, (int)batch, maxw, device, &loss, &counted);
     }
     if (rc != 0) return tn_cli_fail();

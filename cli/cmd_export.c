@@ -16,7 +16,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: trinity export CKPT.h5 -o OUT [--format trin|gguf|hf] [--dtype auto|f32|f16] [--quantize ternary]\n"
-            "                      [--head f32|f16|q8|q4] [--embed f32|f16|q8|q4]\n"
+            "                      [--head f32|f16|q8|q4 [--exact-head]] [--embed f32|f16|q8|q4]\n"
             "                      [--gguf-ternary tq2_0|tq1_0|q4_0|q8_0|f16] [--strict] [--tokenizer FILE]\n"
             "                      [--hf-dtype bf16|f32] [--json]\n"
             "\n"
@@ -46,6 +46,10 @@ static void usage(FILE *f) {
             "  --head T            the LM head: f32, f16, q8 (int8, a scale per row; TRIN Q8, GGUF Q8_0) or q4\n"
             "                      (4-bit blocks of 32; TRIN Q4, GGUF Q4_0). With tied embeddings, the one table.\n"
             "                      Default: as --dtype. docs/TRIN.md gives what each costs in perplexity\n"
+            "  --exact-head        with --head q8|q4 (TRIN): also store the head's F16 rows; the runner re-scores\n"
+            "                      the quantized head's top candidates from them (the F16 head's argmax, at the\n"
+            "                      quantized head's reads per token; the file grows by 2 bytes per head weight).\n"
+            "                      A tied model also embeds from them\n"
             "  --embed T           the embedding table of a model that does not tie it to the head (as --head)\n"
             "  --gguf-ternary T    ternary layers: tq2_0 (default) or tq1_0 where rows are a multiple of 256\n"
             "                      (others Q4_0); q4_0 or q8_0 for every ternary layer; f16 (±fp16(scale):\n"
@@ -181,6 +185,8 @@ int tn_cmd_export(int argc, char **argv) {
             if (++i >= argc) return tn_cli_usage_error("export", "%s needs f32, f16, q8 or q4", a);
             tn_table_type *dst = !strcmp(a, "--head") ? &o.head : &o.embed;
             if (tn_table_type_parse(argv[i], dst) != 0) return tn_cli_usage_error("export", "%s: %s", a, tn_errmsg());
+        } else if (!strcmp(a, "--exact-head")) {
+            o.exact_head = 1;
         } else if (!strcmp(a, "--gguf-ternary")) {
             if (++i >= argc) return tn_cli_usage_error("export", "--gguf-ternary needs tq2_0, tq1_0, q4_0, q8_0 or f16");
             const char *t = argv[i];
@@ -210,6 +216,9 @@ int tn_cmd_export(int argc, char **argv) {
     if (fmt == FMT_AUTO) fmt = ends_with(out, ".gguf") ? FMT_GGUF : FMT_TRIN;
     if (fmt != FMT_GGUF && gguf_only)
         return tn_cli_usage_error("export", "--gguf-ternary, --strict and --tokenizer need --format gguf");
+    if (o.exact_head && fmt != FMT_TRIN) return tn_cli_usage_error("export", "--exact-head needs --format trin");
+    if (o.exact_head && o.head != TN_TABLE_Q8 && o.head != TN_TABLE_Q4)
+        return tn_cli_usage_error("export", "--exact-head needs --head q8 or q4 (it re-scores a quantized head)");
     if (hf_dtype && fmt != FMT_HF)
         return tn_cli_usage_error("export", "--hf-dtype needs --format hf");
     if (fmt == FMT_HF) {

@@ -6,6 +6,7 @@
 #include "runner/generate.h"
 #include "runner/infer.h"
 #include "runner/model_tokenizer.h"
+#include "runner/rescore.h"
 #include "runner/sampler.h"
 
 #include <errno.h>
@@ -45,6 +46,8 @@ static void usage(FILE *f) {
             "                          weights uploaded once (docs/CUDA.md)\n"
             "  --no-graph              CUDA: run each decode step kernel by kernel, not as a CUDA graph\n"
             "  --exact                 fp32 products on dequantized weights (slow; matches the training model)\n"
+            "  --rescore K             a model exported with --exact-head: re-score the quantized head's best K\n"
+            "                          logits from the exact rows (default 32; 0 = the quantized head alone)\n"
             "  --tokenizer T           use this tokenizer instead of the model's (file, dir, model file or 'bytes')\n"
             "  --no-stop               do not stop at the end-of-sequence token\n"
             "  -h, --help              this help\n");
@@ -97,7 +100,8 @@ int tn_cmd_run(int argc, char **argv) {
                    !strcmp(a, "--temp") || !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
                    !strcmp(a, "--repeat-penalty") || !strcmp(a, "--seed") || !strcmp(a, "--template") ||
                    !strcmp(a, "--ctx") || !strcmp(a, "--threads") || !strcmp(a, "--tokenizer") ||
-                   !strcmp(a, "--device") || !strcmp(a, "--chat-template") || !strcmp(a, "--system")) {
+                   !strcmp(a, "--device") || !strcmp(a, "--chat-template") || !strcmp(a, "--system") ||
+                   !strcmp(a, "--rescore")) {
             if (i + 1 >= argc) return tn_cli_usage_error("run", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
@@ -119,6 +123,10 @@ int tn_cmd_run(int argc, char **argv) {
                 if (parse_int(v, 1, 1 << 24, &ctx)) return tn_cli_usage_error("run", "--ctx: '%s' is not a length", v);
             } else if (!strcmp(a, "--threads")) {
                 if (parse_int(v, 1, 4096, &threads)) return tn_cli_usage_error("run", "--threads: '%s' is not a count", v);
+            } else if (!strcmp(a, "--rescore")) {
+                if (parse_int(v, 0, TN_RESCORE_MAX, &iv))
+                    return tn_cli_usage_error("run", "--rescore: '%s' is not a count 0..%d", v, TN_RESCORE_MAX);
+                io.rescore = (int)iv;
             } else {
                 if (parse_float(v, &fv)) return tn_cli_usage_error("run", "%s: '%s' is not a number", a, v);
                 if (!strcmp(a, "--temp")) go.sampling.temperature = (float)fv;

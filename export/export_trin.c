@@ -20,6 +20,7 @@ void tn_export_opts_default(tn_export_opts *o) {
     o->quantize = NULL;
     o->head = TN_TABLE_AUTO;
     o->embed = TN_TABLE_AUTO;
+    o->exact_head = 0;
 }
 
 uint16_t tn_f32_to_f16(float f) {
@@ -106,6 +107,35 @@ static int add_table(exporter *e, tn_trin_tensor *d, const float *W, tn_table_ty
     return tn_trin_writer_add(e->w, d, buf, scales, 1);
 }
 
+/* The LM head's tensor: lm_head.weight, or the embedding table of a tied model. */
+static int is_head(const tn_tensor_info *t, const tn_llama_config *cfg) {
+    return !strcmp(t->name, cfg->tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+}
+
+/* n floats rounded to F16 (malloc'd; NULL on failure, error set). */
+static uint16_t *to_f16(const float *W, int64_t n) {
+    uint16_t *h = malloc((size_t)n * sizeof *h);
+    if (!h) {
+        tn_err("out of memory");
+        return NULL;
+    }
+    for (int64_t k = 0; k < n; k++) h[k] = tn_f32_to_f16(W[k]);
+    return h;
+}
+
+/* The head's F16 rows beside its quantized table (TN_TRIN_EXACT_HEAD), with the head's act_bits. */
+static int add_exact_head(exporter *e, const tn_trin_tensor *head, const float *W) {
+    tn_trin_tensor d = *head;
+    snprintf(d.name, sizeof d.name, "%s", TN_TRIN_EXACT_HEAD);
+    d.dtype = TN_TRIN_F16;
+    d.scale_layout = TN_TRIN_SCALE_NONE;
+    uint16_t *h = to_f16(W, d.shape[0] * d.shape[1]);
+    if (!h) return -1;
+    if (tn_trin_writer_add(e->w, &d, h, NULL, 1) != 0)
+        return tn_err_prefix("exact head rows in F16 (a weight beyond ±65504 does not fit)");
+    return 0;
+}
+
 static int add_tensor(exporter *e, int i) {
     tn_export_tensor x;
     TN_CHECK(tn_export_src_tensor(&e->src, i, &x));
@@ -137,12 +167,14 @@ static int add_tensor(exporter *e, int i) {
     }
     const int64_t n = (int64_t)t->numel;
     const tn_table_type table = tn_table_for(t, &e->src.ck.layout.cfg, e->o->head, e->o->embed);
-    if (table == TN_TABLE_Q8 || table == TN_TABLE_Q4) return add_table(e, &d, x.W, table);
+    if (table == TN_TABLE_Q8 || table == TN_TABLE_Q4) {
+        TN_CHECK(add_table(e, &d, x.W, table));
+        return is_head(t, &e->src.ck.layout.cfg) && e->o->exact_head ? add_exact_head(e, &d, x.W) : 0;
+    }
     /* Dense. Norms (rank 1) stay F32: they are tiny and the forward is sensitive to them. */
     if ((table == TN_TABLE_F16 || (table == TN_TABLE_AUTO && e->o->dense == TN_EXPORT_DENSE_F16)) && t->rank == 2) {
-        uint16_t *h = malloc((size_t)n * sizeof *h);
-        if (!h) return tn_err("out of memory");
-        for (int64_t k = 0; k < n; k++) h[k] = tn_f32_to_f16(x.W[k]);
+        uint16_t *h = to_f16(x.W, n);
+        if (!h) return -1;
         d.dtype = TN_TRIN_F16;
         e->last_dtype = d.dtype;
         if (tn_trin_writer_add(e->w, &d, h, NULL, 1) != 0)
@@ -166,6 +198,8 @@ int tn_export_trin(const char *ckpt_path, const char *out_path, const tn_export_
     if (l->cfg.tied_embeddings && o->embed != TN_TABLE_AUTO)
         rc = tn_err("--embed %s: %s ties its embeddings to the LM head; --head sets the one table",
                     tn_table_type_name(o->embed), ckpt_path);
+    if (rc == 0 && o->exact_head && o->head != TN_TABLE_Q8 && o->head != TN_TABLE_Q4)
+        rc = tn_err("exact head rows need a Q8 or Q4 head (--head q8 or q4)");
     if (rc == 0 && !(e.w = tn_trin_writer_new(&l->cfg))) rc = -1;
     snprintf(rep->kind, sizeof rep->kind, "%s", e.src.kind);
     snprintf(rep->grid, sizeof rep->grid, "%s", e.src.grid);
@@ -195,7 +229,8 @@ int tn_export_trin(const char *ckpt_path, const char *out_path, const tn_export_
     if (rc == 0) rc = tn_trin_writer_write(e.w, out_path);
     if (rc == 0) {
         struct stat st;
-        rep->n_tensors = l->n_tensors;
+        rep->n_tensors = l->n_tensors + (o->exact_head != 0);
+        if (o->exact_head) rep->n_by_dtype[TN_TRIN_F16]++;
         rep->n_params = tn_llama_config_n_params(&l->cfg);
         if (stat(out_path, &st) == 0) rep->file_bytes = st.st_size;
     }

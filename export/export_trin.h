@@ -10,6 +10,8 @@
  *                        (per tensor) to T2: a synthetic quantized model for benchmarks and tests
  *   head / embed         the LM head and the embedding table, when dense in the checkpoint, as F32, F16,
  *                        Q8 or Q4 (export/table_quant.h) instead of the dense dtype
+ *   exact_head           beside a Q8 / Q4 head, its rows in F16 as TN_TRIN_EXACT_HEAD (the runner
+ *                        re-scores the quantized head's top candidates from them: runner/rescore.h)
  * Which tensor is which is decided in export/export_source.h, shared with the GGUF exporter
  * (export/export_gguf.h). The tokenizer is copied as stored in the checkpoint. The output is written
  * atomically. */
@@ -28,6 +30,7 @@ typedef struct {
     const char *quantize;   /* NULL, or "ternary" (dense checkpoints only) */
     tn_table_type head;     /* the LM head (and a tied embedding table): auto (= dense), f32, f16, q8, q4 */
     tn_table_type embed;    /* an untied embedding table; must stay auto when the model ties it */
+    int exact_head;         /* 1: with head Q8 / Q4, also the head's F16 rows (TN_TRIN_EXACT_HEAD, TRIN 4) */
 } tn_export_opts;
 
 typedef struct {

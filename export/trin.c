@@ -256,21 +256,45 @@ static int sort_names(const tn_trin_tensor *ts, int n, name_idx **out) {
     return 0;
 }
 
-/* The tensor set must be exactly the model's: every tensor of the layout with its shape, nothing else. */
+/* The exact rows of a quantized head (TN_TRIN_EXACT_HEAD): F16 [vocab, dim] without scales, beside a head
+ * (lm_head.weight, or the tied embedding table) that is Q8 or Q4, with the head's act_bits. */
+static int check_exact_head(const tn_llama_config *cfg, const tn_trin_tensor *ts, const name_idx *sorted, int n,
+                            const tn_trin_tensor *x) {
+    const int hk = find_sorted(sorted, n, cfg->tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+    if (x->dtype != TN_TRIN_F16 || x->rank != 2 || x->scale_layout != TN_TRIN_SCALE_NONE)
+        return tn_err("tensor '%s': exact head rows must be F16 [vocab, dim] without scales", x->name);
+    if (x->shape[0] != cfg->vocab_size || x->shape[1] != cfg->dim)
+        return tn_err("tensor '%s': shape does not match the config (expected [%d, %d])", x->name, cfg->vocab_size,
+                      cfg->dim);
+    if (hk < 0) return 0; /* the head's own absence is reported by the set check */
+    const tn_trin_tensor *h = &ts[hk];
+    if (h->dtype != TN_TRIN_Q8 && h->dtype != TN_TRIN_Q4)
+        return tn_err("tensor '%s': exact head rows beside a %s head (they re-score a Q8 or Q4 head)", x->name,
+                      tn_trin_dtype_name(h->dtype));
+    if (x->act_bits != h->act_bits)
+        return tn_err("tensor '%s': act_bits %d, the head's are %d", x->name, x->act_bits, h->act_bits);
+    return 0;
+}
+
+/* The tensor set must be exactly the model's: every tensor of the layout with its shape, nothing else
+ * but the optional exact head rows. */
 static int check_llama(const tn_llama_config *cfg, const tn_trin_tensor *ts, const name_idx *sorted, int n) {
     tn_llama_layout l;
     if (tn_llama_layout_init(&l, cfg) != 0) return -1;
     int rc = 0;
-    if (n != l.n_tensors) {
+    const int xk = find_sorted(sorted, n, TN_TRIN_EXACT_HEAD);
+    if (xk >= 0) rc = check_exact_head(cfg, ts, sorted, n, &ts[xk]);
+    const int n_model = n - (xk >= 0);
+    if (rc == 0 && n_model != l.n_tensors) {
         /* report the first missing or unexpected name, which says more than the counts */
         for (int i = 0; i < l.n_tensors && rc == 0; i++)
             if (find_sorted(sorted, n, l.tensors[i].name) < 0)
                 rc = tn_err("tensor '%s' is missing (the config needs %d tensors, the file has %d)", l.tensors[i].name,
                             l.n_tensors, n);
         for (int i = 0; i < n && rc == 0; i++)
-            if (!tn_llama_layout_find(&l, ts[i].name))
+            if (i != xk && !tn_llama_layout_find(&l, ts[i].name))
                 rc = tn_err("unexpected tensor '%s' (not part of a model with this config)", ts[i].name);
-        if (rc == 0) rc = tn_err("%d tensors, the config needs %d", n, l.n_tensors);
+        if (rc == 0) rc = tn_err("%d tensors, the config needs %d", n_model, l.n_tensors);
     }
     for (int i = 0; i < l.n_tensors && rc == 0; i++) {
         const tn_tensor_info *e = &l.tensors[i];
@@ -633,6 +657,8 @@ static int open_image(tn_trin *t) {
     name_idx *sorted = NULL;
     if (rc == 0) rc = sort_names(t->tensors, t->n_tensors, &sorted);
     if (rc == 0) rc = check_llama(&t->cfg, t->tensors, sorted, t->n_tensors);
+    if (rc == 0 && t->version < 4 && find_sorted(sorted, t->n_tensors, TN_TRIN_EXACT_HEAD) >= 0)
+        rc = tn_err("tensor '%s' needs TRIN version 4, the file is version %u", TN_TRIN_EXACT_HEAD, t->version);
     /* Data last: it is the expensive part, and the cheap checks above name the problem better. The
      * regions were sorted by offset, which also makes the CRC pass read the file front to back. */
     if (rc == 0) rc = verify_data(t, rs, nr);
@@ -904,11 +930,14 @@ static int build(tn_trin_writer *w, uint8_t **header, uint64_t *header_size, uin
 
     outbuf o = {calloc(1, (size_t)hs), 0};
     if (!o.p) return tn_err("out of memory");
-    /* The oldest version that holds every dtype of the file: version-2 readers keep reading files without
-     * the Q8 / Q4 of version 3 (the layout is otherwise the same). */
+    /* The oldest version that holds the file: version-2 readers keep reading files without the Q8 / Q4 of
+     * version 3, version-3 readers those without the exact head rows of version 4 (the layout is otherwise
+     * the same). */
     uint32_t version = 2;
-    for (int i = 0; i < w->n; i++)
+    for (int i = 0; i < w->n; i++) {
         if (dtype_version(w->e[i].d.dtype) > version) version = dtype_version(w->e[i].d.dtype);
+        if (!strcmp(w->e[i].d.name, TN_TRIN_EXACT_HEAD)) version = 4;
+    }
     put(&o, TN_TRIN_MAGIC, 4);
     put_u32(&o, version);
     put_u64(&o, hs);

@@ -19,15 +19,20 @@
 #include "model/config.h"
 
 #define TN_TRIN_MAGIC "TRIN"
-#define TN_TRIN_VERSION 3          /* the newest: written when a tensor is Q8 or Q4, else 2 (so that
-                                    * version-2 readers still read every file they can run); versions 1
-                                    * (no RoPE scaling fields) and 2 are read */
+#define TN_TRIN_VERSION 4          /* the newest: written when the file holds exact head rows, 3 when a
+                                    * tensor is Q8 or Q4, else 2 (so that older readers still read every
+                                    * file they can run); versions 1 (no RoPE scaling fields) to 4 are read */
 #define TN_TRIN_N_DTYPES 7
 #define TN_TRIN_ALIGN 64
 #define TN_TRIN_MAX_RANK 4
 #define TN_TRIN_MAX_NAME 95          /* bytes, without the terminating NUL */
 #define TN_TRIN_MAX_GRID 256
 #define TN_TRIN_MAX_HEADER ((uint64_t)64 << 20) /* a header above 64 MiB is refused as corrupt */
+
+/* The optional exact rows of a quantized LM head (version 4, `trinity export --head q8|q4 --exact-head`):
+ * [vocab, dim] F16, the head before quantization. The runner scans the quantized head and re-scores its
+ * top candidates from these rows (runner/rescore.h); a tied model also embeds from them. */
+#define TN_TRIN_EXACT_HEAD "lm_head.exact"
 
 /* Q8 and Q4 (version 3) are for the LM head and the embedding table (trinity export --head / --embed). */
 typedef enum {
@@ -65,7 +70,7 @@ typedef struct {
 } tn_trin_tensor;
 
 typedef struct {
-    uint32_t version;                 /* 1, 2 or 3 */
+    uint32_t version;                 /* 1 to 4 */
     uint64_t file_size, header_size, data_offset;
     tn_llama_config cfg;
     char tokenizer_format[32];        /* "" when the file has no tokenizer */

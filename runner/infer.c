@@ -8,6 +8,7 @@
  * The shape of a llama2.c `run.c` (https://github.com/karpathy/llama2.c): plain arrays, one forward
  * function, a KV cache indexed [layer][position][kv_dim]. */
 #include "runner/infer.h"
+#include "runner/rescore.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -112,6 +113,8 @@ struct tn_infer {
     int ctx, pos, n_threads;
     /* the weights, in the ops' memory (on a device, device copies of the host views the loader built) */
     imat embed, head;
+    imat exact;              /* the exact rows of a quantized head (TRIN 4), w == NULL when absent or unused */
+    int rescore;             /* candidates re-scored from `exact` per token (0 = none) */
     const float *final_norm;
     ilayer *layers;
     /* KV cache: [n_layers, ctx, kv_dim] each; RoPE tables [ctx, head_dim / 2] */
@@ -292,6 +295,18 @@ static int head_norms(tn_infer *m, const ilayer *L, const float *qp, const float
     return 0;
 }
 
+/* One token's logits [V] from the quantized head: its best m->rescore recomputed from the exact rows, each
+ * the product an F16 head computes for that row (runner/rescore.h). h: the token's normed final state. */
+static void rescore_row(tn_infer *m, worker *w, const float *h, float *logits) {
+    int32_t cand[TN_RESCORE_MAX];
+    const int k = tn_top_indices(logits, m->cfg.vocab_size, m->rescore, cand);
+    act a = act_of(w, h, 1, m->cfg.dim);
+    for (int j = 0; j < k; j++) {
+        const imat row = slice(&m->exact, cand[j], cand[j] + 1);
+        product(m->ops, &row, &a, logits + cand[j]); /* the CPU ops cannot fail */
+    }
+}
+
 static int forward_layers(tn_infer *m, int n, int first, float *out, int tid, int nth) {
     const tn_infer_ops *ops = m->ops;
     const tn_llama_config *c = &m->cfg;
@@ -377,6 +392,10 @@ static int forward_layers(tn_infer *m, int n, int first, float *out, int tid, in
         OP(ops->rmsnorm(w->h, w->rstd, x + first * D, m->final_norm, nr, D, c->norm_eps));
         act af = act_of(w, w->h, nr, D);
         OP(matmul(ops, &m->head, &af, out, c->vocab_size, w, tid, nth));
+        if (m->rescore > 0) { /* the host only: a device runs the exact rows as its head (place) */
+            ops->barrier();   /* every logit of the scan */
+            for (int t = tid; t < nr; t += nth) rescore_row(m, w, w->h + (int64_t)t * D, out + (int64_t)t * c->vocab_size);
+        }
     }
     return rc;
 }
@@ -472,6 +491,7 @@ void tn_infer_opts_default(tn_infer_opts *o) {
     o->threads = 0;
     o->device = "cpu";
     o->graph = 1;
+    o->rescore = TN_RESCORE_DEFAULT;
 }
 
 void tn_infer_free(tn_infer *m) {
@@ -648,6 +668,17 @@ static int place(tn_infer *m) {
     if (m->ops->max_head_dim && hd > m->ops->max_head_dim)
         return tn_err("head dimension %d: the %s attention handles at most %d", hd, m->ops->name,
                       m->ops->max_head_dim);
+    if (m->exact.w && (!m->ops->gemm_q8 || !m->ops->gemm_q4 || m->opts.rescore == 0)) {
+        /* an engine without the tables' kernels (CUDA) runs the exact rows as the head; rescore 0 keeps
+         * the quantized head alone (a tied model still embeds from the exact rows) */
+        if (m->opts.rescore != 0) {
+            const int act8 = m->head.act8;
+            m->head = m->exact;
+            m->head.act8 = act8;
+        }
+        memset(&m->exact, 0, sizeof m->exact);
+    }
+    m->rescore = m->exact.w ? m->opts.rescore : 0;
     if (!m->ops->gemm_q8 || !m->ops->gemm_q4) { /* a table without them (CUDA) refuses such a model whole */
         const imat *bad = is_qtable(m->embed.dtype) ? &m->embed : is_qtable(m->head.dtype) ? &m->head : NULL;
         for (int l = 0; l < m->cfg.n_layers && !bad; l++)
@@ -748,6 +779,9 @@ static void describe(tn_infer *m) {
         if (count[d]) w += snprintf(p + w, cap - (size_t)w, "%s%s x%d", w ? " + " : "layers ", tn_trin_dtype_name((tn_trin_dtype)d), count[d]);
     w += snprintf(p + w, cap - (size_t)w, ", embed %s, head %s%s", tn_trin_dtype_name((tn_trin_dtype)m->embed.dtype),
                   tn_trin_dtype_name((tn_trin_dtype)m->head.dtype), m->cfg.tied_embeddings ? " (tied)" : "");
+    if (m->rescore > 0)
+        w += snprintf(p + w, cap - (size_t)w, " (best %d re-scored from %s rows)", m->rescore,
+                      tn_trin_dtype_name((tn_trin_dtype)m->exact.dtype));
     const int table = is_qtable(m->embed.dtype) || is_qtable(m->head.dtype) || count[TN_PACKED_Q8] || count[TN_PACKED_Q4];
     if (m->opts.mode == TN_INFER_EXACT) w += snprintf(p + w, cap - (size_t)w, ", exact");
     const int t2 = count[TN_PACKED_T2] || m->head.dtype == TN_PACKED_T2;
@@ -804,6 +838,11 @@ static int build_from_trin(tn_infer *m) {
         FIND(th, "lm_head.weight");
         TN_CHECK(mat_from_trin(m, th, &m->head));
     }
+    const tn_trin_tensor *tx = tn_trin_find(t, TN_TRIN_EXACT_HEAD);
+    if (tx) { /* the reader checked it: F16 [vocab, dim] beside a Q8 / Q4 head, with the head's act_bits */
+        TN_CHECK(mat_from_trin(m, tx, &m->exact));
+        if (m->cfg.tied_embeddings) m->embed = m->exact; /* one row per token: embed exactly */
+    }
     if (!(m->final_norm = vec_from_trin(m, tnorm))) return -1;
     static const char *mats[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
@@ -845,6 +884,11 @@ static tn_infer *new_engine(const tn_infer_opts *o) {
     if (o) m->opts = *o;
     else tn_infer_opts_default(&m->opts);
     if (!m->opts.device) m->opts.device = "cpu";
+    if (m->opts.rescore < 0 || m->opts.rescore > TN_RESCORE_MAX) {
+        tn_err("re-scoring %d candidates: the count must be 0..%d", m->opts.rescore, TN_RESCORE_MAX);
+        free(m);
+        return NULL;
+    }
     m->ops = tn_infer_ops_cpu();
     if (tn_device_open(m->opts.device, &m->dev) != 0) {
         free(m);
@@ -990,6 +1034,7 @@ int tn_infer_chunk_tokens(void) { return CHUNK; }
 
 int64_t tn_infer_weight_bytes(const tn_infer *m) {
     int64_t b = m->head.bytes + (int64_t)m->cfg.dim * 4 * (2 * m->cfg.n_layers + 1);
+    if (m->rescore > 0) b += (int64_t)m->rescore * m->exact.row_bytes;
     for (int l = 0; l < m->cfg.n_layers; l++) FOR_EACH_MAT(&m->layers[l], b += W->bytes);
     return b;
 }

@@ -6,7 +6,8 @@
  *   for each layer:  h = rmsnorm(x)·w_attn;  q,k,v = h·Wq,Wk,Wv;  RoPE(q,k);  append k,v to the cache
  *                    x += attention(q, cache)·Wo
  *                    h = rmsnorm(x)·w_mlp;   x += (silu(h·Wg) * (h·Wu))·Wd
- *   logits = rmsnorm(x)·w_final · head
+ *   logits = rmsnorm(x)·w_final · head      (a quantized head with exact rows: its best candidates
+ *                                           re-scored from them, runner/rescore.h)
  *
  * Conventions are Hugging Face LlamaForCausalLM's, as in the training model (model/llama.h).
  *
@@ -42,6 +43,9 @@ typedef struct {
     int threads; /* 0 = OpenMP default */
     const char *device; /* "cpu" (default), "cuda" or "cuda:N": where the forward pass runs (docs/CUDA.md) */
     int graph;   /* CUDA: capture the decode step as a CUDA graph (default 1; 0 runs it op by op) */
+    int rescore; /* a file with exact head rows (TRIN 4): the quantized head's best `rescore` logits are
+                  * recomputed from them (runner/rescore.h); 0 = the quantized head alone. 0..TN_RESCORE_MAX,
+                  * default TN_RESCORE_DEFAULT */
 } tn_infer_opts;
 
 typedef struct tn_infer tn_infer;
@@ -75,8 +79,8 @@ double tn_infer_read_bandwidth(const tn_infer *m, size_t bytes, int threads, int
 /* Bytes the engine allocated in its device's memory: on a GPU the uploaded weights, the KV cache and the
  * scratch; on the CPU the KV cache and scratch (the weights stay where the file is mapped). */
 int64_t tn_infer_device_bytes(const tn_infer *m);
-/* Bytes the engine reads per decoded token: every weight matrix (the embedding row aside) plus norms.
- * The numerator of the bandwidth bound. */
+/* Bytes the engine reads per decoded token: every weight matrix (the embedding row aside) plus norms,
+ * plus the exact head rows it re-scores. The numerator of the bandwidth bound. */
 int64_t tn_infer_weight_bytes(const tn_infer *m);
 /* Weights multiplied through the int8 kernels (T2 matrices, fast mode) per token: the multiply-adds a
  * token costs there. And the tokens a batched product reads the weights once for (a prompt chunk). */

@@ -8,7 +8,7 @@ table's. Per-row absmax int8 is trinity's Q8 rule (export/table_quant.h).
     trinity import SmolLM2-135M-Instruct.Q4_1.gguf -o base.h5
     trinity export base.h5 -o f16.trin --dtype f16
     trinity prepare text --tokenizer f16.trin --in wiki.test.raw -o wiki.h5
-    /usr/bin/python3 scripts/study-head-bits.py base.h5 wiki.h5        (~2 min on 2 cores)
+    /usr/bin/python3 scripts/study-head-bits.py base.h5 wiki.h5        (~5 min on 2 cores)
 """
 import os
 import sys
@@ -69,6 +69,31 @@ def with_outliers(W, frac):
     return q
 
 
+def column_scaled(W, H, alpha):
+    """int8 absmax rows of W·diag(c), c = (mean |h| per column)^alpha, divided back (AWQ's idea; the runner
+    would scale h by 1/c instead)."""
+    c = np.abs(H).mean(0) ** alpha
+    return absmax_rows(W * c, 8) / c
+
+
+def gptq_rows(W, Hc, damp=0.01):
+    """Per-row int8 with GPTQ's error feedback (Frantar et al. 2022): columns quantized in order, each
+    column's rounding error pushed onto the later columns through the inverse Hessian's Cholesky factor;
+    the Hessian from calibration states Hc (other positions than the ones measured)."""
+    W = W.copy()
+    d = W.shape[1]
+    s = np.abs(W).max(1) / 127
+    s[s == 0] = 1
+    Hs = Hc.T @ Hc / len(Hc)
+    Hs += damp * np.mean(np.diag(Hs)) * np.eye(d)
+    U = np.linalg.cholesky(np.linalg.inv(Hs)).T
+    Q = np.zeros_like(W)
+    for j in range(d):
+        Q[:, j] = np.clip(np.rint(W[:, j] / s), -127, 127) * s
+        W[:, j + 1:] -= np.outer((W[:, j] - Q[:, j]) / U[j, j], U[j, j + 1:])
+    return Q
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -98,6 +123,17 @@ def main():
         report(f"per-row int8, largest {frac:.1%} of each row kept in F16 (+ 16-bit index)", 8 + 32 * frac + 32 / cols,
                with_outliers(W, frac))
     report("blocks of 32, int8 + F16 scale (GGML `Q8_0`)", 8.5, absmax_blocks(W, 8, 32))
+    for alpha in (0.25, 0.5, 1.0):
+        report(f"per-row int8 of W·diag(mean|h|^{alpha})", 8 + 64 / cols, column_scaled(W, H, alpha))
+    # calibration: 16 windows from elsewhere in the shard, none of the measured positions
+    cal = h5py.File(sys.argv[2], "r")["tokens"][100000: 100000 + 16 * 512].astype(np.int64)
+    if cal.size == 16 * 512:
+        Hc = hidden_states(cfg, P, cal.reshape(16, 512)).double().numpy()
+        report("per-row int8 by GPTQ (8,192 calibration positions)", 8 + 32 / cols, gptq_rows(W, Hc))
+    # the exact rows beside a Q8 table: the rank of the F16 top-1 among the Q8 logits
+    Q = H @ absmax_rows(W, 8).T
+    rank = (Q > Q[np.arange(len(Q)), top][:, None]).sum(1)
+    print(f"rank of the F16 top-1 among the Q8 head's logits: at most {rank.max()} (0 = first)")
 
 
 if __name__ == "__main__":

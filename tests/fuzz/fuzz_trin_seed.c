@@ -1,6 +1,7 @@
 /* Writes small valid .trin files into a directory: the seed corpus for fuzz_trin (every dtype and
  * scale layout, with and without a tokenizer, tied and untied embeddings; variants 4 and 5 hold the
- * embedding table and LM head as Q8 and Q4, version 3). */
+ * embedding table and LM head as Q8 and Q4, version 3, and variant 5 also the head's exact F16 rows,
+ * version 4). */
 #include "core/error.h"
 #include "core/rng.h"
 #include "export/trin.h"
@@ -73,6 +74,18 @@ static int seed_file(const char *dir, int variant) {
             for (int64_t k = 0; k < ns; k++) scales[k] = 0.5f;
         }
         if (rc == 0) rc = tn_trin_writer_add(w, &d, buf, scales, 1);
+    }
+    if (rc == 0 && variant == 5) { /* the exact rows of its Q4 head (TN_TRIN_EXACT_HEAD) */
+        tn_trin_tensor d;
+        memset(&d, 0, sizeof d);
+        snprintf(d.name, sizeof d.name, "%s", TN_TRIN_EXACT_HEAD);
+        d.dtype = TN_TRIN_F16;
+        d.rank = 2;
+        d.shape[0] = c.vocab_size;
+        d.shape[1] = c.dim;
+        uint16_t *h = malloc((size_t)(c.vocab_size * c.dim) * sizeof *h);
+        for (int64_t k = 0; k < (int64_t)c.vocab_size * c.dim; k++) h[k] = (uint16_t)tn_rng_below(&r, 0x7c00);
+        rc = tn_trin_writer_add(w, &d, h, NULL, 1);
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/seed%d.trin", dir, variant);
