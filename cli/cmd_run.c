@@ -46,6 +46,8 @@ static void usage(FILE *f) {
             "                          weights uploaded once (docs/CUDA.md)\n"
             "  --no-graph              CUDA: run each decode step kernel by kernel, not as a CUDA graph\n"
             "  --exact                 fp32 products on dequantized weights (slow; matches the training model)\n"
+            "  --load L                a .trin: copy (default on the CPU: read into huge pages, the fastest decode)\n"
+            "                          or map (memory-mapped, no copy; the default on a GPU); docs/TRIN.md\n"
             "  --rescore K             a model exported with --exact-head: re-score the quantized head's best K\n"
             "                          logits from the exact rows (default 32; 0 = the quantized head alone)\n"
             "  --tokenizer T           use this tokenizer instead of the model's (file, dir, model file or 'bytes')\n"
@@ -101,13 +103,16 @@ int tn_cmd_run(int argc, char **argv) {
                    !strcmp(a, "--repeat-penalty") || !strcmp(a, "--seed") || !strcmp(a, "--template") ||
                    !strcmp(a, "--ctx") || !strcmp(a, "--threads") || !strcmp(a, "--tokenizer") ||
                    !strcmp(a, "--device") || !strcmp(a, "--chat-template") || !strcmp(a, "--system") ||
-                   !strcmp(a, "--rescore")) {
+                   !strcmp(a, "--rescore") || !strcmp(a, "--load")) {
             if (i + 1 >= argc) return tn_cli_usage_error("run", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
             else if (!strcmp(a, "--template")) go.template_name = v;
             else if (!strcmp(a, "--tokenizer")) tok_path = v;
             else if (!strcmp(a, "--device")) io.device = v;
+            else if (!strcmp(a, "--load")) {
+                if (tn_infer_load_parse(v, &io.load) != 0) return tn_cli_usage_error("run", "--load: %s", tn_errmsg());
+            }
             else if (!strcmp(a, "--chat-template")) chat_name = v, chat = 1;
             else if (!strcmp(a, "--system")) system = v;
             else if (!strcmp(a, "-n") || !strcmp(a, "--tokens")) {

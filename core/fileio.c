@@ -1,5 +1,6 @@
 #include "core/fileio.h"
 #include "core/error.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,8 +41,68 @@ int tn_map_file(const char *path, tn_mapped_file *m) {
     return 0;
 }
 
+uint8_t *tn_huge_alloc(size_t size, void **region, size_t *span) {
+    const size_t huge = (size_t)2 << 20;
+    *span = (size + huge - 1) / huge * huge + huge; /* one more, to start on a boundary */
+    void *r = mmap(NULL, *span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) return NULL;
+    *region = r;
+    uint8_t *data = (uint8_t *)(((uintptr_t)r + huge - 1) & ~(uintptr_t)(huge - 1));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(data, *span - (size_t)(data - (uint8_t *)r), MADV_HUGEPAGE); /* advice: refusal is no error */
+#endif
+    return data;
+}
+
+int tn_load_file_huge(const char *path, tn_mapped_file *m) {
+    memset(m, 0, sizeof *m);
+    m->fd = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return tn_err("%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return tn_err("%s: not a regular file", path);
+    }
+    const size_t size = (size_t)st.st_size;
+    if (size == 0) {
+        close(fd);
+        return 0;
+    }
+    void *region;
+    size_t span;
+    uint8_t *data = tn_huge_alloc(size, &region, &span);
+    if (!data) { /* a map needs no memory of its own: the page cache holds it */
+        close(fd);
+        tn_log_warn("%s: no memory for a copy of %zu bytes in huge pages; mapping the file instead", path, size);
+        return tn_map_file(path, m);
+    }
+    size_t done = 0;
+    while (done < size) {
+        const ssize_t r = pread(fd, data + done, size - done, (off_t)done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            const int e = r < 0 ? errno : 0;
+            munmap(region, span);
+            close(fd);
+            return r < 0 ? tn_err("%s: read: %s", path, strerror(e)) : tn_err("%s: shorter than its size", path);
+        }
+        done += (size_t)r;
+    }
+    close(fd);
+    (void)mprotect(region, span, PROT_READ); /* as a map: nothing writes into the weights */
+    m->data = data;
+    m->size = size;
+    m->region = region;
+    m->region_size = span;
+    return 0;
+}
+
 void tn_unmap_file(tn_mapped_file *m) {
-    if (m->data) munmap((void *)m->data, m->size);
+    if (m->region) munmap(m->region, m->region_size);
+    else if (m->data) munmap((void *)m->data, m->size);
+    m->region = NULL;
+    m->region_size = 0;
     if (m->fd >= 0) close(m->fd);
     m->data = NULL;
     m->size = 0;

@@ -11,10 +11,23 @@ typedef struct {
     const uint8_t *data;
     size_t size;
     int fd;
+    void *region;       /* tn_load_file_huge: the anonymous mapping that holds data (NULL for a file map) */
+    size_t region_size;
 } tn_mapped_file;
 
 /* Map a whole file read-only. An empty file maps to data == NULL, size == 0. */
 int tn_map_file(const char *path, tn_mapped_file *m);
+/* size bytes (> 0) of private anonymous memory, zeroed, starting on a 2 MiB boundary and advised for
+ * transparent huge pages (MADV_HUGEPAGE; the kernel may still give 4 KiB pages). *region and *span are
+ * what to munmap. NULL when there is no memory (no error set). */
+uint8_t *tn_huge_alloc(size_t size, void **region, size_t *span);
+/* Read a whole file into private anonymous memory aligned to 2 MiB and advised for transparent huge
+ * pages (MADV_HUGEPAGE), then make it read-only: for data read over and over in long streams (a model's
+ * weights, every decoded token), which 4 KiB pages slow down (a TLB miss every 4 KiB, and the hardware
+ * prefetchers stop at page boundaries). A page-cache map gets such pages only where the kernel and file
+ * system give the file large folios. Costs a copy of the file in memory; where no memory is left for it,
+ * the file is mapped instead (tn_map_file) with a warning. Released by tn_unmap_file. */
+int tn_load_file_huge(const char *path, tn_mapped_file *m);
 void tn_unmap_file(tn_mapped_file *m);
 
 /* Read a whole file into a malloc'd, NUL-terminated buffer. */

@@ -695,12 +695,12 @@ int tn_trin_open_memory(const void *data, size_t size, tn_trin **out) {
     return 0;
 }
 
-int tn_trin_open(const char *path, tn_trin **out) {
+static int open_file(const char *path, int huge_copy, tn_trin **out) {
     *out = NULL;
     tn_trin *t = calloc(1, sizeof *t);
     if (!t) return tn_err("out of memory");
     t->map.fd = -1;
-    if (tn_map_file(path, &t->map) != 0) {
+    if ((huge_copy ? tn_load_file_huge(path, &t->map) : tn_map_file(path, &t->map)) != 0) {
         tn_trin_close(t);
         return -1;
     }
@@ -713,6 +713,9 @@ int tn_trin_open(const char *path, tn_trin **out) {
     *out = t;
     return 0;
 }
+
+int tn_trin_open(const char *path, tn_trin **out) { return open_file(path, 0, out); }
+int tn_trin_open_huge(const char *path, tn_trin **out) { return open_file(path, 1, out); }
 
 const tn_trin_tensor *tn_trin_find(const tn_trin *t, const char *name) {
     /* Linear: called a few hundred times at load, never on the hot path. */

@@ -96,6 +96,9 @@ int tn_trin_data_size(tn_trin_dtype dtype, int rank, const int64_t *shape, uint6
 
 /* Map and validate a .trin file. On failure *out is NULL and the error names the file. */
 int tn_trin_open(const char *path, tn_trin **out);
+/* As tn_trin_open, with the file read into memory backed by transparent huge pages instead of mapped
+ * (core/fileio.h tn_load_file_huge): for a runner that streams the weights every token. */
+int tn_trin_open_huge(const char *path, tn_trin **out);
 /* Validate a file image already in memory (borrowed: must outlive the tn_trin). For fuzzing and for
  * models built in memory. */
 int tn_trin_open_memory(const void *data, size_t size, tn_trin **out);

@@ -4,6 +4,7 @@
 #include "cli/commands.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/json.h"
 #include "core/rng.h"
 #include "core/timer.h"
@@ -43,7 +44,7 @@ static const preset PRESETS[] = {
 static void usage(FILE *f, int prefill) {
     if (prefill)
         fprintf(f,
-                "usage: trinity bench prefill [--preset tinyllama-1.1b|tiny | --model FILE.trin] [--prompt N]\n"
+                "usage: trinity bench prefill [--preset tinyllama-1.1b|tiny | --model FILE.trin [--load L]] [--prompt N]\n"
                 "                             [--head f16|q8|q4] [--embed f16|q8|q4] [--device D] [--threads N] [--json]\n"
                 "\n"
                 "Builds the random-weight T2 model of `trinity bench decode` and times the processing of a prompt of\n"
@@ -51,13 +52,14 @@ static void usage(FILE *f, int prefill) {
                 "logits of the last token): the best and the median of 5 runs after a warm-up, in tokens/s. It\n"
                 "prints the bytes of weights, which a batched product reads once per chunk.\n"
                 "  --model F   time this .trin (or .h5) instead of the preset's random model\n"
+                "  --load L    --model: copy (the CPU's default: read into huge pages) or map (docs/TRIN.md)\n"
                 "  --head T    the preset's LM head as f16 (default), q8 or q4 (TRIN Q8 / Q4, docs/TRIN.md)\n"
                 "  --embed T   the preset's embedding table, likewise\n"
                 "  --device D  cpu (default), cuda or cuda:N\n"
                 "  --json      one JSON object on one line\n");
     else
         fprintf(f,
-                "usage: trinity bench decode [--preset tinyllama-1.1b|tiny | --model FILE.trin] [--device D]\n"
+                "usage: trinity bench decode [--preset tinyllama-1.1b|tiny | --model FILE.trin [--load L]] [--device D]\n"
                 "                            [--head f16|q8|q4] [--embed f16|q8|q4] [--no-graph] [--threads N]\n"
                 "                            [--tokens N] [--json]\n"
                 "\n"
@@ -70,6 +72,7 @@ static void usage(FILE *f, int prefill) {
                 "otherwise idle machine.\n"
                 "  --model F    time this .trin (or .h5) instead of the preset's random model (greedy from\n"
                 "               its BOS token)\n"
+                "  --load L     --model: copy (the CPU's default: read into huge pages) or map (docs/TRIN.md)\n"
                 "  --head T     the preset's LM head as f16 (default), q8 or q4 (TRIN Q8 / Q4, docs/TRIN.md)\n"
                 "  --embed T    the preset's embedding table, likewise\n"
                 "  --device D   cpu (default), cuda or cuda:N (docs/CUDA.md)\n"
@@ -201,6 +204,7 @@ typedef struct {
     const char *model; /* a .trin (or .h5) to time instead of the preset's random model */
     const char *name;  /* the preset's name or the model file's */
     int threads, tokens, prompt, json, graph;
+    tn_infer_load load;
     const char *device;
     tn_table_type head, embed; /* the preset's tables (auto = F16) */
 } bench_opts;
@@ -214,6 +218,7 @@ static int parse(int argc, char **argv, int prefill, bench_opts *o) {
     o->threads = 2, o->tokens = 128, o->prompt = 512, o->json = 0, o->graph = 1;
     o->device = "cpu";
     o->head = o->embed = TN_TABLE_AUTO;
+    o->load = TN_LOAD_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (tn_cli_is_help(a)) {
@@ -233,6 +238,9 @@ static int parse(int argc, char **argv, int prefill, bench_opts *o) {
         } else if (!strcmp(a, "--model")) {
             if (++i >= argc) return tn_cli_usage_error(cmd, "--model needs a .trin file");
             o->model = argv[i];
+        } else if (!strcmp(a, "--load")) {
+            if (++i >= argc) return tn_cli_usage_error(cmd, "--load needs auto, map or copy");
+            if (tn_infer_load_parse(argv[i], &o->load) != 0) return tn_cli_usage_error(cmd, "--load: %s", tn_errmsg());
         } else if (!strcmp(a, "--preset")) {
             if (++i >= argc) return tn_cli_usage_error(cmd, "--preset needs a name");
             preset_given = 1;
@@ -254,6 +262,8 @@ static int parse(int argc, char **argv, int prefill, bench_opts *o) {
         }
     }
     if (o->model && preset_given) return tn_cli_usage_error(cmd, "--model and --preset exclude each other");
+    if (!o->model && o->load != TN_LOAD_AUTO)
+        return tn_cli_usage_error(cmd, "--load applies to a --model file (the preset's model is built in huge pages)");
     if (o->model && (o->head != TN_TABLE_AUTO || o->embed != TN_TABLE_AUTO))
         return tn_cli_usage_error(cmd, "--head and --embed shape the preset's random model; a --model file has its own");
     const char *slash = o->model ? strrchr(o->model, '/') : NULL;
@@ -271,7 +281,8 @@ static int parse(int argc, char **argv, int prefill, bench_opts *o) {
 /* The preset's random model, in huge pages where the kernel allows, opened through the TRIN reader on the
  * device. *img / *hp / *hp_len: what to release after tn_infer_free (release_image). */
 typedef struct {
-    uint8_t *img, *hp;
+    uint8_t *img;
+    void *hp;
     size_t hp_len;
     double t_build, t_open;
 } image;
@@ -291,6 +302,7 @@ static int open_model(const bench_opts *b, int ctx, image *im, tn_infer **out) {
     o.ctx = ctx;
     o.device = b->device;
     o.graph = b->graph;
+    o.load = b->load;
     double t0 = tn_time_s();
     if (b->model) { /* a model file: mapped and opened as `trinity run` opens it */
         TN_CHECK(tn_infer_open(b->model, &o, out));
@@ -311,14 +323,10 @@ static int open_model(const bench_opts *b, int ctx, image *im, tn_infer **out) {
     /* Move the image into 2 MiB pages when the kernel allows it (transparent huge pages, madvise mode):
      * fewer TLB misses while streaming 370 MB per token. TN_BENCH_NO_HUGEPAGES=1 keeps 4 KiB pages. */
     if (!getenv("TN_BENCH_NO_HUGEPAGES")) {
-        const size_t huge = (size_t)2 << 20;
-        size_t len = (img_size + 2 * huge - 1) / huge * huge;
-        void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (map != MAP_FAILED) {
-            im->hp = map;
-            im->hp_len = len;
-            uint8_t *aligned = (uint8_t *)(((uintptr_t)im->hp + huge - 1) & ~(uintptr_t)(huge - 1));
-            madvise(aligned, img_size, MADV_HUGEPAGE);
+        void *region;
+        uint8_t *aligned = tn_huge_alloc(img_size, &region, &im->hp_len);
+        if (aligned) {
+            im->hp = region;
             memcpy(aligned, im->img, img_size);
             tn_free(im->img);
             im->img = NULL;

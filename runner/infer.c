@@ -485,6 +485,14 @@ const float *tn_infer_step(tn_infer *m, int32_t token) {
 
 /* ---- 5. loading ------------------------------------------------------------------------------------- */
 
+int tn_infer_load_parse(const char *s, tn_infer_load *out) {
+    if (!strcmp(s, "auto")) *out = TN_LOAD_AUTO;
+    else if (!strcmp(s, "map")) *out = TN_LOAD_MAP;
+    else if (!strcmp(s, "copy")) *out = TN_LOAD_COPY;
+    else return tn_err("unknown load '%s' (auto, map, copy)", s);
+    return 0;
+}
+
 void tn_infer_opts_default(tn_infer_opts *o) {
     o->mode = TN_INFER_FAST;
     o->ctx = 0;
@@ -492,6 +500,7 @@ void tn_infer_opts_default(tn_infer_opts *o) {
     o->device = "cpu";
     o->graph = 1;
     o->rescore = TN_RESCORE_DEFAULT;
+    o->load = TN_LOAD_AUTO;
 }
 
 void tn_infer_free(tn_infer *m) {
@@ -992,7 +1001,9 @@ int tn_infer_open(const char *path, const tn_infer_opts *o, tn_infer **out) {
     fclose(f);
     if (got >= 4 && memcmp(magic, TN_TRIN_MAGIC, 4) == 0) {
         tn_trin *t;
-        TN_CHECK(tn_trin_open(path, &t));
+        tn_infer_load load = o ? o->load : TN_LOAD_AUTO;
+        if (load == TN_LOAD_AUTO) load = !o || !o->device || !strncmp(o->device, "cpu", 3) ? TN_LOAD_COPY : TN_LOAD_MAP;
+        TN_CHECK(load == TN_LOAD_COPY ? tn_trin_open_huge(path, &t) : tn_trin_open(path, &t));
         return tn_infer_from_trin(t, o, out);
     }
     if (got == 8 && memcmp(magic, "\x89HDF\r\n\x1a\n", 8) == 0) {

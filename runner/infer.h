@@ -36,6 +36,12 @@
 #include "model/config.h"
 
 typedef enum { TN_INFER_FAST = 0, TN_INFER_EXACT = 1 } tn_infer_mode;
+/* How a .trin file reaches memory. MAP: memory-mapped from the page cache. COPY: read into private memory
+ * advised for 2 MiB transparent huge pages (core/fileio.h tn_load_file_huge): the CPU streams every weight
+ * per token, and 4 KiB pages cost it a TLB miss every 4 KiB and stop the hardware prefetchers at each page
+ * boundary (docs/TRIN.md "Loading"). AUTO: COPY for the CPU engine, MAP for a device (which uploads the
+ * weights once). A COPY without the memory for it maps the file instead, with a warning. */
+typedef enum { TN_LOAD_AUTO = 0, TN_LOAD_MAP = 1, TN_LOAD_COPY = 2 } tn_infer_load;
 
 typedef struct {
     tn_infer_mode mode;
@@ -43,6 +49,7 @@ typedef struct {
     int threads; /* 0 = OpenMP default */
     const char *device; /* "cpu" (default), "cuda" or "cuda:N": where the forward pass runs (docs/CUDA.md) */
     int graph;   /* CUDA: capture the decode step as a CUDA graph (default 1; 0 runs it op by op) */
+    tn_infer_load load; /* a .trin: mapped or copied into huge pages (default AUTO) */
     int rescore; /* a file with exact head rows (TRIN 4): the quantized head's best `rescore` logits are
                   * recomputed from them (runner/rescore.h); 0 = the quantized head alone. 0..TN_RESCORE_MAX,
                   * default TN_RESCORE_DEFAULT */
@@ -53,6 +60,8 @@ typedef struct tn_infer tn_infer;
 void tn_infer_opts_default(tn_infer_opts *o);
 
 /* Open a .trin file or an HDF5 checkpoint (told apart by their first bytes). */
+/* Parse "auto", "map" or "copy" (the --load option). */
+int tn_infer_load_parse(const char *s, tn_infer_load *out);
 int tn_infer_open(const char *path, const tn_infer_opts *o, tn_infer **out);
 /* Use an open .trin (taken over: closed by tn_infer_free, also on failure). */
 int tn_infer_from_trin(tn_trin *t, const tn_infer_opts *o, tn_infer **out);

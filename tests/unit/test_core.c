@@ -1,5 +1,6 @@
 /* core/: config parsing and overrides, RNG determinism and distribution, CRC32 known value, atomic
- * writes, HDF5 round trip with shape checks. */
+ * writes, HDF5 round trip with shape checks, a file read into huge-page memory (the same bytes as its map,
+ * on a 2 MiB boundary; an empty file; a missing one). */
 #include "tn_test.h"
 
 #include "core/config.h"
@@ -10,7 +11,9 @@
 #include "core/rng.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -105,7 +108,35 @@ static void test_h5(void) {
     unlink(path);
 }
 
+static void test_load_huge(void) {
+    char path[] = "/tmp/tn_test_hugeXXXXXX";
+    const int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    const size_t n = ((size_t)3 << 20) + 12345; /* beyond one huge page, not a multiple of one */
+    unsigned char *buf = malloc(n);
+    for (size_t i = 0; i < n; i++) buf[i] = (unsigned char)(i * 2654435761u >> 13);
+    CHECK(write(fd, buf, n) == (ssize_t)n);
+    close(fd);
+    tn_mapped_file a, b;
+    CHECK_OK(tn_load_file_huge(path, &a));
+    CHECK_OK(tn_map_file(path, &b));
+    CHECK(a.size == n && b.size == n && a.data && memcmp(a.data, buf, n) == 0 && memcmp(b.data, buf, n) == 0);
+    CHECK(((uintptr_t)a.data & (((uintptr_t)2 << 20) - 1)) == 0 && a.region && a.fd < 0);
+    CHECK(a.region && (uint8_t *)a.region <= a.data && a.data + n <= (uint8_t *)a.region + a.region_size);
+    tn_unmap_file(&a);
+    tn_unmap_file(&b);
+    CHECK(a.data == NULL && a.region == NULL && b.data == NULL);
+    CHECK(truncate(path, 0) == 0);
+    CHECK_OK(tn_load_file_huge(path, &a));
+    CHECK(a.data == NULL && a.size == 0);
+    tn_unmap_file(&a);
+    unlink(path);
+    CHECK(tn_load_file_huge(path, &a) != 0 && strstr(tn_errmsg(), "No such file") != NULL);
+    free(buf);
+}
+
 int main(void) {
+    test_load_huge();
     test_config();
     test_rng();
     test_crc();
