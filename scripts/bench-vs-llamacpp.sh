@@ -6,7 +6,8 @@
 # (`--head q8`: TRIN Q8, GGUF Q8_0). Each round runs, per head, trinity `bench decode` (tg128) and `bench
 # prefill --prompt 128` (pp128) and `llama-bench -p 128 -n 128 -r 3`, so the two share the machine's state;
 # it prints one line per measurement and a summary with the ratios, trinity's ratio to its same-run bandwidth
-# bound (decode) and to its same-run int8 peak (prefill).
+# bound (decode) and to its same-run int8 peak (prefill). Each program loads its file its own default way:
+# trinity reads the .trin into huge pages (--load copy), llama-bench maps the GGUF (-lm mmap).
 #
 # Not part of CI. llama.cpp is built outside the project: e.g. the llama.cpp vendored in the llama-cpp-python
 # source distribution (`pip download --no-deps --no-binary :all: llama-cpp-python`), configured with
