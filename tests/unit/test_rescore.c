@@ -8,6 +8,7 @@
  *   - the reader: the rows in a version-3 file, with act_bits unlike the head's, under an unknown name.
  * The CUDA engine's use of the rows: tests/unit/test_cuda_rescore.c. */
 #include "tn_test.h"
+#include "trin_image.h"
 
 #include "core/alloc.h"
 #include "core/crc32.h"
@@ -266,25 +267,6 @@ static void test_engine(int tied) {
 
 /* ---- the reader ---- */
 
-static uint64_t rd64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static size_t entry_of(const uint8_t *img, size_t hs, const char *name) {
-    const size_t nl = strlen(name);
-    for (size_t i = 2; i + nl < hs; i++)
-        if (img[i - 2] == (uint8_t)nl && img[i - 1] == 0 && memcmp(img + i, name, nl) == 0) return i - 2;
-    return 0;
-}
-
-static void fix_header_crc(uint8_t *img) {
-    const uint64_t hs = rd64(img + 8);
-    const uint32_t c = tn_crc32(0, img, (size_t)hs - 4);
-    memcpy(img + hs - 4, &c, 4);
-}
-
 static size_t g_exact; /* the exact rows' directory entry */
 static void patch_version3(uint8_t *img) { img[4] = 3; }
 static void patch_act_bits(uint8_t *img) { img[g_exact + 2 + strlen(TN_TRIN_EXACT_HEAD) + 3] = 8; }
@@ -294,7 +276,7 @@ static void expect_refused(const uint8_t *img, size_t size, void (*patch)(uint8_
     uint8_t *c = malloc(size);
     memcpy(c, img, size);
     patch(c);
-    fix_header_crc(c);
+    tn_test_trin_fix_header_crc(c);
     tn_trin *t = NULL;
     const int rc = tn_trin_open_memory(c, size, &t);
     CHECKF(rc != 0 && strstr(tn_errmsg(), want) != NULL, "want '%s': rc %d, message '%s'", want, rc,
@@ -309,7 +291,7 @@ static void test_reader(void) {
     CHECK_OK(tn_read_file(tmp("untied-q8x.trin"), &img, &size));
     if (!img) return;
     const uint8_t *u = (const uint8_t *)img;
-    g_exact = entry_of(u, (size_t)rd64(u + 8), TN_TRIN_EXACT_HEAD);
+    g_exact = tn_test_trin_entry(u, (size_t)tn_test_rd64(u + 8), TN_TRIN_EXACT_HEAD);
     CHECK(g_exact != 0);
     expect_refused(u, size, patch_version3, "needs TRIN version 4");
     expect_refused(u, size, patch_act_bits, "act_bits 8, the head's are 0");

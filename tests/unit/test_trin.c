@@ -2,6 +2,7 @@
  * corruption (every header byte flipped, samples through the data, truncation at many lengths, trailing
  * bytes) and crafted headers with a valid CRC each fail with one clear error, never a crash. */
 #include "tn_test.h"
+#include "trin_image.h"
 
 #include "core/alloc.h"
 #include "core/crc32.h"
@@ -205,12 +206,6 @@ static int refused(const uint8_t *img, size_t size, const char *must_contain) {
     return 1;
 }
 
-static uint64_t rd64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 static void test_corruption(void) {
     tn_llama_config cfg = tiny_config();
     tn_trin_writer *w = tiny_writer(&cfg, 11);
@@ -218,7 +213,7 @@ static void test_corruption(void) {
     size_t size;
     CHECK_OK(tn_trin_writer_to_memory(w, &img, &size));
     tn_trin_writer_free(w);
-    uint64_t hs = rd64(img + 8);
+    uint64_t hs = tn_test_rd64(img + 8);
     uint8_t *bad = malloc(size);
 
     /* Every header byte, two different flips each. */
@@ -271,11 +266,6 @@ static void test_corruption(void) {
 }
 
 /* Crafted headers: change a field, then fix the header CRC so the parse itself must catch it. */
-static void fix_crc(uint8_t *img) {
-    uint64_t hs = rd64(img + 8);
-    uint32_t c = tn_crc32(0, img, hs - 4);
-    memcpy(img + hs - 4, &c, 4);
-}
 
 static void test_crafted(void) {
     tn_llama_config cfg = tiny_config();
@@ -298,7 +288,7 @@ static void test_crafted(void) {
     do {                                                                                               \
         memcpy(b, img, size);                                                                          \
         stmt;                                                                                          \
-        fix_crc(b);                                                                                    \
+        tn_test_trin_fix_header_crc(b);                                                                \
         CHECK(refused(b, size, expect));                                                               \
     } while (0)
     uint32_t v32;
@@ -333,7 +323,7 @@ static void test_crafted(void) {
     CRAFT(b[120] = 0x07, "non-printable");
     CRAFT((v64 = 0, memcpy(b + 160, &v64, 8)), "tokenizer");
     CRAFT((v64 = 1ull << 62, memcpy(b + 160, &v64, 8)), "outside the data section");
-    CRAFT((v64 = rd64(b + 152) + 1, memcpy(b + 152, &v64, 8)), "aligned");
+    CRAFT((v64 = tn_test_rd64(b + 152) + 1, memcpy(b + 152, &v64, 8)), "aligned");
     CRAFT(b[fields] = 9, "unknown dtype");
     CRAFT(b[fields + 1] = 0, "rank");
     CRAFT(b[fields + 1] = 5, "rank");
@@ -345,7 +335,7 @@ static void test_crafted(void) {
     CRAFT((v64 = 1ull << 39, memcpy(b + fields + 8, &v64, 8)), NULL);       /* overflow of rows x cols */
     CRAFT(memcpy(b + first + 2, "model.embed_tokens.weighX", 25), "missing");
     CRAFT(b[first + 3] = ' ', "non-printable");
-    CRAFT((v64 = rd64(b + fields + 24) + 64, memcpy(b + fields + 24, &v64, 8)), NULL); /* offset moved */
+    CRAFT((v64 = tn_test_rd64(b + fields + 24) + 64, memcpy(b + fields + 24, &v64, 8)), NULL); /* offset moved */
     CRAFT((v64 = 64, memcpy(b + fields + 24, &v64, 8)), "outside the data section");
     CRAFT((v64 = 0xffffffffffffffc0ull, memcpy(b + fields + 24, &v64, 8)), "outside");
     CRAFT((v64 = 0xffffffffffffff00ull, memcpy(b + fields + 32, &v64, 8)), NULL);
@@ -367,7 +357,7 @@ static void test_crafted(void) {
     /* entry 1 is layer 0 input_layernorm (rank 1, F16 by choose(): 64 bytes) */
     uint64_t e1_off = e1_fields + 8 + 8;
     memcpy(b + e1_off, b + e0_off, 8);
-    fix_crc(b);
+    tn_test_trin_fix_header_crc(b);
     CHECK(refused(b, size, "overlap"));
     free(b);
     tn_free(img);
@@ -443,7 +433,7 @@ static void test_versions(void) {
     CHECK_OK(tn_trin_writer_to_memory(w, &img, &size));
     tn_trin_writer_free(w);
     uint8_t *v1 = calloc(1, size);
-    uint64_t hs = rd64(img + 8);
+    uint64_t hs = tn_test_rd64(img + 8);
     memcpy(v1, img, 88);
     memcpy(v1 + 88, img + 120, hs - 120);
     memcpy(v1 + hs, img + hs, size - hs);
@@ -451,7 +441,7 @@ static void test_versions(void) {
     uint64_t hs1 = hs - 32;
     memcpy(v1 + 4, &one, 4);
     memcpy(v1 + 8, &hs1, 8);
-    fix_crc(v1);
+    tn_test_trin_fix_header_crc(v1);
     tn_trin *t = NULL;
     CHECK_OK(tn_trin_open_memory(v1, size, &t));
     if (t) {

@@ -5,6 +5,7 @@
  * equal to a dense model holding the dequantized tables, fast mode (int16 activations) within 1e-3 of
  * exact, decode equal to prefill, and the CUDA engine refusing them with one message. */
 #include "tn_test.h"
+#include "trin_image.h"
 
 #include "core/alloc.h"
 #include "core/crc32.h"
@@ -97,26 +98,6 @@ static void test_quantizers(void) {
     CHECK(tn_q8_quantize(w, rows, cols, q8, s) != 0 && tn_q4_quantize(w, rows, cols, q4) != 0);
 }
 
-/* The byte offset of tensor `name`'s directory entry in a TRIN image (its name_len field). */
-static size_t entry_of(const uint8_t *img, size_t hs, const char *name) {
-    const size_t nl = strlen(name);
-    for (size_t i = 2; i + nl < hs; i++)
-        if (img[i - 2] == (uint8_t)nl && img[i - 1] == 0 && memcmp(img + i, name, nl) == 0) return i - 2;
-    return 0;
-}
-
-static uint64_t rd64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static void fix_header_crc(uint8_t *img) {
-    const uint64_t hs = rd64(img + 8);
-    const uint32_t c = tn_crc32(0, img, (size_t)hs - 4);
-    memcpy(img + hs - 4, &c, 4);
-}
-
 /* Open a patched copy of img; expect failure with `want` in the message. */
 static void expect_refused(const uint8_t *img, size_t size, void (*patch)(uint8_t *, size_t), const char *want,
                            const char *what) {
@@ -135,36 +116,36 @@ static size_t g_head_entry, g_embed_entry; /* set by test_export_trin for the pa
 static void patch_version2(uint8_t *img, size_t size) {
     (void)size;
     img[4] = 2;
-    fix_header_crc(img);
+    tn_test_trin_fix_header_crc(img);
 }
 static void patch_unknown_dtype(uint8_t *img, size_t size) {
     (void)size;
     img[g_head_entry + 2 + strlen("lm_head.weight")] = 7;
-    fix_header_crc(img);
+    tn_test_trin_fix_header_crc(img);
 }
 static void patch_q8_no_scales(uint8_t *img, size_t size) {
     (void)size;
     img[g_head_entry + 2 + strlen("lm_head.weight") + 2] = TN_TRIN_SCALE_NONE;
-    fix_header_crc(img);
+    tn_test_trin_fix_header_crc(img);
 }
 /* the size field: after name, 8 bytes of dtype..reserved, 2 shapes, the offset */
 static void patch_size(uint8_t *img, size_t size) {
     (void)size;
     uint8_t *f = img + g_embed_entry + 2 + strlen("model.embed_tokens.weight") + 8 + 16 + 8;
-    const uint64_t v = rd64(f) - 18;
+    const uint64_t v = tn_test_rd64(f) - 18;
     memcpy(f, &v, 8);
-    fix_header_crc(img);
+    tn_test_trin_fix_header_crc(img);
 }
 /* a Q4 block scale of +inf (fp16 0x7C00), the tensor's CRC recomputed: only the value check catches it */
 static void patch_q4_inf(uint8_t *img, size_t size) {
     (void)size;
     uint8_t *e = img + g_embed_entry + 2 + strlen("model.embed_tokens.weight") + 8 + 16;
-    const uint64_t off = rd64(e), n = rd64(e + 8);
+    const uint64_t off = tn_test_rd64(e), n = tn_test_rd64(e + 8);
     img[off + 18 * 5] = 0x00;
     img[off + 18 * 5 + 1] = 0x7C;
     const uint32_t c = tn_crc32(0, img + off, (size_t)n);
     memcpy(e + 16, &c, 4);
-    fix_header_crc(img);
+    tn_test_trin_fix_header_crc(img);
 }
 
 static void run_logits(const char *path, tn_infer_mode mode, const int32_t *tok, int n, float *out) {
@@ -216,8 +197,8 @@ static void test_export_trin(void) {
     size_t size;
     CHECK_OK(tn_read_file(qt, &img, &size));
     const uint8_t *u = (const uint8_t *)img;
-    g_head_entry = entry_of(u, (size_t)rd64(u + 8), "lm_head.weight");
-    g_embed_entry = entry_of(u, (size_t)rd64(u + 8), "model.embed_tokens.weight");
+    g_head_entry = tn_test_trin_entry(u, (size_t)tn_test_rd64(u + 8), "lm_head.weight");
+    g_embed_entry = tn_test_trin_entry(u, (size_t)tn_test_rd64(u + 8), "model.embed_tokens.weight");
     CHECK(g_head_entry && g_embed_entry);
     expect_refused(u, size, patch_version2, "needs TRIN version 3", "Q8 in a version-2 file");
     expect_refused(u, size, patch_unknown_dtype, "unknown dtype 7", "unknown dtype");
