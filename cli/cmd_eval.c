@@ -12,7 +12,8 @@
 
 static void help(void) {
     printf("usage: trinity eval MODEL --data SHARD.h5 [--seq-len N] [--batch B] [--max-windows W] [--fast]\n"
-           "                  [--reference REF.trin] [--rescore K] [--device cpu|cuda|cuda:N] [--json]\n\n"
+           "                  [--reference REF.trin] [--rescore K] [--load copy|map] [--device cpu|cuda|cuda:N]\n"
+           "                  [--json]\n\n"
            "Mean masked negative log-likelihood and perplexity of MODEL (.h5 checkpoint or .trin) over the\n"
            "shard, in non-overlapping windows of N tokens (default min(512, max_seq_len)). Quantized\n"
            "checkpoints are evaluated with their snapped weights. A .trin runs through the inference engine:\n"
@@ -25,15 +26,16 @@ static void help(void) {
            "predictions agree: what a quantized head or embedding table costs (docs/TRIN.md).\n"
            "--rescore K: a .trin with exact head rows (`export --exact-head`) re-scores the quantized head's\n"
            "best K logits from them (default 32; 0 = the quantized head alone; docs/TRIN.md).\n"
+           "--load: a .trin read into huge pages (copy, the CPU's default) or memory-mapped (map; docs/TRIN.md).\n"
            "--json prints {\"loss\": L, \"ppl\": P, \"tokens\": T} on one line (with --reference also\n"
            "\"ref_loss\", \"ref_ppl\", \"top1_agree\": the agreeing fraction).\n");
 }
 
-static int parse_pos(const char *flag, const char *s, long long max, long long *out) {
+/* An integer in [min, max]; -1 otherwise. */
+static int parse_range(const char *s, long long min, long long max, long long *out) {
     char *end;
     long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v <= 0 || v > max) return -1;
-    (void)flag;
+    if (*s == '\0' || *end != '\0' || v < min || v > max) return -1;
     *out = v;
     return 0;
 }
@@ -43,6 +45,7 @@ int tn_cmd_eval(int argc, char **argv) {
     long long seq = 0, batch = 4, maxw = 0;
     int json = 0, fast = 0;
     long long rescore = -1;
+    tn_infer_load load = TN_LOAD_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (tn_cli_is_help(a)) {
@@ -54,22 +57,22 @@ int tn_cmd_eval(int argc, char **argv) {
             fast = 1;
         } else if (!strcmp(a, "--data") || !strcmp(a, "--seq-len") || !strcmp(a, "--batch") ||
                    !strcmp(a, "--max-windows") || !strcmp(a, "--device") || !strcmp(a, "--reference") ||
-                   !strcmp(a, "--rescore")) {
+                   !strcmp(a, "--rescore") || !strcmp(a, "--load")) {
             if (i + 1 >= argc) return tn_cli_usage_error("eval", "%s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--data")) data = v;
             else if (!strcmp(a, "--reference")) ref = v;
             else if (!strcmp(a, "--device")) device = v;
-            else if (!strcmp(a, "--seq-len") && parse_pos(a, v, 1 << 20, &seq) != 0)
+            else if (!strcmp(a, "--seq-len") && parse_range(v, 1, 1 << 20, &seq) != 0)
                 return tn_cli_usage_error("eval", "--seq-len: '%s' is not a positive integer", v);
-            else if (!strcmp(a, "--batch") && parse_pos(a, v, 4096, &batch) != 0)
+            else if (!strcmp(a, "--batch") && parse_range(v, 1, 4096, &batch) != 0)
                 return tn_cli_usage_error("eval", "--batch: '%s' is not a positive integer", v);
-            else if (!strcmp(a, "--max-windows") && parse_pos(a, v, 1LL << 40, &maxw) != 0)
+            else if (!strcmp(a, "--max-windows") && parse_range(v, 1, 1LL << 40, &maxw) != 0)
                 return tn_cli_usage_error("eval", "--max-windows: '%s' is not a positive integer", v);
-            else if (!strcmp(a, "--rescore") && strcmp(v, "0") != 0 && parse_pos(a, v, TN_RESCORE_MAX, &rescore) != 0)
+            else if (!strcmp(a, "--rescore") && parse_range(v, 0, TN_RESCORE_MAX, &rescore) != 0)
                 return tn_cli_usage_error("eval", "--rescore: '%s' is not a count 0..%d", v, TN_RESCORE_MAX);
-            else if (!strcmp(a, "--rescore") && !strcmp(v, "0"))
-                rescore = 0;
+            else if (!strcmp(a, "--load") && tn_infer_load_parse(v, &load) != 0)
+                return tn_cli_usage_error("eval", "--load: %s", tn_errmsg());
         } else if (a[0] == '-') {
             return tn_cli_usage_error("eval", "unknown option '%s'", a);
         } else if (!model) {
@@ -86,14 +89,20 @@ int tn_cmd_eval(int argc, char **argv) {
     int rc;
     tn_eval_compare cmp = {0};
     if (ml > 5 && !strcmp(model + ml - 5, ".trin")) {
-        rc = tn_trin_eval_compare(model, ref, data, (int)seq, maxw, fast ? TN_INFER_FAST : TN_INFER_EXACT, device, (int)rescore,
-                                  &cmp);
+        tn_infer_opts io;
+        tn_infer_opts_default(&io);
+        io.mode = fast ? TN_INFER_FAST : TN_INFER_EXACT;
+        io.device = device;
+        io.load = load;
+        if (rescore >= 0) io.rescore = (int)rescore;
+        rc = tn_trin_eval_compare(model, ref, data, (int)seq, maxw, &io, &cmp);
         loss = cmp.loss;
         counted = cmp.tokens;
     } else {
         if (fast) return tn_cli_usage_error("eval", "--fast applies to .trin models");
         if (ref) return tn_cli_usage_error("eval", "--reference applies to .trin models");
-        if (rescore >= 0) return tn_cli_usage_error("eval", "--rescore applies to .trin models");
+        if (rescore >= 0 || load != TN_LOAD_AUTO)
+            return tn_cli_usage_error("eval", "--rescore and --load apply to .trin models");
         rc = tn_eval_checkpoint(model, data, (int)seq, (int)batch, maxw, device, &loss, &counted);
     }
     if (rc != 0) return tn_cli_fail();

@@ -110,12 +110,11 @@ int tn_cmd_run(int argc, char **argv) {
             else if (!strcmp(a, "--template")) go.template_name = v;
             else if (!strcmp(a, "--tokenizer")) tok_path = v;
             else if (!strcmp(a, "--device")) io.device = v;
-            else if (!strcmp(a, "--load")) {
-                if (tn_infer_load_parse(v, &io.load) != 0) return tn_cli_usage_error("run", "--load: %s", tn_errmsg());
-            }
             else if (!strcmp(a, "--chat-template")) chat_name = v, chat = 1;
             else if (!strcmp(a, "--system")) system = v;
-            else if (!strcmp(a, "-n") || !strcmp(a, "--tokens")) {
+            else if (!strcmp(a, "--load")) {
+                if (tn_infer_load_parse(v, &io.load) != 0) return tn_cli_usage_error("run", "--load: %s", tn_errmsg());
+            } else if (!strcmp(a, "-n") || !strcmp(a, "--tokens")) {
                 if (parse_int(v, 0, 1 << 24, &iv)) return tn_cli_usage_error("run", "%s: '%s' is not a count", a, v);
                 go.max_new = (int)iv;
             } else if (!strcmp(a, "--top-k")) {

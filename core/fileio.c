@@ -54,13 +54,31 @@ uint8_t *tn_huge_alloc(size_t size, void **region, size_t *span) {
     return data;
 }
 
+/* MemAvailable of /proc/meminfo in bytes (the kernel's estimate of what can be had without swapping),
+ * or -1 where it cannot be read. */
+static int64_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    long long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+    fclose(f);
+    return kb < 0 ? -1 : (int64_t)kb * 1024;
+}
+
 int tn_load_file_huge(const char *path, tn_mapped_file *m) {
     memset(m, 0, sizeof *m);
     m->fd = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return tn_err("%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        const int e = errno;
+        close(fd);
+        return tn_err("%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
         close(fd);
         return tn_err("%s: not a regular file", path);
     }
@@ -69,12 +87,16 @@ int tn_load_file_huge(const char *path, tn_mapped_file *m) {
         close(fd);
         return 0;
     }
-    void *region;
-    size_t span;
-    uint8_t *data = tn_huge_alloc(size, &region, &span);
+    /* With overcommit an anonymous map rarely fails; the copy would then die of the OOM killer while it
+     * reads. So it is only tried where the kernel says the memory is there, with room to spare. */
+    const int64_t avail = mem_available();
+    void *region = NULL;
+    size_t span = 0;
+    uint8_t *data = avail < 0 || (int64_t)size < avail / 10 * 9 ? tn_huge_alloc(size, &region, &span) : NULL;
     if (!data) { /* a map needs no memory of its own: the page cache holds it */
         close(fd);
-        tn_log_warn("%s: no memory for a copy of %zu bytes in huge pages; mapping the file instead", path, size);
+        tn_log_warn("%s: no memory for a copy of %zu bytes in huge pages (%.0f MiB available); mapping the file "
+                    "instead", path, size, avail < 0 ? -1.0 : (double)avail / 1048576.0);
         return tn_map_file(path, m);
     }
     size_t done = 0;

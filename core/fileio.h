@@ -25,8 +25,9 @@ uint8_t *tn_huge_alloc(size_t size, void **region, size_t *span);
  * pages (MADV_HUGEPAGE), then make it read-only: for data read over and over in long streams (a model's
  * weights, every decoded token), which 4 KiB pages slow down (a TLB miss every 4 KiB, and the hardware
  * prefetchers stop at page boundaries). A page-cache map gets such pages only where the kernel and file
- * system give the file large folios. Costs a copy of the file in memory; where no memory is left for it,
- * the file is mapped instead (tn_map_file) with a warning. Released by tn_unmap_file. */
+ * system give the file large folios. Costs a copy of the file in memory; where the kernel's MemAvailable
+ * does not hold it with 10% to spare, or the allocation fails, the file is mapped instead (tn_map_file)
+ * with a warning. Released by tn_unmap_file. */
 int tn_load_file_huge(const char *path, tn_mapped_file *m);
 void tn_unmap_file(tn_mapped_file *m);
 

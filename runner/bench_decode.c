@@ -304,7 +304,7 @@ static int open_model(const bench_opts *b, int ctx, image *im, tn_infer **out) {
     o.graph = b->graph;
     o.load = b->load;
     double t0 = tn_time_s();
-    if (b->model) { /* a model file: mapped and opened as `trinity run` opens it */
+    if (b->model) { /* a model file: loaded and opened as `trinity run` opens it (b->load) */
         TN_CHECK(tn_infer_open(b->model, &o, out));
         im->t_open = tn_time_s() - t0;
         if (tn_infer_ctx(*out) < ctx) {

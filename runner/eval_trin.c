@@ -25,19 +25,14 @@ static int argmax(const float *x, int n) {
 }
 
 /* One engine on the eval's terms: its own KV cache of one window. */
-static int open_engine(const char *path, int seq_len, tn_infer_mode mode, const char *device, int rescore,
-                       tn_infer **m) {
-    tn_infer_opts o;
-    tn_infer_opts_default(&o);
-    o.device = device;
-    o.mode = mode;
-    if (rescore >= 0) o.rescore = rescore;
+static int open_engine(const char *path, int seq_len, const tn_infer_opts *io, tn_infer **m) {
+    tn_infer_opts o = *io;
     o.ctx = seq_len > 0 ? seq_len : 512; /* one window is all the cache ever holds */
     return tn_infer_open(path, &o, m);
 }
 
 int tn_trin_eval_compare(const char *model, const char *ref, const char *shard_path, int seq_len, int64_t max_windows,
-                         tn_infer_mode mode, const char *device, int rescore, tn_eval_compare *out) {
+                         const tn_infer_opts *io, tn_eval_compare *out) {
     memset(out, 0, sizeof *out);
     tn_shard s;
     TN_CHECK(tn_shard_load(shard_path, &s));
@@ -47,8 +42,8 @@ int tn_trin_eval_compare(const char *model, const char *ref, const char *shard_p
     int rc = 0;
     const tn_llama_config *c = NULL;
     if (s.n_tokens < 2) rc = tn_err("%s: fewer than 2 tokens", shard_path);
-    if (rc == 0) rc = open_engine(model, seq_len, mode, device, rescore, &m);
-    if (rc == 0 && ref && open_engine(ref, seq_len, mode, device, rescore, &r) != 0) rc = tn_err_prefix("reference %s", ref);
+    if (rc == 0) rc = open_engine(model, seq_len, io, &m);
+    if (rc == 0 && ref && open_engine(ref, seq_len, io, &r) != 0) rc = tn_err_prefix("reference %s", ref);
     if (rc == 0) {
         c = tn_infer_config(m);
         if (seq_len <= 0) seq_len = c->max_seq_len < 512 ? c->max_seq_len : 512;
@@ -116,7 +111,11 @@ int tn_trin_eval(const char *model, const char *shard_path, int seq_len, int bat
                  tn_infer_mode mode, const char *device, double *loss, int64_t *tokens) {
     (void)batch;
     tn_eval_compare e;
-    TN_CHECK(tn_trin_eval_compare(model, NULL, shard_path, seq_len, max_windows, mode, device, -1, &e));
+    tn_infer_opts io;
+    tn_infer_opts_default(&io);
+    io.mode = mode;
+    io.device = device;
+    TN_CHECK(tn_trin_eval_compare(model, NULL, shard_path, seq_len, max_windows, &io, &e));
     *loss = e.loss;
     *tokens = e.tokens;
     return 0;

@@ -26,9 +26,9 @@ typedef struct {
     int64_t top1_agree;        /* targets where both models' argmax agree */
 } tn_eval_compare;
 
-/* As tn_trin_eval with ref (a .trin or .h5) run alongside; ref NULL fills only loss and tokens. rescore:
- * tn_infer_opts.rescore for both engines (candidates re-scored from exact head rows), < 0 = the default. */
+/* As tn_trin_eval with ref (a .trin or .h5) run alongside; ref NULL fills only loss and tokens. io: the
+ * engines' options (mode, device, rescore, load; the context is set to one window). */
 int tn_trin_eval_compare(const char *model, const char *ref, const char *shard, int seq_len, int64_t max_windows,
-                         tn_infer_mode mode, const char *device, int rescore, tn_eval_compare *out);
+                         const tn_infer_opts *io, tn_eval_compare *out);
 
 #endif

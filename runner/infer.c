@@ -677,13 +677,22 @@ static int place(tn_infer *m) {
     if (m->ops->max_head_dim && hd > m->ops->max_head_dim)
         return tn_err("head dimension %d: the %s attention handles at most %d", hd, m->ops->name,
                       m->ops->max_head_dim);
-    if (m->exact.w && (!m->ops->gemm_q8 || !m->ops->gemm_q4 || m->opts.rescore == 0)) {
+    const int tables = m->ops->gemm_q8 && m->ops->gemm_q4;
+    if (m->exact.w && (!tables || m->opts.rescore == 0)) {
         /* an engine without the tables' kernels (CUDA) runs the exact rows as the head; rescore 0 keeps
          * the quantized head alone (a tied model still embeds from the exact rows) */
-        if (m->opts.rescore != 0) {
+        if (!tables && m->opts.rescore == 0)
+            return tn_err("re-scoring 0 candidates keeps the quantized head alone, and the %s engine has no %s "
+                          "kernels: leave --rescore at its default (the %s runs the exact rows as its head), or "
+                          "run with --device cpu", m->ops->name, tn_trin_dtype_name((tn_trin_dtype)m->head.dtype),
+                          m->ops->name);
+        if (!tables) {
             const int act8 = m->head.act8;
+            release_owned(m, m->head.w); /* exact mode's dequantized table, if any: never read now */
             m->head = m->exact;
             m->head.act8 = act8;
+        } else if (m->embed.w != m->exact.w) {
+            release_owned(m, m->exact.w);
         }
         memset(&m->exact, 0, sizeof m->exact);
     }
@@ -1002,7 +1011,8 @@ int tn_infer_open(const char *path, const tn_infer_opts *o, tn_infer **out) {
     if (got >= 4 && memcmp(magic, TN_TRIN_MAGIC, 4) == 0) {
         tn_trin *t;
         tn_infer_load load = o ? o->load : TN_LOAD_AUTO;
-        if (load == TN_LOAD_AUTO) load = !o || !o->device || !strncmp(o->device, "cpu", 3) ? TN_LOAD_COPY : TN_LOAD_MAP;
+        if (load == TN_LOAD_AUTO) /* the CPU as device/device.c reads a spec: none, "" or "cpu" */
+            load = !o || !o->device || !*o->device || !strcmp(o->device, "cpu") ? TN_LOAD_COPY : TN_LOAD_MAP;
         TN_CHECK(load == TN_LOAD_COPY ? tn_trin_open_huge(path, &t) : tn_trin_open(path, &t));
         return tn_infer_from_trin(t, o, out);
     }

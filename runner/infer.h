@@ -59,9 +59,9 @@ typedef struct tn_infer tn_infer;
 
 void tn_infer_opts_default(tn_infer_opts *o);
 
-/* Open a .trin file or an HDF5 checkpoint (told apart by their first bytes). */
 /* Parse "auto", "map" or "copy" (the --load option). */
 int tn_infer_load_parse(const char *s, tn_infer_load *out);
+/* Open a .trin file or an HDF5 checkpoint (told apart by their first bytes). */
 int tn_infer_open(const char *path, const tn_infer_opts *o, tn_infer **out);
 /* Use an open .trin (taken over: closed by tn_infer_free, also on failure). */
 int tn_infer_from_trin(tn_trin *t, const tn_infer_opts *o, tn_infer **out);
@@ -86,7 +86,7 @@ int tn_infer_graph_active(const tn_infer *m);
 /* Read bandwidth of the engine's device memory, bytes/s (CPU: `threads` threads; best of `reps`). */
 double tn_infer_read_bandwidth(const tn_infer *m, size_t bytes, int threads, int reps);
 /* Bytes the engine allocated in its device's memory: on a GPU the uploaded weights, the KV cache and the
- * scratch; on the CPU the KV cache and scratch (the weights stay where the file is mapped). */
+ * scratch; on the CPU the KV cache and scratch (the weights stay where the file was loaded: opts.load). */
 int64_t tn_infer_device_bytes(const tn_infer *m);
 /* Bytes the engine reads per decoded token: every weight matrix (the embedding row aside) plus norms,
  * plus the exact head rows it re-scores. The numerator of the bandwidth bound. */

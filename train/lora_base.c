@@ -197,9 +197,13 @@ static int load_trin(tn_qbase *b, const tn_trin *t) {
     b->lookup = malloc((size_t)n * sizeof *b->lookup);
     b->q = calloc((size_t)n, sizeof *b->q);
     int rc = x && ext && b->lookup && b->q ? 0 : tn_err("out of memory");
+    /* A quantized head with its exact rows (TRIN 4): the base is the model the runner runs, whose argmax is
+     * the exact head's and whose tied embeddings are the exact rows, so the frozen head is those rows. */
+    const tn_trin_tensor *exact = tn_trin_find(t, TN_TRIN_EXACT_HEAD);
     for (int i = 0; rc == 0 && i < n; i++) {
         const tn_tensor_info *ti = &b->layout.tensors[i];
-        x[i] = tn_trin_find(t, ti->name);
+        const int is_head = ti->group == TN_GROUP_HEAD || (t->cfg.tied_embeddings && ti->group == TN_GROUP_EMBED);
+        x[i] = exact && is_head ? exact : tn_trin_find(t, ti->name);
         b->lookup[i] = -1;
         if (!x[i]) rc = tn_err("no tensor %s", ti->name);
         else if (x[i]->act_bits == 8)

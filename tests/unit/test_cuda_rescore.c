@@ -1,8 +1,8 @@
 /* The CUDA engine and exact head rows (TRIN version 4, `trinity export --head q8 --exact-head`): it has no Q8 /
  * Q4 kernels, so it runs the exact F16 rows as the head (and, tied, as the embedding table): its logits are
  * then the CPU's for the same model exported with an F16 head (fast mode within 1e-3 and exact mode within
- * 1e-5 relative, the bounds of test_cuda_infer), with the same argmax everywhere; an untied Q8 embedding
- * table is still refused with one message. Runs through the emulator in a TN_CUDA_EMU build, on the card in a
+ * 1e-5 relative, the bounds of test_cuda_infer), with the same argmax everywhere; --rescore 0 (the Q8 head
+ * alone) and an untied Q8 embedding table are refused with one message each. Runs through the emulator in a TN_CUDA_EMU build, on the card in a
  * TN_CUDA build, and skips elsewhere. */
 #include "cuda_test.h"
 
@@ -95,6 +95,14 @@ static void run_case(int tied) {
         }
         tn_infer_free(md);
         tn_infer_free(mc);
+    }
+    { /* --rescore 0 keeps the Q8 head alone, which the engine cannot run: refused, saying why */
+        tn_infer_opts o;
+        tn_infer_opts_default(&o);
+        o.device = "cuda";
+        o.rescore = 0;
+        tn_infer *m0 = NULL;
+        CHECK(tn_infer_open(px, &o, &m0) != 0 && m0 == NULL && strstr(tn_errmsg(), "re-scoring 0 candidates") != NULL);
     }
     if (!tied && export_as(h5, pe, TN_TABLE_Q8, TN_TABLE_Q8, 1) == 0) { /* the Q8 embedding table has no rows */
         tn_infer *md = open_on(pe, "cuda", TN_INFER_FAST);

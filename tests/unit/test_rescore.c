@@ -5,7 +5,9 @@
  *     ones are the F16-head model's (1e-6 of the row's scale), so the argmax is the F16 head's everywhere;
  *     --rescore 0 is the Q8-head model exactly; decode = prefill; a tied model embeds from the exact rows;
  *     the bytes per token count the re-scored rows; out-of-range counts are refused;
- *   - the reader: the rows in a version-3 file, with act_bits unlike the head's, under an unknown name.
+ *   - a LoRA base read from such a file takes the exact rows as its frozen head (and tied embeddings);
+ *   - the reader: the rows in a version-3 file, with act_bits unlike the head's, under an unknown name; the
+ *     writer (the same checks): beside an F32 head, as F32 rows.
  * The CUDA engine's use of the rows: tests/unit/test_cuda_rescore.c. */
 #include "tn_test.h"
 #include "trin_image.h"
@@ -18,8 +20,10 @@
 #include "export/export_trin.h"
 #include "export/trin.h"
 #include "runner/infer.h"
+#include "runner/f16.h"
 #include "runner/rescore.h"
 #include "tiny_ckpt.h"
+#include "train/lora_base.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -254,6 +258,35 @@ static void test_engine(int tied) {
     tn_free(l0);
     tn_free(scan);
 
+    /* a LoRA base (ternary body) from a file with exact rows: the frozen head is those rows */
+    {
+        tn_export_opts o;
+        tn_export_opts_default(&o);
+        tn_export_report rep;
+        o.quantize = "ternary";
+        o.head = TN_TABLE_Q8;
+        o.exact_head = 1;
+        const char *pt = tmp(tied ? "lora-tied.trin" : "lora-untied.trin");
+        CHECK_OK(tn_export_trin(ph5, pt, &o, &rep));
+        tn_qbase b;
+        memset(&b, 0, sizeof b);
+        tn_trin *t = NULL;
+        CHECK_OK(tn_trin_open(pt, &t));
+        if (tn_qbase_load(&b, pt) == 0 && t) {
+            const tn_trin_tensor *x = tn_trin_find(t, TN_TRIN_EXACT_HEAD);
+            const tn_tensor_info *hi = tn_llama_layout_find(&b.layout, tied ? "model.embed_tokens.weight" : "lm_head.weight");
+            const int64_t n = cfg.vocab_size * cfg.dim;
+            float *want = tn_alloc((size_t)n, sizeof *want);
+            tn_f16_to_f32_row((const uint16_t *)(const void *)x->data, n, want);
+            CHECK(hi && memcmp(b.floats + hi->offset, want, (size_t)n * sizeof *want) == 0);
+            tn_free(want);
+        } else {
+            CHECKF(0, "LoRA base from %s: %s", pt, tn_errmsg());
+        }
+        tn_qbase_free(&b);
+        tn_trin_close(t);
+    }
+
     /* the exporter: exact rows need a quantized head */
     tn_export_opts o;
     tn_export_opts_default(&o);
@@ -285,6 +318,38 @@ static void expect_refused(const uint8_t *img, size_t size, void (*patch)(uint8_
     free(c);
 }
 
+/* The writer applies the reader's checks: exact rows beside an F32 head, or stored as F32, are refused. */
+static void writer_refuses(tn_trin_dtype head_dtype, tn_trin_dtype rows_dtype, const char *want) {
+    tn_llama_config cfg = test_config(0);
+    tn_llama_layout l;
+    CHECK_OK(tn_llama_layout_init(&l, &cfg));
+    tn_trin_writer *w = tn_trin_writer_new(&cfg);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i <= l.n_tensors; i++) {
+        const int extra = i == l.n_tensors; /* the exact rows last */
+        tn_trin_tensor d;
+        memset(&d, 0, sizeof d);
+        snprintf(d.name, sizeof d.name, "%s", extra ? TN_TRIN_EXACT_HEAD : l.tensors[i].name);
+        d.rank = extra ? 2 : l.tensors[i].rank;
+        d.shape[0] = extra ? cfg.vocab_size : l.tensors[i].shape[0];
+        d.shape[1] = extra ? cfg.dim : l.tensors[i].shape[1];
+        d.dtype = extra ? rows_dtype : !strcmp(d.name, "lm_head.weight") ? head_dtype : TN_TRIN_F32;
+        d.scale_layout = d.dtype == TN_TRIN_Q8 ? TN_TRIN_SCALE_ROW : TN_TRIN_SCALE_NONE;
+        uint64_t size;
+        CHECK_OK(tn_trin_data_size(d.dtype, d.rank, d.shape, &size));
+        uint8_t *buf = calloc(1, size);
+        float *scales = d.scale_layout ? calloc((size_t)d.shape[0], sizeof *scales) : NULL;
+        for (int64_t r = 0; scales && r < d.shape[0]; r++) scales[r] = 1.0f;
+        rc = tn_trin_writer_add(w, &d, buf, scales, 1);
+    }
+    CHECK(rc == 0);
+    CHECKF(tn_trin_writer_write(w, tmp("crafted.trin")) != 0 && strstr(tn_errmsg(), want), "want '%s', got '%s'", want,
+           tn_errmsg());
+    CHECK(access(tmp("crafted.trin"), F_OK) != 0);
+    tn_trin_writer_free(w);
+    tn_llama_layout_free(&l);
+}
+
 static void test_reader(void) {
     char *img;
     size_t size;
@@ -297,6 +362,8 @@ static void test_reader(void) {
     expect_refused(u, size, patch_act_bits, "act_bits 8, the head's are 0");
     expect_refused(u, size, patch_name, "unexpected tensor 'lm_head.exacx'");
     free(img);
+    writer_refuses(TN_TRIN_F32, TN_TRIN_F16, "beside a F32 head");
+    writer_refuses(TN_TRIN_Q8, TN_TRIN_F32, "must be F16 [vocab, dim]");
 }
 
 int main(void) {
