@@ -12,23 +12,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int tn_map_file(const char *path, tn_mapped_file *m) {
-    memset(m, 0, sizeof *m);
-    m->fd = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tn_err("%s: %s", path, strerror(errno));
+/* Open path read-only; *fd and *size on success, else an error naming the file (nothing left open). */
+static int open_regular(const char *path, int *fd, size_t *size) {
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0) return tn_err("%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
+    if (fstat(*fd, &st) != 0) {
+        const int e = errno;
+        close(*fd);
+        *fd = -1;
         return tn_err("%s: %s", path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
-        close(fd);
+        close(*fd);
+        *fd = -1;
         return tn_err("%s: not a regular file", path);
     }
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
+int tn_map_file(const char *path, tn_mapped_file *m) {
+    memset(m, 0, sizeof *m);
+    m->fd = -1;
+    int fd = -1;
+    size_t size = 0;
+    TN_CHECK(open_regular(path, &fd, &size));
     m->fd = fd;
-    m->size = (size_t)st.st_size;
+    m->size = size;
     if (m->size == 0) return 0;
     void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
@@ -70,19 +81,9 @@ static int64_t mem_available(void) {
 int tn_load_file_huge(const char *path, tn_mapped_file *m) {
     memset(m, 0, sizeof *m);
     m->fd = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tn_err("%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        const int e = errno;
-        close(fd);
-        return tn_err("%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return tn_err("%s: not a regular file", path);
-    }
-    const size_t size = (size_t)st.st_size;
+    int fd = -1;
+    size_t size = 0;
+    TN_CHECK(open_regular(path, &fd, &size));
     if (size == 0) {
         close(fd);
         return 0;

@@ -20,8 +20,10 @@ const char *tn_precision_name(tn_precision p) {
     return "?";
 }
 
+int tn_device_spec_is_cpu(const char *spec) { return !spec || !*spec || !strcmp(spec, "cpu"); }
+
 static int parse_spec(const char *spec, int *is_cuda, int *index) {
-    if (!spec || !*spec || !strcmp(spec, "cpu")) {
+    if (tn_device_spec_is_cpu(spec)) {
         *is_cuda = 0;
         *index = 0;
         return 0;

@@ -48,6 +48,8 @@ typedef struct tn_device {
     tn_precision precision;
 } tn_device;
 
+/* 1 when spec names the CPU: NULL, "" or "cpu" (as tn_device_open reads it). */
+int tn_device_spec_is_cpu(const char *spec);
 /* Open "cpu", "cuda" (= cuda:0) or "cuda:N". Errors: a spec that is none of these; "cuda" in a build
  * without a CUDA backend; no device, no driver, or no kernel image for the card. */
 int tn_device_open(const char *spec, tn_device *out);

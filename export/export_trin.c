@@ -107,11 +107,6 @@ static int add_table(exporter *e, tn_trin_tensor *d, const float *W, tn_table_ty
     return tn_trin_writer_add(e->w, d, buf, scales, 1);
 }
 
-/* The LM head's tensor: lm_head.weight, or the embedding table of a tied model. */
-static int is_head(const tn_tensor_info *t, const tn_llama_config *cfg) {
-    return !strcmp(t->name, cfg->tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-}
-
 /* n floats rounded to F16 (malloc'd; NULL on failure, error set). */
 static uint16_t *to_f16(const float *W, int64_t n) {
     uint16_t *h = malloc((size_t)n * sizeof *h);
@@ -169,7 +164,7 @@ static int add_tensor(exporter *e, int i) {
     const tn_table_type table = tn_table_for(t, &e->src.ck.layout.cfg, e->o->head, e->o->embed);
     if (table == TN_TABLE_Q8 || table == TN_TABLE_Q4) {
         TN_CHECK(add_table(e, &d, x.W, table));
-        return is_head(t, &e->src.ck.layout.cfg) && e->o->exact_head ? add_exact_head(e, &d, x.W) : 0;
+        return tn_tensor_is_head(t, &e->src.ck.layout.cfg) && e->o->exact_head ? add_exact_head(e, &d, x.W) : 0;
     }
     /* Dense. Norms (rank 1) stay F32: they are tiny and the forward is sensitive to them. */
     if ((table == TN_TABLE_F16 || (table == TN_TABLE_AUTO && e->o->dense == TN_EXPORT_DENSE_F16)) && t->rank == 2) {

@@ -23,9 +23,8 @@ int tn_table_type_parse(const char *s, tn_table_type *out) {
 const char *tn_table_type_name(tn_table_type t) { return (unsigned)t < 5 ? names[t] : "?"; }
 
 tn_table_type tn_table_for(const tn_tensor_info *t, const tn_llama_config *cfg, tn_table_type head, tn_table_type embed) {
-    if (t->group == TN_GROUP_HEAD) return head;
-    if (t->group == TN_GROUP_EMBED) return cfg->tied_embeddings ? head : embed;
-    return TN_TABLE_AUTO;
+    if (tn_tensor_is_head(t, cfg)) return head;
+    return t->group == TN_GROUP_EMBED ? embed : TN_TABLE_AUTO;
 }
 
 /* Every weight finite (a NaN would reach a float-to-int conversion, which C leaves undefined). */

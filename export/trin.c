@@ -260,7 +260,7 @@ static int sort_names(const tn_trin_tensor *ts, int n, name_idx **out) {
  * (lm_head.weight, or the tied embedding table) that is Q8 or Q4, with the head's act_bits. */
 static int check_exact_head(const tn_llama_config *cfg, const tn_trin_tensor *ts, const name_idx *sorted, int n,
                             const tn_trin_tensor *x) {
-    const int hk = find_sorted(sorted, n, cfg->tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+    const int hk = find_sorted(sorted, n, tn_llama_head_name(cfg));
     if (x->dtype != TN_TRIN_F16 || x->rank != 2 || x->scale_layout != TN_TRIN_SCALE_NONE)
         return tn_err("tensor '%s': exact head rows must be F16 [vocab, dim] without scales", x->name);
     if (x->shape[0] != cfg->vocab_size || x->shape[1] != cfg->dim)

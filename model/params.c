@@ -155,6 +155,14 @@ int tn_llama_view_init(tn_llama_view *v, const tn_llama_layout *l, float *base) 
     return 0;
 }
 
+const char *tn_llama_head_name(const tn_llama_config *cfg) {
+    return cfg->tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+}
+
+int tn_tensor_is_head(const tn_tensor_info *t, const tn_llama_config *cfg) {
+    return t->group == TN_GROUP_HEAD || (cfg->tied_embeddings && t->group == TN_GROUP_EMBED);
+}
+
 int tn_bias_target(const tn_tensor_info *t) {
     switch (t->vec) {
     case TN_V_Q_BIAS: return TN_W_Q;

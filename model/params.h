@@ -89,6 +89,9 @@ int tn_llama_view_init(tn_llama_view *v, const tn_llama_layout *l, float *base);
 void tn_llama_view_free(tn_llama_view *v);
 /* The matrix (TN_W_Q, TN_W_K, TN_W_V) whose output a bias tensor is added to; -1 for other tensors. */
 int tn_bias_target(const tn_tensor_info *t);
+/* The LM head's matrix: lm_head.weight, or the embedding table of a model that ties it to the head. */
+const char *tn_llama_head_name(const tn_llama_config *cfg);
+int tn_tensor_is_head(const tn_tensor_info *t, const tn_llama_config *cfg);
 /* Pointer to matrix `kind` of layer `layer` in a view. */
 float *tn_layer_matrix(const tn_layer_view *lv, tn_linear_kind kind);
 

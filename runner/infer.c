@@ -697,7 +697,7 @@ static int place(tn_infer *m) {
         memset(&m->exact, 0, sizeof m->exact);
     }
     m->rescore = m->exact.w ? m->opts.rescore : 0;
-    if (!m->ops->gemm_q8 || !m->ops->gemm_q4) { /* a table without them (CUDA) refuses such a model whole */
+    if (!tables) { /* a table without them (CUDA) refuses such a model whole */
         const imat *bad = is_qtable(m->embed.dtype) ? &m->embed : is_qtable(m->head.dtype) ? &m->head : NULL;
         for (int l = 0; l < m->cfg.n_layers && !bad; l++)
             FOR_EACH_MAT(&m->layers[l], if (!bad && is_qtable(W->dtype)) bad = W);
@@ -1011,8 +1011,7 @@ int tn_infer_open(const char *path, const tn_infer_opts *o, tn_infer **out) {
     if (got >= 4 && memcmp(magic, TN_TRIN_MAGIC, 4) == 0) {
         tn_trin *t;
         tn_infer_load load = o ? o->load : TN_LOAD_AUTO;
-        if (load == TN_LOAD_AUTO) /* the CPU as device/device.c reads a spec: none, "" or "cpu" */
-            load = !o || !o->device || !*o->device || !strcmp(o->device, "cpu") ? TN_LOAD_COPY : TN_LOAD_MAP;
+        if (load == TN_LOAD_AUTO) load = tn_device_spec_is_cpu(o ? o->device : NULL) ? TN_LOAD_COPY : TN_LOAD_MAP;
         TN_CHECK(load == TN_LOAD_COPY ? tn_trin_open_huge(path, &t) : tn_trin_open(path, &t));
         return tn_infer_from_trin(t, o, out);
     }

@@ -251,20 +251,13 @@ static int cpu_attention(const tn_infer_attn *a, int kh0, int kh1) {
     const float *cos_t = a->cos_t + (int64_t)a->pos * half, *sin_t = a->sin_t + (int64_t)a->pos * half;
     rope(a->k_new, cos_t, sin_t, a->n, kvd, kh0, kh1, hd);
     rope(a->q, cos_t, sin_t, a->n, qd, kh0 * group, kh1 * group, hd);
-    if (a->n > 1) {
-        for (int kh = kh0; kh < kh1; kh++) {
-            const int64_t h0 = (int64_t)kh * group;
-            attend_prompt(a->q + h0 * hd, a->k_cache + (int64_t)kh * hd, a->v_cache + (int64_t)kh * hd, qd, kvd,
-                          a->pos, a->n, group, hd, scale, a->scratch, a->out + h0 * hd);
-        }
-        return 0;
+    for (int kh = kh0; kh < kh1; kh++) {
+        const int64_t h0 = (int64_t)kh * group;
+        const float *q = a->q + h0 * hd, *kc = a->k_cache + (int64_t)kh * hd, *vc = a->v_cache + (int64_t)kh * hd;
+        float *out = a->out + h0 * hd;
+        if (a->n > 1) attend_prompt(q, kc, vc, qd, kvd, a->pos, a->n, group, hd, scale, a->scratch, out);
+        else attend_group(q, kc, vc, kvd, a->pos + 1, group, hd, scale, a->scratch, out); /* decode: one token */
     }
-    for (int t = 0; t < a->n; t++)
-        for (int kh = kh0; kh < kh1; kh++) {
-            const int64_t h0 = (int64_t)kh * group;
-            attend_group(a->q + t * qd + h0 * hd, a->k_cache + (int64_t)kh * hd, a->v_cache + (int64_t)kh * hd, kvd,
-                         a->pos + t + 1, group, hd, scale, a->scratch, a->out + t * qd + h0 * hd);
-        }
     return 0;
 }
 

@@ -202,8 +202,7 @@ static int load_trin(tn_qbase *b, const tn_trin *t) {
     const tn_trin_tensor *exact = tn_trin_find(t, TN_TRIN_EXACT_HEAD);
     for (int i = 0; rc == 0 && i < n; i++) {
         const tn_tensor_info *ti = &b->layout.tensors[i];
-        const int is_head = ti->group == TN_GROUP_HEAD || (t->cfg.tied_embeddings && ti->group == TN_GROUP_EMBED);
-        x[i] = exact && is_head ? exact : tn_trin_find(t, ti->name);
+        x[i] = exact && tn_tensor_is_head(ti, &t->cfg) ? exact : tn_trin_find(t, ti->name);
         b->lookup[i] = -1;
         if (!x[i]) rc = tn_err("no tensor %s", ti->name);
         else if (x[i]->act_bits == 8)
